@@ -1,0 +1,104 @@
+"""`lfsd`: the single entry point. Heavy libraries are imported inside commands, so `lfsd --help`
+and shell completion stay fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="lfsd: lifelong few-shot customization of text-to-image diffusion models.", no_args_is_help=True)
+world_app = typer.Typer(help="The embedded procedural world.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+DEFAULT_BASE = Path("models/base")
+DEFAULT_EVALUATOR = Path("models/evaluator")
+
+
+@world_app.command("concepts")
+def world_concepts(
+    out: Path = typer.Option(..., help="Folder to write concept folders into."),
+    n: int = typer.Option(5, help="Number of concepts."),
+    shots: int = typer.Option(4, help="Images per concept."),
+    seed: int = typer.Option(0, help="World seed; the same seed writes the same concepts."),
+) -> None:
+    """Write N concept folders (K PNGs + concept.yaml each) of unseen world instances."""
+    from components.world.concepts import write_concepts
+
+    for folder in write_concepts(out, n, shots, seed):
+        typer.echo(str(folder))
+
+
+@world_app.command("sample")
+def world_sample(
+    out: Path = typer.Option(Path("world.png"), help="PNG grid to write."),
+    n: int = typer.Option(64, help="Number of scenes."),
+    seed: int = typer.Option(0, help="World seed."),
+) -> None:
+    """Write a grid of generic world scenes (what the base was trained on)."""
+    import numpy as np
+
+    from components.visuals import save_grid
+    from components.world.scenes import sample_scene
+
+    rng = np.random.default_rng(seed)
+    save_grid(np.stack([sample_scene(rng).image for _ in range(n)]), out)
+    typer.echo(str(out))
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help='Prompt, e.g. "a red star on a white background".'),
+    n: int = typer.Option(8, help="Number of images."),
+    out: Path = typer.Option(Path("grid.png"), help="PNG grid to write."),
+    context: Path = typer.Option(None, help="Folder of reference images used as visual context (ICGen)."),
+    model: Path = typer.Option(DEFAULT_BASE, help="Model folder (lfsd bundle or a local Stable Diffusion folder)."),
+    seed: int = typer.Option(0, help="First sampling seed; image i uses seed + i."),
+    steps: int = typer.Option(None, help="DDIM steps (default: params.yaml sampling.steps)."),
+    guidance: float = typer.Option(None, help="Guidance scale (default: params.yaml sampling.guidance_scale)."),
+) -> None:
+    """Generate N images for a prompt and write them as one PNG grid."""
+    import torch
+
+    from components.config import load_params
+    from components.model.pipeline import load
+    from components.model.references import load_reference_folder
+    from components.model.sampling import generate as sample
+    from components.pretraining.data import to_uint8
+    from components.visuals import save_grid
+
+    params = load_params()
+    torch.set_num_threads(2)
+    bundle = load(model)
+    refs = None
+    if context is not None:
+        refs = load_reference_folder(context, bundle.vae.config.sample_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
+    images = sample(
+        bundle, [prompt] * n, [seed + i for i in range(n)], references=refs,
+        steps=steps or params.sampling.steps, guidance_scale=guidance or params.sampling.guidance_scale,
+    )
+    save_grid(to_uint8(images), out)
+    typer.echo(str(out))
+
+
+@app.command("evaluate-base")
+def evaluate_base(
+    seed: int = typer.Option(1000, help="Seed for fresh world images, unseen instances and sampling noise."),
+    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
+    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Measure the evaluator and the base on data drawn fresh from SEED."""
+    from components.evaluation.base_quality import evaluate_base as run
+
+    figures = run(model, evaluator, seed)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+
+
+if __name__ == "__main__":
+    app()

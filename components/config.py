@@ -1,0 +1,139 @@
+"""The one place params.yaml becomes typed config. Every section is a frozen dataclass; unknown or
+mistyped keys fail loudly here instead of deep inside a training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = REPO_ROOT / "params.yaml"
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    seed: int = 0
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    text_hidden_size: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_prompt_tokens: int = 16
+    latent_channels: int = 4
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    unet_channels: tuple[int, ...] = (64, 128)
+    unet_attention_head_dim: int = 16
+    context_embed_dim: int = 64
+    context_tokens: int = 4
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class PretrainVaeConfig:
+    steps: int = 2500
+    batch_size: int = 32
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class PretrainBaseConfig:
+    steps: int = 9000
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    pool_scenes: int = 40000
+    pool_instances: int = 3000
+    views_per_instance: int = 5
+    context_fraction: float = 0.4
+    text_dropout: float = 0.1
+    context_dropout: float = 0.1
+    threads: int = 2
+    checkpoint_every: int = 1000
+
+
+@dataclass(frozen=True)
+class PretrainEvaluatorConfig:
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    embed_dim: int = 64
+    pool_images: int = 20000
+    pool_instances: int = 1500
+    views_per_instance: int = 8
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 30
+    guidance_scale: float = 4.0
+
+
+@dataclass(frozen=True)
+class EvaluateBaseConfig:
+    samples_per_prompt: int = 2
+    icgen_instances: int = 24
+    icgen_distractors: int = 3
+    world_images: int = 512
+    retrieval_instances: int = 64
+
+
+@dataclass(frozen=True)
+class Params:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain_vae: PretrainVaeConfig = field(default_factory=PretrainVaeConfig)
+    pretrain_base: PretrainBaseConfig = field(default_factory=PretrainBaseConfig)
+    pretrain_evaluator: PretrainEvaluatorConfig = field(default_factory=PretrainEvaluatorConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    evaluate_base: EvaluateBaseConfig = field(default_factory=EvaluateBaseConfig)
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        (inner, _) = typing.get_args(tp)
+        return tuple(_coerce(inner, v, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise TypeError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, raw: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise KeyError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(tp, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read params.yaml into `Params`. The model's image size follows the world's."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    params = _build(Params, raw, Path(path).name)
+    model = dataclasses.replace(params.model, image_size=params.world.image_size)
+    return dataclasses.replace(params, model=model)

@@ -1,0 +1,151 @@
+"""The forgetting protocol: after every task, score every concept learned so far and the classes
+around them, with fixed prompts and fixed seeds, so steps and methods are compared on paired samples.
+
+A[k][j] = concept fidelity of concept j after task k (instance-embedding cosine of generated images to
+the mean of C_j's references). RCF = the class word and its related classes drawn by theta_k vs theta_0
+from the same seeds: class accuracy and paired image similarity (CLIP-I analogue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from components.evaluation.base_quality import zero_shot
+from components.evaluation.embedder import ImageEmbedder, ImageTextEmbedder
+from components.model.references import load_reference_folder
+from components.model.sampling import generate
+from components.world.vocabulary import BACKGROUNDS
+
+
+@dataclass(frozen=True)
+class ForgettingConfig:
+    images_per_prompt: int = 2
+    rcf_seeds: int = 8
+    steps: int = 30
+    guidance_scale: float = 4.0
+    use_references: bool = True  # ICGen at generation time (only for methods trained with it)
+
+
+@dataclass
+class ConceptScore:
+    name: str
+    fidelity: float  # DINO-analogue cosine to the references' mean embedding
+    clip_i: float  # CLIP-analogue image cosine to the references' mean embedding
+    text_alignment: float  # CLIP-analogue cosine to the prompt with the token removed
+
+
+@dataclass
+class StepEval:
+    task: int
+    concepts: list[ConceptScore]
+    rcf_class_acc: float
+    rcf_similarity: float  # paired CLIP-I cosine between theta_k's and theta_0's images
+    samples: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # name -> images, for grids
+
+
+def concept_prompts(token: str, class_word: str) -> list[str]:
+    """The concept in four contexts (backgrounds)."""
+    return [f"a {token} {class_word} on a {bg} background" for bg in BACKGROUNDS]
+
+
+def rcf_prompts(class_words: list[str]) -> list[str]:
+    return [f"a {c} on a {bg} background" for c in class_words for bg in ("white", "gray")]
+
+
+def _seeds(tag: int, n: int) -> list[int]:
+    return [tag * 1000 + i for i in range(n)]
+
+
+def _mean_unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.mean(0), dim=-1)
+
+
+class ForgettingEvaluator:
+    """Holds the evaluator embedders and theta_0's RCF images (drawn once, reused at every step)."""
+
+    def __init__(self, clip: ImageTextEmbedder, dino: ImageEmbedder, cfg: ForgettingConfig):
+        self.clip, self.dino, self.cfg = clip, dino, cfg
+        self._base_rcf: dict[str, torch.Tensor] = {}
+
+    def _draw(self, bundle, prompts: list[str], seeds: list[int], refs: torch.Tensor | None = None) -> torch.Tensor:
+        return generate(bundle, prompts, seeds, references=refs, steps=self.cfg.steps, guidance_scale=self.cfg.guidance_scale)
+
+    def base_rcf_images(self, base_bundle, class_words: list[str]) -> None:
+        """Draw theta_0's images for any RCF prompt not drawn yet."""
+        for i, p in enumerate(rcf_prompts(class_words)):
+            if p not in self._base_rcf:
+                self._base_rcf[p] = self._draw(base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
+
+    def evaluate(self, model, icgen: bool, rcf_classes: list[str]) -> StepEval:
+        """Score every learned concept and the RCF classes under `model` (a LifelongModel)."""
+        b, n = model.bundle, self.cfg.images_per_prompt
+        scores, samples = [], {}
+        for entry in model.ledger.entries:
+            refs_all = load_reference_folder(entry.references, b.vae.config.sample_size, limit=64)
+            prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
+            refs = None
+            if icgen and self.cfg.use_references:
+                refs = refs_all[:3].unsqueeze(0).expand(len(prompts), -1, -1, -1, -1)
+            images = self._draw(b, prompts, _seeds(entry.task, len(prompts)), refs)
+            samples[entry.name] = images
+            dino_ref = _mean_unit(self.dino.embed_images(refs_all))
+            clip_ref = _mean_unit(self.clip.embed_images(refs_all))
+            clip_img = self.clip.embed_images(images)
+            texts = self.clip.embed_texts([p.replace(entry.token + " ", "") for p in prompts])
+            scores.append(ConceptScore(
+                entry.name,
+                fidelity=float((self.dino.embed_images(images) @ dino_ref).mean()),
+                clip_i=float((clip_img @ clip_ref).mean()),
+                text_alignment=float((clip_img * texts).sum(-1).mean()),
+            ))
+        accs, sims = [], []
+        for i, p in enumerate(rcf_prompts(rcf_classes)):
+            images = self._draw(b, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
+            want = p.split(" ")[1]
+            pred, _ = zero_shot(self.clip, images)
+            accs.append(np.mean([q == want for q in pred]))
+            base = self._base_rcf[p]
+            sims.append(float((self.clip.embed_images(images) * self.clip.embed_images(base)).sum(-1).mean()))
+        task = model.ledger.entries[-1].task if model.ledger.entries else 0
+        return StepEval(task, scores, float(np.mean(accs)) if accs else float("nan"),
+                        float(np.mean(sims)) if sims else float("nan"), samples)
+
+
+def hash_prompt(prompt: str) -> int:
+    """A stable small integer per prompt (Python's hash() is salted per process)."""
+    import zlib
+
+    return zlib.crc32(prompt.encode()) % 100_000
+
+
+def sequence_metrics(steps: list[StepEval]) -> dict:
+    """The paper-style summary over a whole sequence of K tasks."""
+    k = len(steps)
+    names = [c.name for c in steps[-1].concepts]
+    a = np.full((k, k), np.nan)
+    for i, s in enumerate(steps):
+        for c in s.concepts:
+            a[i, names.index(c.name)] = c.fidelity
+    final = a[-1]
+    forgetting = [np.nanmax(a[:k - 1, j]) - a[-1, j] for j in range(k - 1)] if k > 1 else [0.0]
+    bwt = [a[-1, j] - a[j, j] for j in range(k - 1)] if k > 1 else [0.0]
+    return {
+        "matrix": a.tolist(),
+        "concepts": names,
+        "final_fidelity": float(np.mean(final)),
+        "avg_forgetting": float(np.mean(forgetting)),
+        "bwt": float(np.mean(bwt)),
+        "rcf_preservation": float(np.mean([s.rcf_similarity for s in steps])),
+        "rcf_class_acc": float(np.mean([s.rcf_class_acc for s in steps])),
+        "new_concept_fidelity": float(np.mean([a[i, i] for i in range(k)])),
+        "text_alignment": float(np.mean([c.text_alignment for c in steps[-1].concepts])),
+        "final_clip_i": float(np.mean([c.clip_i for c in steps[-1].concepts])),
+    }
+
+
+def step_record(step: StepEval) -> dict:
+    return {"task": step.task, "concepts": [asdict(c) for c in step.concepts],
+            "rcf_class_acc": step.rcf_class_acc, "rcf_similarity": step.rcf_similarity}

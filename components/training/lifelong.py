@@ -1,0 +1,178 @@
+"""The lifelong model: a frozen base plus, per learned concept, one LoRA adapter and one token.
+
+A task checkpoint (`checkpoints/NN-name/`) stores only what its task changed: the task's LoRA on the
+UNet's cross-attention K/V (diffusers LoRA format), its token embedding (textual-inversion format),
+and the ledger: the ordered list of every concept learned so far, where each one's checkpoint and
+references live, and the base's identity (a content hash, never a copy of the base).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from components.model.pipeline import DiffusionBundle, load
+from components.model.tokenizer import add_placeholder_token
+
+LORA_DIR = "unet_lora"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # what diffusers save_lora_adapter writes
+EMBEDS_FILE = "learned_embeds.safetensors"
+LEDGER_FILE = "ledger.json"
+LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
+
+
+@dataclass
+class LedgerEntry:
+    task: int
+    name: str
+    class_word: str
+    token: str
+    references: str  # folder of the concept's versioned dataset (used at generation time only)
+    checkpoint: str  # folder of the checkpoint that learned it
+
+
+@dataclass
+class Ledger:
+    base: str
+    base_hash: str
+    method: str
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> "Ledger":
+        raw = json.loads(Path(path).read_text())
+        return cls(raw["base"], raw["base_hash"], raw["method"], [LedgerEntry(**e) for e in raw["entries"]])
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over (relative path, content) of every file: the base's identity."""
+    h = hashlib.sha256()
+    folder = Path(folder)
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def adapter_name(task: int) -> str:
+    return f"task{task}"
+
+
+class LifelongModel:
+    """A base bundle with the adapters and tokens of every task so far applied."""
+
+    def __init__(self, bundle: DiffusionBundle, ledger: Ledger):
+        self.bundle, self.ledger = bundle, ledger
+
+    @classmethod
+    def from_base(cls, base_dir: Path, method: str) -> "LifelongModel":
+        return cls(load(base_dir), Ledger(str(base_dir), folder_hash(base_dir), method))
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, base_dir: Path | None = None) -> "LifelongModel":
+        """Rebuild theta_k: the base (verified by hash) plus every task's LoRA and token, in order."""
+        from safetensors.torch import load_file
+
+        ledger = Ledger.read(Path(checkpoint) / LEDGER_FILE)
+        base_dir = Path(base_dir or ledger.base)
+        if folder_hash(base_dir) != ledger.base_hash:
+            raise ValueError(f"{base_dir}: base hash differs from the one {checkpoint} was trained on")
+        model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method))
+        for entry in ledger.entries:
+            ckpt = Path(entry.checkpoint)
+            embeds = load_file(ckpt / EMBEDS_FILE)
+            model._add_token(entry, embeds[entry.token])
+            model.bundle.unet.load_lora_adapter(
+                str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS, adapter_name=adapter_name(entry.task), prefix=None
+            )
+            model.ledger.entries.append(entry)
+        model._activate(model.adapter_names())
+        model.bundle.requires_grad_(False)
+        return model.eval()
+
+    def eval(self) -> "LifelongModel":
+        self.bundle.eval()
+        return self
+
+    def adapter_names(self) -> list[str]:
+        return [adapter_name(e.task) for e in self.ledger.entries]
+
+    def _add_token(self, entry: LedgerEntry, embedding: torch.Tensor | None = None) -> int:
+        token_id = add_placeholder_token(self.bundle.tokenizer, self.bundle.text_encoder, entry.name, entry.class_word)
+        if embedding is not None:
+            with torch.no_grad():
+                self.bundle.text_encoder.get_input_embeddings().weight[token_id] = embedding
+        return token_id
+
+    def _activate(self, names: list[str]) -> None:
+        unet = self.bundle.unet
+        if names:
+            unet.enable_adapters()
+            unet.set_adapters(names)
+        elif getattr(unet, "peft_config", None):
+            unet.disable_adapters()
+
+    def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int) -> tuple[LedgerEntry, int]:
+        """Add the new token and a fresh LoRA; only those are trainable. Returns (entry, token id)."""
+        from peft import LoraConfig
+
+        if name in self.ledger.names():
+            raise ValueError(f"concept {name!r} is already learned")
+        task = len(self.ledger.entries) + 1
+        entry = LedgerEntry(task, name, class_word, f"<{name}>", references, checkpoint)
+        token_id = self._add_token(entry)
+        self.bundle.requires_grad_(False)
+        self.bundle.unet.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS),
+            adapter_name=adapter_name(task),
+        )
+        self._activate([*self.adapter_names(), adapter_name(task)])
+        self.ledger.entries.append(entry)
+        self._freeze_all_but(adapter_name(task))
+        self.bundle.text_encoder.get_input_embeddings().weight.requires_grad_(True)
+        return entry, token_id
+
+    def _freeze_all_but(self, current: str) -> None:
+        for n, p in self.bundle.unet.named_parameters():
+            p.requires_grad_(f".{current}." in n and "lora_" in n)
+
+    def lora_parameters(self, task: int) -> list[torch.nn.Parameter]:
+        tag = f".{adapter_name(task)}."
+        return [p for n, p in self.bundle.unet.named_parameters() if tag in n and "lora_" in n]
+
+    @contextmanager
+    def as_teacher(self):
+        """theta_{k-1} inside theta_k: the current task's adapter is switched off (its token is unused)."""
+        current = self.adapter_names()
+        self._activate(current[:-1])
+        try:
+            yield
+        finally:
+            self._activate(current)
+            self._freeze_all_but(current[-1])
+
+    def save_task(self, out: Path, token_id: int, extra: dict | None = None) -> Path:
+        """Write the current (last) task's checkpoint: its LoRA, its token, the full ledger."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        entry = self.ledger.entries[-1]
+        self.bundle.unet.save_lora_adapter(str(out / LORA_DIR), adapter_name=adapter_name(entry.task))
+        embedding = self.bundle.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
+        save_file({entry.token: embedding.contiguous()}, out / EMBEDS_FILE)
+        self.ledger.save(out / LEDGER_FILE)
+        if extra:
+            (out / "training.json").write_text(json.dumps(extra, indent=2))
+        return out

@@ -1,0 +1,57 @@
+"""Run a concept sequence through one method, evaluating forgetting after every task.
+
+In-process and self-contained: the benchmark and the tests call this; the pipeline runs the same
+`train_task` per concept inside Ray Train and the same evaluator after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.evaluation.forgetting import ForgettingEvaluator, StepEval, sequence_metrics
+from components.training.concept import read_concept
+from components.training.lifelong import LifelongModel
+from components.training.methods import get_method
+from components.training.trainer import TaskResult, TrainConfig, train_task
+
+
+@dataclass
+class SequenceResult:
+    method: str
+    tasks: list[TaskResult]
+    steps: list[StepEval]
+    metrics: dict
+
+
+def run_sequence(
+    base_dir: Path,
+    concept_dirs: list[Path],
+    method_name: str,
+    train_cfg: TrainConfig,
+    evaluator: ForgettingEvaluator | None,
+    out_root: Path,
+    log: Callable[[str], None] = print,
+) -> SequenceResult:
+    """Teach the concepts in order; checkpoints land in out_root/NN-name/."""
+    method = get_method(method_name)
+    model = LifelongModel.from_base(base_dir, method_name)
+    base = LifelongModel.from_base(base_dir, method_name) if evaluator else None
+    tasks, steps = [], []
+    for k, folder in enumerate(concept_dirs, start=1):
+        concept = read_concept(folder)
+        cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed * 100 + k)
+        result = train_task(model, concept, method, cfg, Path(out_root) / f"{k:02d}-{concept.name}")
+        tasks.append(result)
+        log(f"[{method_name}] task {k} {concept.name}: {result.seconds:.1f} s, {result.step_seconds * 1000:.0f} ms/step")
+        if evaluator is not None:
+            classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
+            evaluator.base_rcf_images(base.bundle, classes)
+            step = evaluator.evaluate(model, icgen=method.icgen, rcf_classes=classes)
+            steps.append(step)
+            log(f"[{method_name}]   fidelity " + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
+                + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}")
+    metrics = sequence_metrics(steps) if steps else {}
+    return SequenceResult(method_name, tasks, steps, metrics)

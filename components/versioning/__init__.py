@@ -1,0 +1,12 @@
+"""Versioning of concept datasets and lifelong checkpoints with DVC + git (no orchestration
+imports: flows call these functions). See docs/versioning.md."""
+
+from components.versioning.env import dvc_env, state_dir
+from components.versioning.git import git_head
+from components.versioning.proc import VersioningError
+from components.versioning.store import VersionRecord, ensure_dvc_repo, restore, status_clean, version_path
+
+__all__ = [
+    "VersionRecord", "VersioningError", "dvc_env", "ensure_dvc_repo", "git_head", "restore", "state_dir",
+    "status_clean", "version_path",
+]

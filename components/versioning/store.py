@@ -1,0 +1,236 @@
+"""Version concept datasets and lifelong checkpoints with DVC + git, atomically.
+
+`version_path` = dvc add -> dvc push -> one git commit of the .dvc file (and DVC's .gitignore
+entry). Any failure restores the .dvc file, the .gitignore and HEAD exactly as they were and raises
+VersioningError naming the path and the failed step. Objects already copied into the DVC cache or
+the remote are left there: both are content-addressed, so stray objects change no visible state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+import yaml
+
+from components.versioning.env import ensure_state_dir, state_dir
+from components.versioning.git import commit_blobs, git, head_or_none, move_head_back, read_blob, stage_blobs
+from components.versioning.proc import CommandError, VersioningError, run_dvc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What one `version_path` call pinned: enough to find the data again from git history."""
+
+    path: str  # repo-relative posix path of the data
+    md5: str  # DVC hash of the output (`<md5>.dir` for a directory)
+    nfiles: int
+    size: int  # bytes
+    dvc_file: str  # repo-relative posix path of the .dvc file
+    commit: str  # the commit holding this version (HEAD when nothing changed)
+    changed: bool  # False when the data was already committed as-is (no new commit made)
+
+
+# ---------------------------------------------------------------- repo setup
+
+
+def default_remote_url(repo_root: str | Path) -> Path:
+    """A local directory remote inside the state dir: works offline, needs no credentials."""
+    return state_dir(repo_root) / "dvc-remote"
+
+
+def ensure_dvc_repo(repo_root: str | Path, remote_url: str | None = None, remote_name: str = "local") -> str:
+    """Make `repo_root` a DVC repo with a default remote; safe to call any number of times.
+
+    `dvc init` runs only when `.dvc/` is missing (it stages its own files in git; committing them is
+    left to the caller). A remote is added only when no default remote is configured at any level,
+    so an existing setup is never overridden. The default local remote goes into `.dvc/config.local`
+    (git-ignored) as a path relative to `.dvc/`: the committed `.dvc/config` never hardcodes this
+    machine's paths, and the workspace stays relocatable. An explicit `remote_url` (a real, shared
+    remote) goes into the committed `.dvc/config`. Returns the default remote's name.
+    """
+    root = Path(repo_root).resolve()
+    ensure_state_dir(root)
+    if not (root / ".dvc").is_dir():
+        _dvc(str(root), "dvc init", ["init"], root)
+    current = run_dvc(["config", "core.remote"], root, check=False)
+    if current.returncode == 0 and current.stdout.strip():
+        return current.stdout.decode().strip()
+    url, local = _remote_url_arg(root, remote_url)
+    _dvc(str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root)
+    return remote_name
+
+
+def _remote_url_arg(root: Path, remote_url: str | None) -> tuple[str, bool]:
+    """(url as passed to `dvc remote add`, whether it belongs in config.local)."""
+    default = default_remote_url(root).resolve()
+    if remote_url is not None and Path(remote_url).expanduser().resolve() != default:
+        return remote_url, False
+    try:
+        return default.relative_to(root).as_posix(), True  # relative to cwd=root; DVC stores it relative
+    except ValueError:
+        return str(default), True
+
+
+# ---------------------------------------------------------------- versioning
+
+
+def version_path(repo_root: str | Path, rel_path: str | Path, message: str) -> VersionRecord:
+    """Track `rel_path` with DVC, push it, and commit its .dvc file; all-or-nothing.
+
+    Unchanged data (already committed with the same hash) makes no new commit. Only the .dvc file and
+    DVC's own `/name` line in the neighbouring .gitignore are committed, on top of HEAD: other staged
+    or unstaged changes, including other lines of that .gitignore, stay where they are.
+    """
+    root = Path(repo_root).resolve()
+    rel = _normalize(root, rel_path)
+    dvc_file = f"{rel}.dvc"
+    ignore_file = (PurePosixPath(rel).parent / ".gitignore").as_posix()
+    before = _snapshot(root, [dvc_file, ignore_file])
+    try:
+        _dvc(rel, "dvc add", ["add", rel], root)
+        _dvc(rel, "dvc push", ["push", dvc_file], root)
+        commit, changed = _commit(root, rel, dvc_file, ignore_file, message)
+    except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
+        _restore_snapshot(root, before)
+        raise
+    record = _record(root, rel, dvc_file, commit, changed)
+    log.info("versioned %s -> %s (%s)", rel, record.md5, "new commit" if changed else "unchanged")
+    return record
+
+
+def _normalize(root: Path, rel_path: str | Path) -> str:
+    """Repo-relative posix path of an existing file/dir inside the repo; bad input fails before any
+    command runs."""
+    full = Path(os.path.abspath(root / rel_path))
+    try:
+        rel = full.relative_to(root)
+    except ValueError:
+        raise VersioningError(str(rel_path), "validate", "path is outside the repository") from None
+    if rel == Path(".") or rel.parts[0] in {".git", ".dvc"}:
+        raise VersioningError(str(rel_path), "validate", "not a data path inside the repository")
+    if not full.exists():
+        raise VersioningError(str(rel_path), "validate", "path does not exist")
+    return rel.as_posix()
+
+
+def _commit(root: Path, rel: str, dvc_file: str, ignore_file: str, message: str) -> tuple[str, bool]:
+    """Commit the .dvc file (+ gitignore entry); then point the real index at what was committed."""
+    old_head = head_or_none(root)
+    commit_side, index_side = _blobs(root, rel, dvc_file, ignore_file)
+    new = _guard(rel, "git commit", lambda: commit_blobs(root, commit_side, message))
+    if new is None:
+        return old_head or "", False
+    try:
+        _guard(rel, "git index", lambda: stage_blobs(root, index_side))
+    except BaseException:
+        move_head_back(root, old_head, new)
+        raise
+    return new, True
+
+
+def _blobs(root: Path, rel: str, dvc_file: str, ignore_file: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(contents to commit, contents for the real index). The .gitignore gets DVC's entry added to
+    HEAD's version for the commit, and to the staged version for the index, nothing else."""
+    data = (root / dvc_file).read_bytes()
+    commit_side, index_side = {dvc_file: data}, {dvc_file: data}
+    entry = f"/{PurePosixPath(rel).name}"
+    work = root / ignore_file
+    if work.exists() and entry in work.read_text().splitlines():
+        commit_side[ignore_file] = _with_entry(read_blob(root, f"HEAD:{ignore_file}") or b"", entry)
+        staged = read_blob(root, f":{ignore_file}")
+        index_side[ignore_file] = commit_side[ignore_file] if staged is None else _with_entry(staged, entry)
+    return commit_side, index_side
+
+
+def _with_entry(text: bytes, entry: str) -> bytes:
+    if entry in text.decode().splitlines():
+        return text
+    sep = b"" if not text or text.endswith(b"\n") else b"\n"
+    return text + sep + entry.encode() + b"\n"
+
+
+def _snapshot(root: Path, paths: Sequence[str]) -> dict[str, bytes | None]:
+    return {p: (root / p).read_bytes() if (root / p).is_file() else None for p in paths}
+
+
+def _restore_snapshot(root: Path, before: dict[str, bytes | None]) -> None:
+    """Put the .dvc file and .gitignore back byte for byte (or remove what did not exist)."""
+    for rel, data in before.items():
+        path = root / rel
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(data)
+
+
+def _record(root: Path, rel: str, dvc_file: str, commit: str, changed: bool) -> VersionRecord:
+    out = yaml.safe_load((root / dvc_file).read_text())["outs"][0]
+    return VersionRecord(
+        path=rel, md5=out["md5"], nfiles=int(out.get("nfiles", 1)), size=int(out.get("size", 0)),
+        dvc_file=dvc_file, commit=commit, changed=changed,
+    )
+
+
+# ---------------------------------------------------------------- restore and status
+
+
+def restore(repo_root: str | Path, rel_paths: Sequence[str | Path], force: bool = False) -> None:
+    """`dvc pull` these data paths (or their .dvc files) from the remote, e.g. after losing data/
+    or checkpoints/. A .dvc file or .gitignore lost with its folder is first checked out from HEAD,
+    so `rm -rf checkpoints` is recoverable in one call. Local modifications are not overwritten
+    unless `force`."""
+    root = Path(repo_root).resolve()
+    dvc_files = [p if p.endswith(".dvc") else f"{p}.dvc" for p in (Path(r).as_posix() for r in rel_paths)]
+    label = ", ".join(dvc_files)
+    for dvc_file in dvc_files:
+        _guard(label, "git checkout", lambda f=dvc_file: _checkout_if_missing(root, f))
+    _dvc(label, "dvc pull", ["pull", *(["--force"] if force else []), *dvc_files], root)
+
+
+def _checkout_if_missing(root: Path, dvc_file: str) -> None:
+    """Bring back a deleted .dvc file and its .gitignore from HEAD; never touch existing files."""
+    ignore = (PurePosixPath(dvc_file).parent / ".gitignore").as_posix()
+    lost = [f for f in (dvc_file, ignore) if not (root / f).exists() and read_blob(root, f"HEAD:{f}") is not None]
+    if lost:
+        git(["checkout", "HEAD", "--", *lost], root)
+
+
+def status_clean(repo_root: str | Path, targets: Sequence[str | Path] = ()) -> bool:
+    """True when the workspace matches the .dvc files (`dvc status`) and the remote holds every
+    tracked object (`dvc status -c`). Limit to `targets` to ignore unrelated pipeline stages."""
+    root = Path(repo_root).resolve()
+    names = [Path(t).as_posix() for t in targets]
+    label = ", ".join(names) or str(root)
+    if _status_json(root, label, "dvc status", ["status", "--json", *names]):
+        return False
+    return not _status_json(root, label, "dvc status --cloud", ["status", "--cloud", "--json", *names])
+
+
+def _status_json(root: Path, label: str, step: str, args: list[str]) -> dict:
+    """Parsed `dvc status --json`: {} means nothing to report."""
+    text = _dvc(label, step, args, root).stdout.decode().strip()
+    return json.loads(text) if text else {}
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _guard(path: str, step: str, fn: Callable[[], T]) -> T:
+    """Run fn, translating a failed command into VersioningError(path, step)."""
+    try:
+        return fn()
+    except CommandError as e:
+        raise VersioningError(path, step, e.output or f"exit code {e.returncode}") from e
+
+
+def _dvc(path: str, step: str, args: list[str], root: Path):
+    return _guard(path, step, lambda: run_dvc(args, root))
