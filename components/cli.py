@@ -100,5 +100,31 @@ def evaluate_base(
             typer.echo(f"{k:32s} {v}")
 
 
+bench_app = typer.Typer(help="Measured benchmarks (results land in docs/).", no_args_is_help=True)
+app.add_typer(bench_app, name="benchmark")
+
+
+@bench_app.command("forgetting")
+def benchmark_forgetting(
+    concepts: Path = typer.Option(Path("examples/concepts"), help="Folder of concept folders, taught in name order."),
+    methods: str = typer.Option("lfs,finetune,prior-preservation", help="Comma-separated methods."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
+    json_out: Path = typer.Option(Path("docs/figures/forgetting.json"), "--json", help="Where to write the table."),
+    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
+    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    work: Path = typer.Option(Path("outputs/benchmark"), help="Scratch folder for checkpoints."),
+) -> None:
+    """Run every method over the concept sequence for every seed; write the forgetting table."""
+    from benchmarks.forgetting import run
+
+    report = run(concepts, methods.split(","), [int(s) for s in seeds.split(",")], json_out, model, evaluator, work,
+                 log=typer.echo)
+    for name, row in report["methods"].items():
+        typer.echo(f"{name:20s} forgetting {row['avg_forgetting']['mean']:.3f}+-{row['avg_forgetting']['std']:.3f}"
+                   f"  rcf {row['rcf_preservation']['mean']:.3f}  new {row['new_concept_fidelity']['mean']:.3f}"
+                   f"  step x{row['step_time_ratio_vs_finetune'] or float('nan'):.2f}")
+    typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
+
+
 if __name__ == "__main__":
     app()

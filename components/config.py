@@ -76,7 +76,7 @@ class PretrainEvaluatorConfig:
 @dataclass(frozen=True)
 class SamplingConfig:
     steps: int = 30
-    guidance_scale: float = 4.0
+    guidance_scale: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,41 @@ class EvaluateBaseConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """One customization task (see docs/method.md)."""
+
+    method: str = "lfs"
+    steps: int = 200
+    batch_size: int = 4
+    lr: float = 1e-3
+    token_lr: float = 5e-3
+    lora_rank: int = 4
+    lambda_kd: float = 1.0
+    kd_batch_size: int = 4
+    kd_related_classes: int = 2
+    kd_teacher_steps: int = 10
+    kd_trajectories: int = 16
+    kd_refresh_every: int = 50
+    icgen_context_dropout: float = 0.3
+    lambda_clora: float = 0.1
+    prior_images: int = 16
+    prior_batch_size: int = 4
+    guidance_scale: float = 3.0
+    report_every: int = 25
+    seed: int = 0
+    class_candidates: tuple[str, ...] = ()  # class words to search for relevant ones (default: the world's)
+
+
+@dataclass(frozen=True)
+class ForgettingConfig:
+    images_per_prompt: int = 2
+    rcf_seeds: int = 8
+    steps: int = 30
+    guidance_scale: float = 3.0
+    use_references: bool = True  # ICGen at generation time (only for methods trained with it)
+
+
+@dataclass(frozen=True)
 class Params:
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -97,6 +132,8 @@ class Params:
     pretrain_evaluator: PretrainEvaluatorConfig = field(default_factory=PretrainEvaluatorConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     evaluate_base: EvaluateBaseConfig = field(default_factory=EvaluateBaseConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    forgetting: ForgettingConfig = field(default_factory=ForgettingConfig)
 
 
 def _coerce(tp, value, where: str):

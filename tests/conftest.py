@@ -36,3 +36,36 @@ def tiny_bundle(tiny_model_config):
     from components.model.pipeline import build_tiny
 
     return build_tiny(tiny_model_config, seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tiny_model_config, tmp_path_factory):
+    """A tiny randomly initialised base, saved like models/base, with an active context path."""
+    import torch
+
+    from components.model.context import context_parameters
+    from components.model.pipeline import build_tiny, save
+
+    bundle = build_tiny(tiny_model_config, seed=0)
+    with torch.no_grad():
+        for p in context_parameters(bundle.unet):
+            if p.ndim == 2:
+                p.normal_(0, 0.2)
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    save(bundle, out)
+    return out
+
+
+@pytest.fixture
+def two_concepts(tmp_path):
+    from components.world.concepts import write_concepts
+
+    return write_concepts(tmp_path / "concepts", n=2, shots=3, seed=5)
+
+
+@pytest.fixture(scope="session")
+def tiny_training_config():
+    from components.config import TrainingConfig
+
+    return TrainingConfig(steps=3, batch_size=2, kd_batch_size=2, kd_trajectories=2, kd_teacher_steps=2,
+                          kd_refresh_every=2, prior_images=2, prior_batch_size=2, report_every=1)

@@ -13,20 +13,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from components.config import ForgettingConfig
 from components.evaluation.base_quality import zero_shot
 from components.evaluation.embedder import ImageEmbedder, ImageTextEmbedder
 from components.model.references import load_reference_folder
 from components.model.sampling import generate
 from components.world.vocabulary import BACKGROUNDS
-
-
-@dataclass(frozen=True)
-class ForgettingConfig:
-    images_per_prompt: int = 2
-    rcf_seeds: int = 8
-    steps: int = 30
-    guidance_scale: float = 4.0
-    use_references: bool = True  # ICGen at generation time (only for methods trained with it)
 
 
 @dataclass

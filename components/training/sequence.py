@@ -15,7 +15,8 @@ from components.evaluation.forgetting import ForgettingEvaluator, StepEval, sequ
 from components.training.concept import read_concept
 from components.training.lifelong import LifelongModel
 from components.training.methods import get_method
-from components.training.trainer import TaskResult, TrainConfig, train_task
+from components.config import TrainingConfig
+from components.training.trainer import TaskResult, train_task
 
 
 @dataclass
@@ -30,7 +31,7 @@ def run_sequence(
     base_dir: Path,
     concept_dirs: list[Path],
     method_name: str,
-    train_cfg: TrainConfig,
+    train_cfg: TrainingConfig,
     evaluator: ForgettingEvaluator | None,
     out_root: Path,
     log: Callable[[str], None] = print,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from components.config import TrainingConfig
 from components.model.pipeline import encode_prompts
 from components.model.sampling import generate
 from components.training.concept import Concept
@@ -28,29 +29,6 @@ from components.training.relevant import relevant_prompts
 from components.training.teacher import KDBatch, TeacherBank
 
 Report = Callable[[dict], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 200
-    batch_size: int = 4
-    lr: float = 1e-3
-    token_lr: float = 5e-3
-    lora_rank: int = 4
-    lambda_kd: float = 1.0
-    kd_batch_size: int = 4
-    kd_related_classes: int = 2
-    kd_teacher_steps: int = 10
-    kd_trajectories: int = 16
-    kd_refresh_every: int = 50
-    icgen_context_dropout: float = 0.3
-    lambda_clora: float = 0.1
-    prior_images: int = 16
-    prior_batch_size: int = 4
-    guidance_scale: float = 4.0
-    report_every: int = 25
-    seed: int = 0
-    class_candidates: tuple[str, ...] = ()  # class words to search for relevant ones (default: the world's)
 
 
 @dataclass
@@ -70,7 +48,7 @@ def _leave_one_out(images: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def _prior_latents(model: LifelongModel, concept: Concept, cfg: TrainConfig) -> tuple[torch.Tensor, list[str]]:
+def _prior_latents(model: LifelongModel, concept: Concept, cfg: TrainingConfig) -> tuple[torch.Tensor, list[str]]:
     """DreamBooth's offline replay: class images drawn by the frozen previous model before the task."""
     b = model.bundle
     prompts = [f"a {concept.class_word}"] * cfg.prior_images
@@ -100,7 +78,7 @@ def train_task(
     model: LifelongModel,
     concept: Concept,
     method: Method,
-    cfg: TrainConfig,
+    cfg: TrainingConfig,
     out: Path,
     references: str | None = None,
     report: Report | None = None,

@@ -1,0 +1,39 @@
+"""MLflow packaging and registry of lifelong models: a self-contained pyfunc, alias-based promotion.
+
+    from components.registry import setup_tracking, log_lifelong_model, register_version, promote
+
+The pyfunc part imports mlflow (seconds); it is loaded only when one of its names is used.
+"""
+
+from __future__ import annotations
+
+from components.registry.aliases import (
+    CANDIDATE,
+    PREVIOUS_PRODUCTION_TAG,
+    PRODUCTION,
+    PROMOTION_REASON_TAG,
+    REQUIRED_LINEAGE_TAGS,
+    RegistryError,
+    get_alias_version,
+    promote,
+    register_version,
+    rollback,
+    set_alias,
+)
+from components.registry.tracking import artifact_root_default, mlflow_dir, setup_tracking, tracking_uri_default
+
+_PYFUNC = {"LfsdPyfunc", "log_lifelong_model", "model_signature", "pip_requirements", "decode_png", "encode_png"}
+
+__all__ = [
+    "CANDIDATE", "PRODUCTION", "PREVIOUS_PRODUCTION_TAG", "PROMOTION_REASON_TAG", "REQUIRED_LINEAGE_TAGS",
+    "RegistryError", "register_version", "set_alias", "get_alias_version", "promote", "rollback",
+    "tracking_uri_default", "artifact_root_default", "mlflow_dir", "setup_tracking", *sorted(_PYFUNC),
+]
+
+
+def __getattr__(name: str):
+    if name in _PYFUNC:
+        from components.registry import pyfunc
+
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,95 @@
+"""The lifelong trainer: KD behaviour, data isolation between tasks, checkpoints, a short sequence."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from components.training.concept import read_concept
+from components.training.lifelong import LifelongModel
+from components.training.methods import METHODS, get_method
+from components.training.trainer import train_task
+
+_OPENED: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, Path)):
+        _OPENED.append(str(Path(args[0]).resolve()))
+
+
+sys.addaudithook(_audit)
+
+
+def test_kd_loss_is_zero_before_the_first_update_and_positive_after(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    model = LifelongModel.from_base(tiny_base_dir, "lfs")
+    cfg = dataclasses.replace(tiny_training_config, steps=3, lr=0.05)
+    result = train_task(model, read_concept(two_concepts[0]), get_method("lfs"), cfg, tmp_path / "01")
+    kd = [row["kd"] for row in result.losses]
+    assert kd[0] < 1e-10  # the fresh LoRA is zero: student == teacher
+    assert kd[-1] > 1e-8  # after updates the student has moved away from the teacher
+
+
+def test_trainer_never_opens_a_previous_concepts_files(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    global _OPENED
+    model = LifelongModel.from_base(tiny_base_dir, "lfs")
+    first, second = (read_concept(d) for d in two_concepts)
+    train_task(model, first, get_method("lfs"), tiny_training_config, tmp_path / "01")
+    _OPENED = []
+    try:
+        train_task(model, second, get_method("lfs"), tiny_training_config, tmp_path / "02")
+        opened = list(_OPENED)
+    finally:
+        _OPENED = None
+    first_dir = str(first.folder.resolve())
+    assert any(p.startswith(str(second.folder.resolve())) for p in opened)  # the hook does see reads
+    assert not [p for p in opened if p.startswith(first_dir)]
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    from components.model.sampling import generate
+
+    model = LifelongModel.from_base(tiny_base_dir, "finetune")
+    for k, d in enumerate(two_concepts, start=1):
+        train_task(model, read_concept(d), get_method("finetune"), tiny_training_config, tmp_path / f"0{k}")
+    model.eval()
+    prompts = [f"a {e.token} {e.class_word} on a white background" for e in model.ledger.entries]
+    before = generate(model.bundle, prompts, [0, 1], steps=3)
+    again = LifelongModel.from_checkpoint(tmp_path / "02")
+    assert again.ledger.names() == model.ledger.names()
+    assert again.adapter_names() == ["task1", "task2"]
+    after = generate(again.bundle, prompts, [0, 1], steps=3)
+    assert torch.allclose(before, after, atol=1e-4)
+    # Only what the task changed: no copy of the base inside a checkpoint.
+    files = {p.name for p in (tmp_path / "02").rglob("*") if p.is_file()}
+    assert files == {"pytorch_lora_weights.safetensors", "learned_embeds.safetensors", "ledger.json", "training.json"}
+
+
+def test_a_concept_cannot_be_learned_twice(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    model = LifelongModel.from_base(tiny_base_dir, "finetune")
+    c = read_concept(two_concepts[0])
+    train_task(model, c, get_method("finetune"), tiny_training_config, tmp_path / "01")
+    with pytest.raises(ValueError, match="already learned"):
+        train_task(model, c, get_method("finetune"), tiny_training_config, tmp_path / "02")
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_a_two_concept_sequence(method, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    from components.config import ForgettingConfig
+    from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
+    from components.evaluation.forgetting import ForgettingEvaluator
+    from components.training.sequence import run_sequence
+
+    net = WorldEvaluator().eval()
+    evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
+                                    ForgettingConfig(images_per_prompt=1, rcf_seeds=1, steps=2))
+    result = run_sequence(tiny_base_dir, two_concepts, method, tiny_training_config, evaluator, tmp_path / "ckpt", log=lambda s: None)
+    m = result.metrics
+    assert len(m["matrix"]) == 2 and len(m["matrix"][1]) == 2
+    for key in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "new_concept_fidelity", "text_alignment"):
+        assert m[key] == m[key], key  # not NaN
+    assert (tmp_path / "ckpt" / f"02-{read_concept(two_concepts[1]).name}" / "ledger.json").is_file()
