@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m components.demo
+	$(PY) -m flows.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -44,17 +44,16 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
             result = run_sequence(base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log)
             runs[method].append(result)
             _save_visuals(result, Path(out_json).parent / "forgetting" / f"{method}-seed{seed}")
+    timing = step_time_probe(base, dirs[0], methods, params.training, work=Path(work) / "timing", log=log)
     rows = {}
-    finetune_step = np.median([t.step_seconds for r in runs.get("finetune", []) for t in r.tasks]) if "finetune" in runs else None
     for method, results in runs.items():
         row = {}
         for key in METRIC_KEYS:
             vals = [r.metrics[key] for r in results]
             row[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_seed": vals}
         row["train_s_per_task"] = float(np.mean([t.seconds for r in results for t in r.tasks]))
-        step = float(np.median([t.step_seconds for r in results for t in r.tasks]))
-        row["step_s"] = step
-        row["step_time_ratio_vs_finetune"] = step / finetune_step if finetune_step else None
+        row["step_s"] = float(np.median([t.step_seconds for r in results for t in r.tasks]))
+        row |= timing.get(method, {})
         row["matrix_seed0"] = results[0].metrics["matrix"]
         rows[method] = row
     report = {
@@ -72,32 +71,41 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     return report
 
 
+def step_time_probe(base: Path, concept_dir: Path, methods: list[str], cfg, work: Path, rounds: int = 3,
+                    log=print) -> dict[str, dict]:
+    """Seconds per training step of each method relative to `finetune`, measured in one interleaved
+    run (round r trains every method once on the same concept), so a slow spell of the machine hits
+    every method alike. The time is the whole task divided by its steps: the teacher's trajectory bank
+    (KD) and the class images (prior preservation) are amortised into it, as a user pays them."""
+    import shutil
+
+    from components.training.concept import read_concept
+    from components.training.lifelong import LifelongModel
+    from components.training.methods import get_method
+    from components.training.trainer import train_task
+
+    if "finetune" not in methods:
+        return {}
+    concept = read_concept(concept_dir)
+    per_step: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for method in methods:
+            model = LifelongModel.from_base(base, method)
+            c = dataclasses.replace(cfg, method=method, seed=r)
+            result = train_task(model, concept, get_method(method), c, Path(work) / f"{method}-{r}")
+            per_step[method].append(result.seconds / c.steps)
+    shutil.rmtree(work, ignore_errors=True)
+    ref = float(np.median(per_step["finetune"]))
+    out = {m: {"task_s_per_step": float(np.median(v)), "step_time_ratio_vs_finetune": float(np.median(v)) / ref,
+               "step_time_ratio_per_round": [a / b for a, b in zip(v, per_step["finetune"])]} for m, v in per_step.items()}
+    log("step time vs finetune: " + ", ".join(f"{m} x{o['step_time_ratio_vs_finetune']:.2f}" for m, o in out.items()))
+    return out
+
+
 def _save_visuals(result, prefix: Path) -> None:
     """Heatmap of A[k][j] and the last step's samples, one row per concept."""
-    import matplotlib
+    from components.evaluation.plots import save_heatmap, save_samples
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from components.pretraining.data import to_uint8
-    from components.visuals import save_grid
-
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    a = np.array(result.metrics["matrix"], dtype=float)
-    fig, ax = plt.subplots(figsize=(4, 3.4))
-    im = ax.imshow(a, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xlabel("concept j")
-    ax.set_ylabel("after task k")
-    ax.set_xticks(range(a.shape[1]), [n[:6] for n in result.metrics["concepts"]], rotation=45)
-    ax.set_yticks(range(a.shape[0]), range(1, a.shape[0] + 1))
-    for (i, j), v in np.ndenumerate(a):
-        if v == v:
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w")
-    ax.set_title(f"{result.method}: fidelity A[k][j]")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(f"{prefix}-heatmap.png", dpi=100)
-    plt.close(fig)
-    last = result.steps[-1].samples
-    images = np.concatenate([to_uint8(last[name]) for name in result.metrics["concepts"]])
-    save_grid(images, Path(f"{prefix}-last-step.png"), cols=len(next(iter(last.values()))))
+    names = result.metrics["concepts"]
+    save_heatmap(result.metrics["matrix"], names, f"{result.method}: fidelity A[k][j]", Path(f"{prefix}-heatmap.png"))
+    save_samples(result.steps[-1].samples, names, Path(f"{prefix}-last-step.png"))

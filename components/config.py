@@ -104,6 +104,7 @@ class TrainingConfig:
     kd_teacher_steps: int = 10
     kd_trajectories: int = 16
     kd_refresh_every: int = 50
+    kd_templates: tuple[str, ...] = ("a {}",)  # caption templates the relevant subjects are rendered through
     icgen_context_dropout: float = 0.3
     lambda_clora: float = 0.1
     prior_images: int = 16
@@ -124,6 +125,39 @@ class ForgettingConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Ray Train for one task. RAY_ADDRESS (env) points at a cluster; unset = a local Ray in-process."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int = 2  # also the worker's torch/OMP thread count (Ray does not set it)
+    max_failures: int = 2  # FailureConfig: a crashed worker restarts from its last reported checkpoint
+    checkpoint_every: int = 50  # optimisation steps between resumable checkpoints
+    health_check_interval_s: float = 0.2  # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s blocks every report)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Promotion gate: a new version becomes `production` only if every bound holds."""
+
+    max_avg_forgetting: float = 0.15
+    min_rcf_preservation: float = 0.80
+    min_new_concept_fidelity: float = 0.30
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model_name: str = "lfs-diffusion"  # registered model name in MLflow
+    experiment: str = "lfsd"
+    data_dir: str = "data/concepts"  # versioned concept datasets (DVC)
+    checkpoint_dir: str = "checkpoints"  # versioned lifelong checkpoints (DVC)
+    inbox: str = "inbox"  # scheduled onboarding picks concept folders up here
+    min_shots: int = 3
+    max_shots: int = 10
+    git_commit: bool = True  # one git commit per onboarded concept
+
+
+@dataclass(frozen=True)
 class Params:
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -134,6 +168,9 @@ class Params:
     evaluate_base: EvaluateBaseConfig = field(default_factory=EvaluateBaseConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     forgetting: ForgettingConfig = field(default_factory=ForgettingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 def _coerce(tp, value, where: str):

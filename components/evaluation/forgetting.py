@@ -67,7 +67,7 @@ class ForgettingEvaluator:
 
     def base_rcf_images(self, base_bundle, class_words: list[str]) -> None:
         """Draw theta_0's images for any RCF prompt not drawn yet."""
-        for i, p in enumerate(rcf_prompts(class_words)):
+        for p in rcf_prompts(class_words):
             if p not in self._base_rcf:
                 self._base_rcf[p] = self._draw(base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
 
@@ -94,7 +94,7 @@ class ForgettingEvaluator:
                 text_alignment=float((clip_img * texts).sum(-1).mean()),
             ))
         accs, sims = [], []
-        for i, p in enumerate(rcf_prompts(rcf_classes)):
+        for p in rcf_prompts(rcf_classes):
             images = self._draw(b, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
             want = p.split(" ")[1]
             pred, _ = zero_shot(self.clip, images)

@@ -30,7 +30,7 @@ BASE_KEY = "base"
 LEDGER_KEY = "ledger"
 REFERENCE_LIMIT = 3  # references per concept at generation time (load_reference_folder's default)
 DEFAULT_STEPS = 30
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 3.0  # params.yaml sampling.guidance_scale; used only if model_config lacks it
 REQUIREMENTS = ("torch", "diffusers", "transformers", "peft", "safetensors", "pillow", "numpy", "pandas", "mlflow")
 
 
@@ -168,7 +168,7 @@ def _resolve_checkpoint(path: str, checkpoint_dir: Path) -> Path:
     """A ledger path as written at training time, or the same folder name beside `checkpoint_dir`
     (checkpoints moved or restored elsewhere keep their sibling layout)."""
     p = Path(path)
-    for candidate in (p, checkpoint_dir.parent / p.name):
+    for candidate in (p, checkpoint_dir.parent.parent / p, checkpoint_dir.parent / p.name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"checkpoint {path!r} of the ledger in {checkpoint_dir} not found")
@@ -178,7 +178,7 @@ def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: P
     """The `artifacts` mapping for log_model plus a metadata summary. The copied ledger and the
     reference images are written under `staging`; the base and checkpoints are used in place."""
     from components.model.references import IMAGE_SUFFIXES
-    from components.training.lifelong import LEDGER_FILE, Ledger, folder_hash
+    from components.training.lifelong import LEDGER_FILE, Ledger, folder_hash, resolve_ledger_path
     from components.training.methods import METHODS
 
     checkpoint_dir, base_dir = Path(checkpoint_dir).resolve(), Path(base_dir).resolve()
@@ -196,7 +196,7 @@ def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: P
         artifacts[checkpoint_key(entry.task)] = str(ckpt)
         source["checkpoints"].append(str(ckpt))
         entry.checkpoint = checkpoint_key(entry.task)
-        refs = Path(entry.references) if entry.references else None
+        refs = resolve_ledger_path(entry.references, checkpoint_dir) if entry.references else None
         files = sorted(p for p in refs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:REFERENCE_LIMIT] \
             if refs is not None and refs.is_dir() else []
         source["references"].append(str(refs) if refs else "")
@@ -234,8 +234,8 @@ def log_lifelong_model(
     registered_model_name: str | None = None,
     tags: dict[str, str] | None = None,
     *,
-    steps: int = DEFAULT_STEPS,
-    guidance_scale: float = DEFAULT_GUIDANCE,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
 ):
     """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name`
     in the active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version`
@@ -244,7 +244,11 @@ def log_lifelong_model(
     import mlflow
 
     import components
+    from components.config import load_params
 
+    sampling = load_params().sampling  # the served model samples as `lfsd generate` does
+    steps = sampling.steps if steps is None else steps
+    guidance_scale = sampling.guidance_scale if guidance_scale is None else guidance_scale
     code_path = str(Path(components.__file__).resolve().parent)
     with tempfile.TemporaryDirectory(prefix="lfsd-stage-") as tmp, warnings.catch_warnings():
         # An input example would make mlflow load the model and run a full generation to validate it.

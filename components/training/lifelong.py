@@ -65,6 +65,37 @@ def folder_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+def resolve_ledger_path(path: str, checkpoint: Path) -> Path:
+    """A ledger path as written: absolute, relative to the working directory, or relative to the
+    workspace that holds `checkpoints/<this checkpoint>` (repo-relative, as the pipeline writes them)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(checkpoint).resolve().parent.parent / p
+
+
+def relativize_ledger(checkpoint: Path, root: Path) -> Ledger:
+    """Rewrite `checkpoint`'s ledger with paths relative to the workspace `root`, so a clone restored
+    with `dvc pull` anywhere resolves them (see `resolve_ledger_path`)."""
+    root = Path(root).resolve()
+    ledger = Ledger.read(Path(checkpoint) / LEDGER_FILE)
+
+    def rel(path: str) -> str:
+        p = Path(path).resolve() if path else None
+        if p is None:
+            return path
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            return path
+
+    ledger.base = rel(ledger.base)
+    for e in ledger.entries:
+        e.references, e.checkpoint = rel(e.references), rel(e.checkpoint)
+    ledger.save(Path(checkpoint) / LEDGER_FILE)
+    return ledger
+
+
 def adapter_name(task: int) -> str:
     return f"task{task}"
 
@@ -85,7 +116,10 @@ class LifelongModel:
         from safetensors.torch import load_file
 
         ledger = Ledger.read(Path(checkpoint) / LEDGER_FILE)
-        base_dir = Path(base_dir or ledger.base)
+        base_dir = Path(base_dir) if base_dir else resolve_ledger_path(ledger.base, checkpoint)
+        for e in ledger.entries:  # in memory every path is absolute; on disk the pipeline keeps them relative
+            e.checkpoint = str(resolve_ledger_path(e.checkpoint, checkpoint).resolve())
+            e.references = str(resolve_ledger_path(e.references, checkpoint).resolve()) if e.references else ""
         if folder_hash(base_dir) != ledger.base_hash:
             raise ValueError(f"{base_dir}: base hash differs from the one {checkpoint} was trained on")
         model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method))

@@ -24,13 +24,18 @@ def nearest_class_words(tokenizer, text_encoder, class_word: str, candidates: li
 
 
 def relevant_prompts(
-    tokenizer, text_encoder, class_word: str, candidates: list[str], k_related: int, previous_prompts: list[str]
+    tokenizer, text_encoder, class_word: str, candidates: list[str], k_related: int, previous_subjects: list[str],
+    templates: tuple[str, ...] = ("a {}",),
 ) -> list[str]:
-    """Prompts whose outputs the teacher pins down while the student learns the new concept.
+    """Prompts whose outputs the teacher pins down while the student learns the new concept: the class
+    word, its nearest class words and the earlier concepts' subjects ("<name> class"), each rendered
+    through the caption `templates` the model was trained on (pinning "a dog" alone does not hold
+    "a dog on a beach" in place: see docs/method.md).
 
     The empty prompt is included: classifier-free guidance needs the unconditional prediction intact.
     """
     related = nearest_class_words(tokenizer, text_encoder, class_word, candidates, k_related)
-    prompts = [f"a {class_word}", *(f"a {w}" for w in related), *previous_prompts, ""]
+    subjects = [class_word, *related, *previous_subjects]
+    prompts = [t.format(s) for s in subjects for t in templates] + [""]
     return list(dict.fromkeys(prompts))
 

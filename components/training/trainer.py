@@ -5,7 +5,10 @@
         + lambda_clora * sum |dW_prev| * dW_new ^2                    if C-LoRA
 
 The loop only reads C_k's own shots. It reports through a callback, so the same function runs
-in-process (tests, benchmarks) and inside a Ray Train worker (the pipeline).
+in-process (tests, benchmarks) and inside a Ray Train worker (the pipeline). For the worker it also
+takes fault-tolerance and data-parallel hooks (all keyword-only, off by default): `checkpoint_cb`
+receives a resumable state every `checkpoint_every` steps, `resume` restores one into the freshly
+begun task, `grad_sync` averages gradients across workers, `data_seed` gives each worker its own data.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from components.training.relevant import relevant_prompts
 from components.training.teacher import KDBatch, TeacherBank
 
 Report = Callable[[dict], None]
+CheckpointCallback = Callable[[int, dict], None]
+GradSync = Callable[[list[torch.nn.Parameter]], None]
 
 
 @dataclass
@@ -38,6 +43,8 @@ class TaskResult:
     step_seconds: float  # mean wall time of one optimisation step
     losses: list[dict] = field(default_factory=list)
     relevant_prompts: list[str] = field(default_factory=list)
+    resumed_from_step: int = 0  # > 0: the run continued from a resumable checkpoint taken after this step
+    wall_seconds: float = 0.0  # Ray runs: the whole call as the driver saw it (0 in-process)
 
 
 def _leave_one_out(images: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +81,49 @@ def _clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
     return total
 
 
+def _pack_optimizer(opt: torch.optim.Optimizer, emb: torch.nn.Parameter, token_id: int) -> dict:
+    """A detached copy of the optimizer state. The embedding matrix only ever gets a gradient in the
+    new token's row (the hook masks the rest), so its Adam moments are zero elsewhere: keep that row."""
+    sd = opt.state_dict()
+    emb_index = next(i for g, group in zip(sd["param_groups"], opt.param_groups)
+                     for i, p in zip(g["params"], group["params"]) if p is emb)
+    state = {}
+    for i, st in sd["state"].items():
+        st = {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in st.items()}
+        if i == emb_index:
+            rows = [k for k, v in st.items() if torch.is_tensor(v) and v.shape == emb.shape]
+            st = {k: (v[token_id].clone() if k in rows else v) for k, v in st.items()} | {"__token_row__": rows}
+        state[i] = st
+    return {"state": state, "param_groups": sd["param_groups"], "emb_shape": list(emb.shape)}
+
+
+def _unpack_optimizer(packed: dict, opt: torch.optim.Optimizer, token_id: int) -> None:
+    state = {}
+    for i, st in packed["state"].items():
+        st = dict(st)
+        for k in st.pop("__token_row__", []):
+            full = torch.zeros(packed["emb_shape"], dtype=st[k].dtype)
+            full[token_id] = st[k]
+            st[k] = full
+        state[i] = st
+    opt.load_state_dict({"state": state, "param_groups": packed["param_groups"]})
+
+
+def _bank_state(bank: TeacherBank | None) -> dict | None:
+    if bank is None:
+        return None
+    return {"generator": bank.generator.get_state(), "refreshes": bank.refreshes, "latents": bank.latents.clone(),
+            "timesteps": bank.timesteps.clone(), "targets": bank.targets.clone(),
+            "point_prompts": list(bank.point_prompts)}
+
+
+def _restore_bank(bank: TeacherBank, st: dict) -> None:
+    bank.generator.set_state(st["generator"])
+    bank.refreshes = st["refreshes"]
+    bank.latents, bank.timesteps, bank.targets = st["latents"], st["timesteps"], st["targets"]
+    bank.point_prompts = list(st["point_prompts"])
+
+
 def train_task(
     model: LifelongModel,
     concept: Concept,
@@ -82,15 +132,29 @@ def train_task(
     out: Path,
     references: str | None = None,
     report: Report | None = None,
+    *,
+    resume: dict | None = None,
+    checkpoint_cb: CheckpointCallback | None = None,
+    checkpoint_every: int = 0,
+    grad_sync: GradSync | None = None,
+    data_seed: int | None = None,
 ) -> TaskResult:
-    """Learn `concept` into `model` in place and write the task checkpoint to `out`."""
+    """Learn `concept` into `model` in place and write the task checkpoint to `out`.
+
+    `model` must not have begun this task yet: with `resume` (a state an earlier `checkpoint_cb` got),
+    the task is begun once as usual and the state (LoRA and token of this task, optimizer, RNGs, KD
+    bank, per-step losses) is loaded into its fresh parameters; training continues at state step + 1.
+    `checkpoint_cb(step, state)` runs every `checkpoint_every` steps (not after the last one), before
+    that step's `report`. `grad_sync(params)` runs between backward() and the optimizer step.
+    `data_seed` (data-parallel workers) reseeds the batch sampling after the shared initialisation.
+    """
     from components.world.vocabulary import CLASSES
 
     start = time.time()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     b = model.bundle
-    previous_prompts = [f"a {e.token} {e.class_word}" for e in model.ledger.entries]
+    previous_subjects = [f"{e.token} {e.class_word}" for e in model.ledger.entries]
     entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out), cfg.lora_rank)
 
     images = concept.load_images(b.vae.config.sample_size)  # (K, 3, H, W): the only files this task reads
@@ -101,7 +165,8 @@ def train_task(
     bank, rel = None, []
     if method.kd:
         rel = relevant_prompts(b.tokenizer, b.text_encoder, concept.class_word,
-                               list(cfg.class_candidates or CLASSES), cfg.kd_related_classes, previous_prompts)
+                               list(cfg.class_candidates or CLASSES), cfg.kd_related_classes, previous_subjects,
+                               cfg.kd_templates)
         bank = TeacherBank(b, model.as_teacher, rel, trajectories=cfg.kd_trajectories,
                            teacher_steps=cfg.kd_teacher_steps, guidance_scale=cfg.guidance_scale, seed=cfg.seed)
     prior = _prior_latents(model, concept, cfg) if method.prior else None
@@ -113,11 +178,41 @@ def train_task(
     lora = model.lora_parameters(entry.task)
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}],
                             weight_decay=0.0)
+    params: list[torch.nn.Parameter] = [*lora, emb]
+    if data_seed is not None:  # after the shared init: every worker draws its own batches
+        rng = np.random.default_rng(data_seed)
+        torch.manual_seed(data_seed)
+        if bank is not None:
+            bank.generator.manual_seed(data_seed)
     b.unet.train()
     b.text_encoder.train()
     ctx_dim = b.context_encoder.config.embed_dim
     losses, step_times = [], []
-    for step in range(1, cfg.steps + 1):
+    first = 1
+    named_lora = {n: p for n, p in b.unet.named_parameters() if any(p is q for q in lora)}
+    if resume is not None:
+        if sorted(named_lora) != sorted(resume["lora"]):
+            raise ValueError(f"resume state does not match task {entry.task}'s LoRA parameters")
+        with torch.no_grad():
+            for n, p in named_lora.items():
+                p.copy_(resume["lora"][n])
+            emb[token_id] = resume["token"]
+        _unpack_optimizer(resume["optimizer"], opt, token_id)
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        if bank is not None and resume.get("bank") is not None:
+            _restore_bank(bank, resume["bank"])
+        losses = [dict(r) for r in resume.get("losses", [])]
+        first = int(resume["step"]) + 1
+
+    def state(step: int) -> dict:
+        return {"step": step, "task": entry.task, "token_id": token_id,
+                "lora": {n: p.detach().clone() for n, p in named_lora.items()},
+                "token": emb[token_id].detach().clone(), "optimizer": _pack_optimizer(opt, emb, token_id),
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "bank": _bank_state(bank), "losses": [dict(r) for r in losses]}
+
+    for step in range(first, cfg.steps + 1):
         t0 = time.time()
         picks = torch.from_numpy(rng.integers(images.shape[0], size=cfg.batch_size))
         latents = latent_dist.sample()[picks] * b.latent_scale
@@ -170,9 +265,13 @@ def train_task(
             row["clora"] = l_reg.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_sync is not None:
+            grad_sync(params)
         opt.step()
         step_times.append(time.time() - t0)
         losses.append(row)
+        if checkpoint_cb is not None and checkpoint_every > 0 and step % checkpoint_every == 0 and step < cfg.steps:
+            checkpoint_cb(step, state(step))
         if report and (step % cfg.report_every == 0 or step == cfg.steps):
             report({k: float(np.mean([r[k] for r in losses[-cfg.report_every:]])) for k in row if k != "step"} | {"step": step})
     hook.remove()
@@ -180,8 +279,8 @@ def train_task(
     b.text_encoder.eval()
     b.requires_grad_(False)
     seconds = time.time() - start
-    step_seconds = float(np.median(step_times[1:] if len(step_times) > 1 else step_times))
+    step_seconds = float(np.median(step_times[1:] if len(step_times) > 1 else step_times)) if step_times else 0.0
     model.save_task(out, token_id, extra={"method": method.name, "steps": cfg.steps, "seconds": seconds,
                                           "step_seconds": step_seconds, "relevant_prompts": rel,
                                           "final": losses[-1]})
-    return TaskResult(Path(out), seconds, step_seconds, losses, rel)
+    return TaskResult(Path(out), seconds, step_seconds, losses, rel, resumed_from_step=first - 1)

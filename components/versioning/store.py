@@ -90,21 +90,44 @@ def version_path(repo_root: str | Path, rel_path: str | Path, message: str) -> V
     DVC's own `/name` line in the neighbouring .gitignore are committed, on top of HEAD: other staged
     or unstaged changes, including other lines of that .gitignore, stay where they are.
     """
+    return version_paths(repo_root, [rel_path], message)[0]
+
+
+def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], message: str) -> list[VersionRecord]:
+    """`version_path` for several paths with ONE git commit (an onboarded concept = its dataset and
+    its checkpoint in one commit); all-or-nothing across every path."""
+    root = Path(repo_root).resolve()
+    rels = [_normalize(root, p) for p in rel_paths]
+    files = [(rel, f"{rel}.dvc", (PurePosixPath(rel).parent / ".gitignore").as_posix()) for rel in rels]
+    before = _snapshot(root, list(dict.fromkeys(p for _, d, i in files for p in (d, i))))
+    try:
+        for rel, _, _ in files:
+            _dvc(rel, "dvc add", ["add", rel], root)
+        _dvc(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
+        commit, changed = _commit(root, files, message)
+    except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
+        _restore_snapshot(root, before)
+        raise
+    records = [_record(root, rel, dvc_file, commit, changed) for rel, dvc_file, _ in files]
+    for r in records:
+        log.info("versioned %s -> %s (%s)", r.path, r.md5, "new commit" if changed else "unchanged")
+    return records
+
+
+def push_path(repo_root: str | Path, rel_path: str | Path) -> str:
+    """`dvc add` + `dvc push` without a git commit (the commit comes later, with the checkpoint).
+    Returns the DVC md5. On failure the .dvc file and .gitignore are put back as they were."""
     root = Path(repo_root).resolve()
     rel = _normalize(root, rel_path)
-    dvc_file = f"{rel}.dvc"
-    ignore_file = (PurePosixPath(rel).parent / ".gitignore").as_posix()
+    dvc_file, ignore_file = f"{rel}.dvc", (PurePosixPath(rel).parent / ".gitignore").as_posix()
     before = _snapshot(root, [dvc_file, ignore_file])
     try:
         _dvc(rel, "dvc add", ["add", rel], root)
         _dvc(rel, "dvc push", ["push", dvc_file], root)
-        commit, changed = _commit(root, rel, dvc_file, ignore_file, message)
-    except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
+    except BaseException:
         _restore_snapshot(root, before)
         raise
-    record = _record(root, rel, dvc_file, commit, changed)
-    log.info("versioned %s -> %s (%s)", rel, record.md5, "new commit" if changed else "unchanged")
-    return record
+    return yaml.safe_load((root / dvc_file).read_text())["outs"][0]["md5"]
 
 
 def _normalize(root: Path, rel_path: str | Path) -> str:
@@ -122,31 +145,40 @@ def _normalize(root: Path, rel_path: str | Path) -> str:
     return rel.as_posix()
 
 
-def _commit(root: Path, rel: str, dvc_file: str, ignore_file: str, message: str) -> tuple[str, bool]:
-    """Commit the .dvc file (+ gitignore entry); then point the real index at what was committed."""
+def _commit(root: Path, files: list[tuple[str, str, str]], message: str) -> tuple[str, bool]:
+    """Commit the .dvc files (+ gitignore entries); then point the real index at what was committed."""
     old_head = head_or_none(root)
-    commit_side, index_side = _blobs(root, rel, dvc_file, ignore_file)
-    new = _guard(rel, "git commit", lambda: commit_blobs(root, commit_side, message))
+    commit_side: dict[str, bytes] = {}
+    index_side: dict[str, bytes] = {}
+    for rel, dvc_file, ignore_file in files:
+        c, i = _blobs(root, rel, dvc_file, ignore_file, commit_side, index_side)
+        commit_side.update(c)
+        index_side.update(i)
+    label = ", ".join(rel for rel, _, _ in files)
+    new = _guard(label, "git commit", lambda: commit_blobs(root, commit_side, message))
     if new is None:
         return old_head or "", False
     try:
-        _guard(rel, "git index", lambda: stage_blobs(root, index_side))
+        _guard(label, "git index", lambda: stage_blobs(root, index_side))
     except BaseException:
         move_head_back(root, old_head, new)
         raise
     return new, True
 
 
-def _blobs(root: Path, rel: str, dvc_file: str, ignore_file: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def _blobs(root: Path, rel: str, dvc_file: str, ignore_file: str, commit_so_far: dict[str, bytes],
+           index_so_far: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(contents to commit, contents for the real index). The .gitignore gets DVC's entry added to
-    HEAD's version for the commit, and to the staged version for the index, nothing else."""
+    HEAD's version for the commit, and to the staged version for the index, nothing else (entries of
+    earlier paths of the same commit that share the .gitignore are kept)."""
     data = (root / dvc_file).read_bytes()
     commit_side, index_side = {dvc_file: data}, {dvc_file: data}
     entry = f"/{PurePosixPath(rel).name}"
     work = root / ignore_file
     if work.exists() and entry in work.read_text().splitlines():
-        commit_side[ignore_file] = _with_entry(read_blob(root, f"HEAD:{ignore_file}") or b"", entry)
-        staged = read_blob(root, f":{ignore_file}")
+        head_text = commit_so_far.get(ignore_file) or read_blob(root, f"HEAD:{ignore_file}") or b""
+        commit_side[ignore_file] = _with_entry(head_text, entry)
+        staged = index_so_far.get(ignore_file) or read_blob(root, f":{ignore_file}")
         index_side[ignore_file] = commit_side[ignore_file] if staged is None else _with_entry(staged, entry)
     return commit_side, index_side
 

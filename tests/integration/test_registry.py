@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.integration.services import free_port, mlflow_cli, stop, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "lfsd-test"
@@ -62,6 +60,7 @@ def _png(text: str):
 
 def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_dir: Path | None) -> np.ndarray:
     """The same image drawn directly with the training-side model (no MLflow)."""
+    from components.config import load_params
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
     from components.pretraining.data import to_uint8
@@ -71,7 +70,8 @@ def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_d
     refs = None
     if references_dir is not None:
         refs = load_reference_folder(references_dir, model.bundle.vae.config.sample_size, 3)[None]
-    return to_uint8(generate(model.bundle, [prompt], [seed], references=refs, steps=STEPS, guidance_scale=4.0))[0]
+    return to_uint8(generate(model.bundle, [prompt], [seed], references=refs, steps=STEPS,
+                             guidance_scale=load_params().sampling.guidance_scale))[0]
 
 
 FRESH = r"""
@@ -159,45 +159,6 @@ def test_log_register_promote_load_fresh_and_rollback(chain, tmp_path, mlflow_ur
     assert get_alias_version(NAME, PRODUCTION) == v1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _mlflow_cli() -> list[str]:
-    exe = Path(sys.executable).with_name("mlflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.mark.integration
 def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlflow_uris):
     import mlflow
@@ -207,7 +168,7 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
     base, checkpoint, concepts = chain
     server = serve = None
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
-    port, port2 = _free_port(), _free_port()
+    port, port2 = free_port(), free_port()
     uri = f"http://127.0.0.1:{port}"
     # `mlflow models serve` execs `uvicorn` from PATH: put this interpreter's bin dir first, as an
     # activated venv would.
@@ -216,11 +177,11 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
     try:
         with server_log.open("w") as out:
             server = subprocess.Popen(
-                [*_mlflow_cli(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                [*mlflow_cli(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                  "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                  "--artifacts-destination", str(tmp_path / "server-artifacts")],
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_http(f"{uri}/health", server, 120, server_log)
+        wait_http(f"{uri}/health", server, 120, server_log)
 
         setup_tracking(tmp_path, experiment="lfsd-integration", tracking_uri=uri)
         with mlflow.start_run():
@@ -232,11 +193,11 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
 
         with serve_log.open("w") as out:
             serve = subprocess.Popen(
-                [*_mlflow_cli(), "models", "serve", "-m", f"models:/{NAME}@{PRODUCTION}", "--env-manager", "local",
+                [*mlflow_cli(), "models", "serve", "-m", f"models:/{NAME}@{PRODUCTION}", "--env-manager", "local",
                  "-h", "127.0.0.1", "-p", str(port2), "-w", "1", "-t", "120"],
                 cwd=tmp_path, env=dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        _wait_http(f"http://127.0.0.1:{port2}/ping", serve, 240, serve_log)
+        wait_http(f"http://127.0.0.1:{port2}/ping", serve, 240, serve_log)
 
         c = concepts[1]
         body = {"dataframe_split": {"columns": ["prompt", "concept", "seed", "steps"],
@@ -250,5 +211,5 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
         assert row["seed"] == 7
         assert _png(row["image"]).size == (32, 32)
     finally:
-        _stop(serve)
-        _stop(server)
+        stop(serve)
+        stop(server)

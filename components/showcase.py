@@ -1,6 +1,6 @@
-"""`make demo`: the main job on the embedded default.
+"""`python -m components.showcase`: what the foundation model can do, without the pipeline.
 
-Until the orchestrated pipeline lands, the demo shows what the foundation can do: the base model
+The base model
 drawing world prompts, and drawing each example concept from its own references (In-Context
 Generation) next to the same prompt without them.
 """
@@ -17,7 +17,7 @@ import yaml
 
 from components.config import REPO_ROOT, load_params
 
-OUT = REPO_ROOT / "outputs" / "demo"
+OUT = REPO_ROOT / "outputs" / "showcase"
 
 
 def main() -> int:
@@ -52,7 +52,7 @@ def main() -> int:
         print(f"  {folder.name}: '{prompt}' with its {len(refs)} references as context, and without")
     grid = save_grid(np.concatenate(rows), OUT / "in_context.png", cols=11)
     print(f"in-context grid (per row: 3 references | 4 samples with context | 4 without): {grid}")
-    print(f"demo finished in {time.time() - start:.0f} s")
+    print(f"showcase finished in {time.time() - start:.0f} s")
     return 0
 
 

@@ -1,0 +1,71 @@
+"""The forgetting protocol after one onboarding step.
+
+The matrix A[k][j] needs every earlier step's scores: each checkpoint carries its history in
+`forgetting.json` (step records + sequence metrics), so step k reads step k-1's file and appends.
+theta_0's RCF images are drawn again from the base with the protocol's fixed seeds (cheap, and the
+base is immutable: its hash is in the ledger).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.onboarding.workspace import Workspace
+
+FORGETTING_FILE = "forgetting.json"
+
+
+@dataclass
+class StepEvaluation:
+    metrics: dict  # sequence metrics over every step so far (matrix, avg_forgetting, ...)
+    step: dict  # this step's record
+    current: dict  # gate inputs: new_concept_fidelity (A[k][k]), rcf_similarity, rcf_class_acc, avg_forgetting
+    heatmap: Path
+    samples: Path
+
+
+def _steps_from_records(records: list[dict]):
+    from components.evaluation.forgetting import ConceptScore, StepEval
+
+    return [StepEval(r["task"], [ConceptScore(**c) for c in r["concepts"]], r["rcf_class_acc"], r["rcf_similarity"])
+            for r in records]
+
+
+def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, figures_dir: Path,
+                        record: bool = True) -> StepEvaluation:
+    """Score `checkpoint` (theta_k) with the forgetting protocol; with `record`, write `forgetting.json`
+    into it (done once, before the checkpoint is versioned; `lfsd evaluate` re-scores without writing)."""
+    import torch
+
+    from components.evaluation.embedder import load_evaluator
+    from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
+    from components.evaluation.plots import save_heatmap, save_samples
+    from components.model.pipeline import load
+    from components.training.lifelong import LifelongModel
+    from components.training.methods import get_method
+
+    torch.set_num_threads(max(1, ws.params.ray.cpus_per_worker))
+    clip, dino = load_evaluator(ws.evaluator_dir)
+    evaluator = ForgettingEvaluator(clip, dino, ws.params.forgetting)
+    model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir)
+    classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
+    evaluator.base_rcf_images(load(ws.base_dir), classes)
+    step = evaluator.evaluate(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes)
+    history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
+    records = [*history, step_record(step)]
+    metrics = sequence_metrics(_steps_from_records(records))
+    if record:
+        (Path(checkpoint) / FORGETTING_FILE).write_text(json.dumps({"steps": records, "metrics": metrics}, indent=2))
+    names = metrics["concepts"]
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    heatmap = save_heatmap(metrics["matrix"], names, f"{model.ledger.method}: fidelity A[k][j]", figures_dir / "forgetting_heatmap.png")
+    samples = save_samples(step.samples, names, figures_dir / "samples.png")
+    current = {
+        "new_concept_fidelity": step.concepts[-1].fidelity,
+        "rcf_similarity": step.rcf_similarity,
+        "rcf_class_acc": step.rcf_class_acc,
+        "avg_forgetting": metrics["avg_forgetting"],
+    }
+    return StepEvaluation(metrics, step_record(step), current, heatmap, samples)

@@ -1,0 +1,108 @@
+"""MLflow for one onboarded concept: a run with everything needed to compare it, a registered
+pyfunc version with lineage tags, the `candidate` alias, and the gate's verdict on `production`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.onboarding.gate import GateDecision
+from components.onboarding.workspace import Workspace
+
+GATE_TAG = "lfsd.gate"
+GATE_REASON_TAG = "lfsd.gate_reason"
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    version: str
+    production: str | None  # the production version after the gate
+
+
+def start_parent_run(ws: Workspace, run_name: str, concepts: list[str]) -> str:
+    """An (ended) parent run a sequence's per-concept runs nest under; returns its id."""
+    import mlflow
+
+    from components.registry import setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({"lfsd.kind": "sequence", "lfsd.concepts": ",".join(concepts)})
+        mlflow.log_params({"method": ws.params.training.method, "n_concepts": len(concepts)})
+        return run.info.run_id
+
+
+def finish_parent_run(ws: Workspace, run_id: str, metrics: dict, status: str = "FINISHED") -> None:
+    import mlflow
+
+    from components.registry import setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    client = mlflow.MlflowClient()
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)):
+            client.log_metric(run_id, k, float(v))
+    client.set_terminated(run_id, status)
+
+
+def log_and_register(
+    ws: Workspace,
+    *,
+    checkpoint: Path,
+    concept: str,
+    class_word: str,
+    losses: list[dict],
+    train_seconds: float,
+    evaluation,
+    lineage: dict[str, str],
+    parent_run_id: str | None = None,
+) -> tuple[str, str]:
+    """One run per concept (nested under `parent_run_id` if given) and a new model version with the
+    lineage tags; the version gets alias `candidate`. Returns (run_id, version)."""
+    import mlflow
+
+    from components.registry import CANDIDATE, log_lifelong_model, register_version, set_alias, setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    name = ws.params.pipeline.model_name
+    tags = {**lineage, "lfsd.concept": concept, "lfsd.class_word": class_word}
+    kwargs = {"parent_run_id": parent_run_id, "nested": True} if parent_run_id else {}
+    with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "concept"}, **kwargs) as run:
+        cfg = dataclasses.asdict(ws.params.training)
+        mlflow.log_params({f"training.{k}": v for k, v in cfg.items() if k != "class_candidates"})
+        mlflow.log_params({"concept": concept, "class_word": class_word, "step": len(evaluation.metrics["concepts"])})
+        for row in losses:
+            mlflow.log_metrics({f"loss.{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+        m = evaluation.metrics
+        mlflow.log_metrics({k: float(m[k]) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
+                                                      "rcf_class_acc", "new_concept_fidelity", "text_alignment",
+                                                      "final_clip_i")})
+        mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
+        mlflow.log_metrics({f"fidelity.{c['name']}": float(c["fidelity"]) for c in evaluation.step["concepts"]})
+        mlflow.log_metric("train_seconds", train_seconds)
+        mlflow.log_dict({"steps": [evaluation.step], "metrics": m}, "forgetting.json")
+        mlflow.log_artifact(str(evaluation.heatmap), "figures")
+        mlflow.log_artifact(str(evaluation.samples), "figures")
+        log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
+        version = register_version(run.info.run_id, name, tags)
+    set_alias(name, CANDIDATE, version)
+    return run.info.run_id, version
+
+
+def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | None:
+    """Pass: `production` moves to `version`. Fail: `production` stays; the version says why.
+    Returns the production version afterwards."""
+    import mlflow
+
+    from components.registry import PRODUCTION, get_alias_version, promote, setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    name = ws.params.pipeline.model_name
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
+    client.set_model_version_tag(name, version, GATE_REASON_TAG, decision.summary())
+    if decision.passed:
+        promote(name, version, reason=f"gate {decision.summary()}")
+    return get_alias_version(name, PRODUCTION)

@@ -1,0 +1,25 @@
+"""Prefect settings that must be in the environment before `import prefect`."""
+
+from __future__ import annotations
+
+import os
+
+from components.config import REPO_ROOT
+
+
+def configure_prefect() -> None:
+    from components.versioning.env import ensure_state_dir
+
+    state = ensure_state_dir(os.environ.get("LFSD_WORKSPACE") or REPO_ROOT).resolve()
+    defaults = {
+        "PREFECT_HOME": str(state / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LOG_PRINTS": "true",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)

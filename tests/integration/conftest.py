@@ -1,0 +1,88 @@
+"""Fixtures for pipeline tests: a throw-away workspace (a real git + DVC repository with a tiny base,
+the real evaluator and a fast params.yaml), one Prefect test harness per session, and a snapshot of
+every piece of state the pipeline may touch."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+FAST = {  # params.yaml overrides: seconds per concept instead of minutes
+    "training": {"steps": 4, "batch_size": 2, "kd_batch_size": 2, "kd_trajectories": 2, "kd_teacher_steps": 2,
+                 "kd_refresh_every": 2, "report_every": 2},
+    "forgetting": {"images_per_prompt": 1, "rcf_seeds": 2, "steps": 3},
+    "sampling": {"steps": 3},
+    "ray": {"cpus_per_worker": 1, "checkpoint_every": 2},
+    "gate": {"max_avg_forgetting": 1.0, "min_rcf_preservation": -1.0, "min_new_concept_fidelity": -1.0},
+}
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_workspace(root: Path, base: Path, overrides: dict | None = None) -> Path:
+    """`init_workspace` with the tiny base swapped in and the FAST params."""
+    from components.onboarding.workspace import init_workspace
+
+    return init_workspace(root, params_overrides={**FAST, **(overrides or {})}, base_dir=base)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the whole session (~30 s to start here)."""
+    import flows  # noqa: F401 (sets PREFECT_HOME etc. before prefect is imported)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_base_dir, monkeypatch) -> Path:
+    root = tmp_path / "ws"
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LFSD_STATE_DIR", str(root / ".lfsd"))
+    monkeypatch.setenv("LFSD_WORKSPACE", str(root))
+    make_workspace(root, tiny_base_dir)
+    yield root
+    import mlflow
+
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def state_snapshot(root: Path) -> dict:
+    """git (HEAD, status), DVC (the .dvc files, the cache and the remote), MLflow (runs and model
+    versions in the sqlite store), the ledger and checkpoints, and data/."""
+    import sqlite3
+
+    db = root / ".lfsd" / "mlflow" / "mlflow.db"
+    mlflow_rows = None
+    if db.exists():
+        with sqlite3.connect(db) as con:
+            mlflow_rows = [con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("runs", "model_versions")]
+    return {
+        "head": git(root, "rev-parse", "HEAD"),
+        "status": git(root, "status", "--porcelain", "--untracked-files=all"),
+        "data": _tree(root / "data"),
+        "checkpoints": _tree(root / "checkpoints"),
+        "dvc_cache": _tree(root / ".dvc" / "cache"),
+        "dvc_remote": _tree(root / ".lfsd" / "dvc-remote"),
+        "mlflow": mlflow_rows,
+    }

@@ -1,0 +1,156 @@
+"""Bad input through the real `lfsd onboard` (Prefect flow, in-process CLI): a clear error naming the
+file and the reason, a non-zero exit, and no change to git, DVC, MLflow, the ledger or checkpoints.
+(The accepted-and-normalised modes and the already-learned name are covered in test_pipeline.py.)"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.integration.conftest import state_snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = next((REPO / "examples" / "concepts").glob("00-*"))
+
+
+def _noise(w: int, h: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def _first_png(folder: Path) -> Path:
+    return sorted(folder.glob("*.png"))[0]
+
+
+def _non_image(f: Path):
+    (f / "notes.pdf").write_bytes(b"%PDF-1.4 not an image")
+    return "notes.pdf"
+
+
+def _truncated(f: Path):
+    p = _first_png(f)
+    p.write_bytes(p.read_bytes()[: 60])
+    return p.name
+
+
+def _zero_bytes(f: Path):
+    (f / "empty.png").write_bytes(b"")
+    return "empty.png"
+
+
+def _tiny(f: Path):
+    _noise(8, 8).save(f / "tiny.png")
+    return "tiny.png"
+
+
+def _huge(f: Path):
+    Image.new("RGB", (5000, 40), "white").save(f / "huge.png")
+    return "huge.png"
+
+
+def _too_few(f: Path):
+    for p in sorted(f.glob("*.png"))[1:]:
+        p.unlink()
+    return "concept folder"
+
+
+def _too_many(f: Path):
+    for i in range(12):
+        _noise(32, 32, seed=100 + i).save(f / f"extra-{i:02d}.png")
+    return "concept folder"
+
+
+def _duplicate(f: Path):
+    shutil.copy(_first_png(f), f / "copy.png")
+    return "copy.png"
+
+
+def _no_yaml(f: Path):
+    (f / "concept.yaml").unlink()
+    return "concept.yaml"
+
+
+def _malformed_yaml(f: Path):
+    (f / "concept.yaml").write_text("name: [unclosed\nclass_word: square\n")
+    return "concept.yaml"
+
+
+def _dotdot_name(f: Path):
+    (f / "concept.yaml").write_text("name: ../escape\nclass_word: square\n")
+    return "concept.yaml"
+
+
+def _slash_name(f: Path):
+    (f / "concept.yaml").write_text("name: a/b\nclass_word: square\n")
+    return "concept.yaml"
+
+
+def _empty(f: Path):
+    shutil.rmtree(f)
+    f.mkdir()
+    return "concept folder"
+
+
+def _symlink_outside(f: Path):
+    (f / "escape.png").symlink_to(REPO / "README.md")
+    return "escape.png"
+
+
+CASES = {
+    "non-image": _non_image, "truncated": _truncated, "zero-bytes": _zero_bytes, "tiny": _tiny, "huge": _huge,
+    "too-few-shots": _too_few, "too-many-shots": _too_many, "duplicate": _duplicate, "missing-yaml": _no_yaml,
+    "malformed-yaml": _malformed_yaml, "dotdot-name": _dotdot_name, "slash-name": _slash_name, "empty": _empty,
+    "symlink-outside": _symlink_outside,
+}
+
+
+def _submission(tmp_path: Path, case: str) -> tuple[Path, str]:
+    folder = tmp_path / "submission" / EXAMPLE.name
+    shutil.copytree(EXAMPLE, folder)
+    return folder, CASES[case](folder)
+
+
+def _assert_named(text: str, named: str) -> None:
+    assert "REJECTED" in text, text
+    problem_lines = [ln for ln in text.splitlines() if ln.strip().startswith("- ")]
+    assert problem_lines, text
+    if named != "concept folder":
+        assert any(named in ln for ln in problem_lines), f"{named} not named in:\n{text}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_concept_folder_fails_the_flow_and_changes_nothing(case, workspace, prefect_harness, tmp_path):
+    from components.validation import ValidationError
+    from flows.onboard import onboard_concept
+
+    folder, named = _submission(tmp_path, case)
+    before = state_snapshot(workspace)
+    with pytest.raises(ValidationError) as err:
+        onboard_concept(str(folder), workspace=str(workspace))
+    _assert_named(str(err.value), named)
+    assert state_snapshot(workspace) == before
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", ["zero-bytes", "dotdot-name"])
+def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tmp_path):
+    """The real console script in a fresh process (pointed at the session's Prefect API)."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    folder, named = _submission(tmp_path, case)
+    before = state_snapshot(workspace)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    lfsd = Path(sys.executable).with_name("lfsd")
+    proc = subprocess.run([str(lfsd), "onboard", str(folder), "--workspace", str(workspace)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    _assert_named(proc.stderr, named)
+    assert state_snapshot(workspace) == before

@@ -1,0 +1,152 @@
+"""The orchestrated pipeline end to end, against a real MLflow server and a Ray head started on
+127.0.0.1 by the test, in a throw-away git + DVC workspace with a tiny base (seconds per concept).
+
+One sequence of two concepts (one with CMYK, RGBA, 16-bit and EXIF-rotated shots) through
+`lifelong_sequence`, then: the lineage in MLflow, git and DVC; restoring data/ and checkpoints/ from
+the DVC remote byte for byte; onboarding the same folder again (no-op); a different folder under a
+learned name (rejected, nothing changes); a failing gate (production stays); promote and rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.integration.conftest import git, state_snapshot
+from tests.integration.services import mlflow_server
+
+ORIENTATION = 0x0112
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _odd_modes(folder: Path) -> None:
+    """Re-save the shots as CMYK JPEG, RGBA PNG, 16-bit grayscale PNG and an EXIF-rotated JPEG."""
+    shots = sorted(folder.glob("*.png"))
+    imgs = [Image.open(p).convert("RGB") for p in shots]
+    for p in shots:
+        p.unlink()
+    imgs[0].convert("CMYK").save(folder / "a-cmyk.jpg", quality=95)
+    imgs[1].convert("RGBA").save(folder / "b-rgba.png")
+    gray16 = (np.asarray(imgs[2].convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(gray16).save(folder / "c-gray16.png")
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    imgs[0].transpose(Image.Transpose.ROTATE_90).save(folder / "d-exif.jpg", exif=exif, quality=95)
+
+
+def _set_gate(root: Path, **bounds) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["gate"].update(bounds)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def ray_head(workspace):
+    from tests.integration.services import ray_head as start
+
+    with start() as address:  # sets RAY_ADDRESS (and the head's token) inside the block
+        yield address
+
+
+@pytest.mark.integration
+def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harness, ray_head, tmp_path, monkeypatch):
+    import mlflow
+
+    from components.onboarding.workspace import load_workspace
+    from components.registry import CANDIDATE, PRODUCTION, REQUIRED_LINEAGE_TAGS, get_alias_version
+    from components.training.lifelong import LEDGER_FILE, Ledger
+    from components.validation import ValidationError
+    from components.versioning import restore, status_clean
+    from components.world.concepts import write_concepts
+    from flows.onboard import onboard_concept
+    from flows.registry import promote, rollback
+    from flows.sequence import lifelong_sequence
+
+    c1, c2, c3 = write_concepts(tmp_path / "inbox", n=3, shots=4, seed=7)
+    _odd_modes(c2)
+    head0 = git(workspace, "rev-parse", "HEAD")
+    with mlflow_server(tmp_path) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        results = lifelong_sequence([str(c1), str(c2)], workspace=str(workspace), run_name="test-seq")
+        assert [r.status for r in results] == ["onboarded", "onboarded"]
+        ws = load_workspace(workspace)
+        name = ws.params.pipeline.model_name
+
+        # git: one commit per concept; DVC: clean, everything in the remote
+        log = git(workspace, "log", "--format=%s", f"{head0}..HEAD").splitlines()
+        assert len(log) == 2 and all(s.startswith("onboard ") for s in log), log
+        assert status_clean(workspace, ["data/concepts", "checkpoints"])
+        assert git(workspace, "status", "--porcelain") == ""
+
+        # ledger: ordered, workspace-relative paths; normalised dataset is 8-bit RGB PNG
+        ledger = Ledger.read(ws.latest_checkpoint() / LEDGER_FILE)
+        names = [yaml.safe_load((c / "concept.yaml").read_text())["name"] for c in (c1, c2)]
+        assert ledger.names() == names
+        assert all(not Path(e.checkpoint).is_absolute() and not Path(e.references).is_absolute() for e in ledger.entries)
+        shots = sorted((ws.data_dir / names[1]).glob("*.png"))
+        assert len(shots) == 4 and all(Image.open(p).mode == "RGB" for p in shots)
+
+        # MLflow: parent run + one nested run per concept, a version per concept with lineage
+        client = mlflow.MlflowClient(uri, uri)
+        exp = client.get_experiment_by_name(ws.params.pipeline.experiment)
+        runs = client.search_runs([exp.experiment_id])
+        parents = [r for r in runs if r.data.tags.get("lfsd.kind") == "sequence"]
+        children = [r for r in runs if r.data.tags.get("lfsd.kind") == "concept"]
+        assert len(parents) == 1 and len(children) == 2
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+        assert {"avg_forgetting", "rcf_preservation", "new_concept_fidelity"} <= set(children[0].data.metrics)
+        versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        assert [v.version for v in versions] == ["1", "2"]
+        for v in versions:
+            assert all(v.tags.get(t) for t in REQUIRED_LINEAGE_TAGS), v.tags
+            assert v.tags["lfsd.gate"] == "passed"
+        assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "2"
+        assert versions[1].tags["lfsd.git_commit"] == git(workspace, "rev-parse", "HEAD")
+
+        # nothing is lost: data/ and checkpoints/ come back from the DVC remote byte for byte
+        kept = {d: _tree(workspace / d) for d in ("data", "checkpoints")}
+        shutil.rmtree(workspace / "data")
+        shutil.rmtree(workspace / "checkpoints")
+        restore(workspace, [f"data/concepts/{n}" for n in names] + [ws.rel(c) for c in
+                                                                  (ws.checkpoint_dir / f"01-{names[0]}", ws.checkpoint_dir / f"02-{names[1]}")])
+        assert {d: _tree(workspace / d) for d in ("data", "checkpoints")} == kept
+
+        # the same folder again: a no-op that says so
+        before = state_snapshot(workspace)
+        again = onboard_concept(str(c1), workspace=str(workspace))
+        assert again.status == "already-onboarded"
+        assert state_snapshot(workspace) == before
+
+        # a different folder under a learned name: rejected, nothing changes
+        impostor = tmp_path / "impostor"
+        shutil.copytree(c3, impostor)
+        meta = yaml.safe_load((impostor / "concept.yaml").read_text())
+        (impostor / "concept.yaml").write_text(yaml.safe_dump({**meta, "name": names[0]}))
+        with pytest.raises(ValidationError, match="already"):
+            onboard_concept(str(impostor), workspace=str(workspace))
+        assert state_snapshot(workspace) == before
+
+        # a failing gate: the version is registered and tagged, production stays
+        _set_gate(workspace, min_new_concept_fidelity=2.0)
+        git(workspace, "commit", "-qam", "stricter gate")
+        third = onboard_concept(str(c3), workspace=str(workspace))
+        assert third.status == "onboarded" and third.version == "3" and third.gate.startswith("failed")
+        v3 = client.get_model_version(name, "3")
+        assert v3.tags["lfsd.gate"] == "failed" and "new_concept_fidelity" in v3.tags["lfsd.gate_reason"]
+        assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "3"
+
+        # by hand: promote 3, roll back to 2
+        assert promote("3", reason="accepted by a reviewer", workspace=str(workspace)) == "2"
+        assert get_alias_version(name, PRODUCTION) == "3"
+        assert rollback(workspace=str(workspace)) == "2"
+        assert get_alias_version(name, PRODUCTION) == "2"

@@ -1,0 +1,84 @@
+"""The pipeline's pure parts: the gate, relevant prompts through templates, workspace-relative ledgers,
+and one git commit for a dataset + checkpoint pair."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.config import GateConfig
+
+
+def test_gate_passes_only_when_every_bound_holds():
+    from components.onboarding.gate import decide
+
+    cfg = GateConfig(max_avg_forgetting=0.1, min_rcf_preservation=0.8, min_new_concept_fidelity=0.3)
+    good = {"avg_forgetting": 0.05, "rcf_similarity": 0.85, "new_concept_fidelity": 0.5}
+    ok = decide(good, cfg)
+    assert ok.passed and ok.reasons == () and ok.summary().startswith("passed")
+    bad = decide({**good, "avg_forgetting": 0.2, "new_concept_fidelity": 0.1}, cfg)
+    assert not bad.passed and len(bad.reasons) == 2
+    assert "avg_forgetting 0.200" in bad.summary() and "new_concept_fidelity 0.100" in bad.summary()
+    assert not decide({**good, "rcf_similarity": float("nan")}, cfg).passed
+
+
+def test_relevant_prompts_render_every_subject_through_the_templates(tiny_bundle):
+    from components.training.relevant import relevant_prompts
+
+    prompts = relevant_prompts(tiny_bundle.tokenizer, tiny_bundle.text_encoder, "star", ["star", "heart", "ring", "cross"],
+                               1, ["<zorudo> square"], ("a {} on a white background", "a {} on a gray background"))
+    assert prompts[:2] == ["a star on a white background", "a star on a gray background"]
+    assert "a <zorudo> square on a gray background" in prompts and prompts[-1] == ""
+    assert len(prompts) == 3 * 2 + 1  # class word, 1 related class, 1 previous concept; x2 templates; + ""
+
+
+def test_ledger_paths_become_workspace_relative_and_still_resolve(tmp_path, monkeypatch):
+    from components.training.lifelong import Ledger, LedgerEntry, relativize_ledger, resolve_ledger_path
+
+    root = tmp_path / "ws"
+    ckpt = root / "checkpoints" / "01-abc"
+    ckpt.mkdir(parents=True)
+    (root / "data" / "concepts" / "abc").mkdir(parents=True)
+    Ledger(str(root / "models" / "base"), "h", "lfs",
+           [LedgerEntry(1, "abc", "star", "<abc>", str(root / "data/concepts/abc"), str(ckpt))]).save(ckpt / "ledger.json")
+    ledger = relativize_ledger(ckpt, root)
+    assert ledger.base == "models/base"
+    assert (ledger.entries[0].references, ledger.entries[0].checkpoint) == ("data/concepts/abc", "checkpoints/01-abc")
+    assert json.loads((ckpt / "ledger.json").read_text())["entries"][0]["checkpoint"] == "checkpoints/01-abc"
+    monkeypatch.chdir(tmp_path)  # not the workspace: paths resolve through the checkpoint's location
+    assert resolve_ledger_path("data/concepts/abc", ckpt) == root / "data/concepts/abc"
+
+
+@pytest.fixture
+def dvc_repo(tmp_path, monkeypatch):
+    from components.versioning import ensure_dvc_repo
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    monkeypatch.setenv("LFSD_STATE_DIR", str(root / ".lfsd"))
+    for args in (["init", "-q"], ["config", "user.email", "t@t.invalid"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    ensure_dvc_repo(root)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True)
+    return root
+
+
+def test_dataset_and_checkpoint_are_one_commit(dvc_repo):
+    from components.versioning import version_paths
+
+    (dvc_repo / "data" / "concepts" / "abc").mkdir(parents=True)
+    (dvc_repo / "data" / "concepts" / "abc" / "shot-00.png").write_bytes(b"png")
+    (dvc_repo / "checkpoints" / "01-abc").mkdir(parents=True)
+    (dvc_repo / "checkpoints" / "01-abc" / "ledger.json").write_text("{}")
+    data, ckpt = version_paths(dvc_repo, ["data/concepts/abc", "checkpoints/01-abc"], "onboard 01-abc")
+    assert data.commit == ckpt.commit and data.changed and ckpt.changed
+    files = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD"], cwd=dvc_repo, check=True,
+                           capture_output=True, text=True).stdout.split()
+    assert sorted(files) == ["checkpoints/.gitignore", "checkpoints/01-abc.dvc", "data/concepts/.gitignore",
+                             "data/concepts/abc.dvc"]
+    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=dvc_repo, capture_output=True, text=True).stdout
+    assert int(count) == 2
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=dvc_repo, capture_output=True, text=True).stdout == ""
