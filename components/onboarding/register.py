@@ -63,7 +63,7 @@ def log_and_register(
     lineage tags; the version gets alias `candidate`. Returns (run_id, version)."""
     import mlflow
 
-    from components.registry import CANDIDATE, log_lifelong_model, register_version, set_alias, setup_tracking
+    from components.registry import CANDIDATE, log_lifelong_model, set_alias, setup_tracking
 
     setup_tracking(ws.root, ws.params.pipeline.experiment)
     name = ws.params.pipeline.model_name
@@ -85,8 +85,8 @@ def log_and_register(
         mlflow.log_dict({"steps": [evaluation.step], "metrics": m}, "forgetting.json")
         mlflow.log_artifact(str(evaluation.heatmap), "figures")
         mlflow.log_artifact(str(evaluation.samples), "figures")
-        log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
-        version = register_version(run.info.run_id, name, tags)
+        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", registered_model_name=name, tags=tags)
+        version = str(info.registered_model_version)
     set_alias(name, CANDIDATE, version)
     return run.info.run_id, version
 

@@ -85,7 +85,7 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         # git: one commit per concept; DVC: clean, everything in the remote
         log = git(workspace, "log", "--format=%s", f"{head0}..HEAD").splitlines()
         assert len(log) == 2 and all(s.startswith("onboard ") for s in log), log
-        assert status_clean(workspace, ["data/concepts", "checkpoints"])
+        assert status_clean(workspace)
         assert git(workspace, "status", "--porcelain") == ""
 
         # ledger: ordered, workspace-relative paths; normalised dataset is 8-bit RGB PNG
