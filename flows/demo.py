@@ -35,8 +35,11 @@ def main() -> int:
         print(f"  figures: {ws.state_dir / 'figures' / latest.name}")
     print(f"  production: {name} version {get_alias_version(name, PRODUCTION)}  (models:/{name}@{PRODUCTION})")
     print("  compare runs:  .venv/bin/lfsd ui        (MLflow UI on http://127.0.0.1:5000)")
-    print(f'  draw:          .venv/bin/lfsd generate "a <{concepts[0].name.split("-", 1)[-1]}> ..." '
-          f"--model models:/{name}@{PRODUCTION} --concept NAME")
+    import yaml
+
+    first = yaml.safe_load((concepts[0] / "concept.yaml").read_text())
+    print(f'  draw:          .venv/bin/lfsd generate "a <{first["name"]}> {first["class_word"]} on a white background" '
+          f"--model models:/{name}@{PRODUCTION} --concept {first['name']} --out grid.png")
     print("  roll back:     .venv/bin/lfsd rollback")
     return 0
 
