@@ -68,6 +68,10 @@ def log_and_register(
     setup_tracking(ws.root, ws.params.pipeline.experiment)
     name = ws.params.pipeline.model_name
     tags = {**lineage, "lfsd.concept": concept, "lfsd.class_word": class_word}
+    done = _registered(name, lineage["lfsd.checkpoint_dvc_md5"])
+    if done is not None:  # a retry after a failure past registration: do not register twice
+        set_alias(name, CANDIDATE, done.version)
+        return done.run_id, str(done.version)
     kwargs = {"parent_run_id": parent_run_id, "nested": True} if parent_run_id else {}
     with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "concept"}, **kwargs) as run:
         cfg = dataclasses.asdict(ws.params.training)
@@ -89,6 +93,17 @@ def log_and_register(
         version = str(info.registered_model_version)
     set_alias(name, CANDIDATE, version)
     return run.info.run_id, version
+
+
+def _registered(name: str, checkpoint_md5: str):
+    """The model version already registered for this checkpoint, if any."""
+    import mlflow
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    return next((v for v in versions if (v.tags or {}).get("lfsd.checkpoint_dvc_md5") == checkpoint_md5), None)
 
 
 def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | None:
