@@ -108,6 +108,7 @@ def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
         logging_level=logging.WARNING,
         object_store_memory=256 * 1024**2,  # only small checkpoints and configs travel through it
         _temp_dir=str(temp),
+        _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
     )
 
 
