@@ -43,7 +43,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
             cfg = dataclasses.replace(params.training, seed=seed, method=method)
             result = run_sequence(base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log)
             runs[method].append(result)
-            _save_visuals(result, Path(out_json).parent / "forgetting" / f"{method}-seed{seed}")
+            _save_visuals(result, Path(out_json).parent / Path(out_json).stem / f"{method}-seed{seed}")
     timing = step_time_probe(base, dirs[0], methods, params.training, work=Path(work) / "timing", log=log)
     rows = {}
     for method, results in runs.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.services import free_port, mlflow_cli, stop, wait_http
+from tests.integration.services import free_port, mlflow_cli, mlflow_server, stop, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "lfsd-test"
@@ -166,50 +166,41 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
     from components.registry import PRODUCTION, get_alias_version, log_lifelong_model, promote, setup_tracking
 
     base, checkpoint, concepts = chain
-    server = serve = None
-    server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
-    port, port2 = free_port(), free_port()
-    uri = f"http://127.0.0.1:{port}"
+    serve = None
+    serve_log = tmp_path / "serve.log"
+    port2 = free_port()
     # `mlflow models serve` execs `uvicorn` from PATH: put this interpreter's bin dir first, as an
     # activated venv would.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", HF_HUB_OFFLINE="1", PATH=path)
-    try:
-        with server_log.open("w") as out:
-            server = subprocess.Popen(
-                [*mlflow_cli(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                 "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                 "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_http(f"{uri}/health", server, 120, server_log)
+    with mlflow_server(tmp_path) as uri:
+        try:
+            setup_tracking(tmp_path, experiment="lfsd-integration", tracking_uri=uri)
+            with mlflow.start_run():
+                info = log_lifelong_model(checkpoint, base, registered_model_name=NAME, tags=LINEAGE)
+            version = str(info.registered_model_version)
+            promote(NAME, version, "integration test")
+            assert get_alias_version(NAME, PRODUCTION) == version
+            assert (tmp_path / "server-artifacts").is_dir()  # uploaded through the server's artifact proxy
 
-        setup_tracking(tmp_path, experiment="lfsd-integration", tracking_uri=uri)
-        with mlflow.start_run():
-            info = log_lifelong_model(checkpoint, base, registered_model_name=NAME, tags=LINEAGE)
-        version = str(info.registered_model_version)
-        promote(NAME, version, "integration test")
-        assert get_alias_version(NAME, PRODUCTION) == version
-        assert (tmp_path / "server-artifacts").is_dir()  # uploaded through the server's artifact proxy
+            with serve_log.open("w") as out:
+                serve = subprocess.Popen(
+                    [*mlflow_cli(), "models", "serve", "-m", f"models:/{NAME}@{PRODUCTION}", "--env-manager", "local",
+                     "-h", "127.0.0.1", "-p", str(port2), "-w", "1", "-t", "120"],
+                    cwd=tmp_path, env=dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri), stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            wait_http(f"http://127.0.0.1:{port2}/ping", serve, 240, serve_log)
 
-        with serve_log.open("w") as out:
-            serve = subprocess.Popen(
-                [*mlflow_cli(), "models", "serve", "-m", f"models:/{NAME}@{PRODUCTION}", "--env-manager", "local",
-                 "-h", "127.0.0.1", "-p", str(port2), "-w", "1", "-t", "120"],
-                cwd=tmp_path, env=dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri), stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        wait_http(f"http://127.0.0.1:{port2}/ping", serve, 240, serve_log)
-
-        c = concepts[1]
-        body = {"dataframe_split": {"columns": ["prompt", "concept", "seed", "steps"],
-                                    "data": [[c.prompt(), c.name, 7, STEPS]]}}
-        request = urllib.request.Request(f"http://127.0.0.1:{port2}/invocations", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=120) as r:
-            assert r.status == 200
-            answer = json.loads(r.read())
-        (row,) = answer["predictions"]
-        assert row["seed"] == 7
-        assert _png(row["image"]).size == (32, 32)
-    finally:
-        stop(serve)
-        stop(server)
+            c = concepts[1]
+            body = {"dataframe_split": {"columns": ["prompt", "concept", "seed", "steps"],
+                                        "data": [[c.prompt(), c.name, 7, STEPS]]}}
+            request = urllib.request.Request(f"http://127.0.0.1:{port2}/invocations", data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(request, timeout=120) as r:
+                assert r.status == 200
+                answer = json.loads(r.read())
+            (row,) = answer["predictions"]
+            assert row["seed"] == 7
+            assert _png(row["image"]).size == (32, 32)
+        finally:
+            stop(serve)
