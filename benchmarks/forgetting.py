@@ -23,7 +23,7 @@ METRIC_KEYS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "r
 
 
 def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, base: Path, evaluator_dir: Path,
-        work: Path, log=print) -> dict:
+        work: Path, log=print, adapter: str | None = None) -> dict:
     import torch
 
     from components.config import load_params
@@ -32,6 +32,8 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     from components.training.sequence import run_sequence
 
     params = load_params()
+    if adapter:  # every method with the same K/V update kind: LoRA (params.yaml default) or full K/V
+        params = dataclasses.replace(params, training=dataclasses.replace(params.training, adapter=adapter))
     torch.set_num_threads(2)
     clip, dino = load_evaluator(evaluator_dir)
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
@@ -55,10 +57,11 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
         row["step_s"] = float(np.median([t.step_seconds for r in results for t in r.tasks]))
         row |= timing.get(method, {})
         row["matrix_seed0"] = results[0].metrics["matrix"]
+        row["matrices"] = {str(seed): r.metrics["matrix"] for seed, r in zip(seeds, results)}  # A[k][j] per seed
         rows[method] = row
     report = {
         "command": f"lfsd benchmark forgetting --concepts {concepts} --methods {','.join(methods)} "
-                   f"--seeds {','.join(map(str, seeds))} --json {out_json}",
+                   f"--seeds {','.join(map(str, seeds))} --json {out_json}" + (f" --adapter {adapter}" if adapter else ""),
         "concepts": [d.name for d in dirs],
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads 2",
         "wall_seconds": round(time.time() - start, 1),

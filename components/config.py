@@ -97,6 +97,7 @@ class TrainingConfig:
     batch_size: int = 4
     lr: float = 1e-3
     token_lr: float = 5e-3
+    adapter: str = "lora"  # lora (a new peft adapter per task) | full-kv (train the K/V weights, Custom-Diffusion style)
     lora_rank: int = 4
     lambda_kd: float = 1.0
     kd_batch_size: int = 4
@@ -113,6 +114,10 @@ class TrainingConfig:
     report_every: int = 25
     seed: int = 0
     class_candidates: tuple[str, ...] = ()  # class words to search for relevant ones (default: the world's)
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("lora", "full-kv"):
+            raise ValueError(f"training.adapter: expected lora or full-kv, got {self.adapter!r}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""The lifelong model: a frozen base plus, per learned concept, one LoRA adapter and one token.
+"""The lifelong model: a frozen base plus, per learned concept, one K/V update and one token.
 
-A task checkpoint (`checkpoints/NN-name/`) stores only what its task changed: the task's LoRA on the
-UNet's cross-attention K/V (diffusers LoRA format), its token embedding (textual-inversion format),
-and the ledger: the ordered list of every concept learned so far, where each one's checkpoint and
-references live, and the base's identity (a content hash, never a copy of the base).
+The K/V update of a task is either a peft LoRA adapter on the UNet's cross-attention K/V (`lora`, the
+default: adapters stack, earlier ones stay frozen) or the K/V weights themselves (`full-kv`,
+Custom-Diffusion style: the task trains the very weights earlier tasks trained).
+
+A task checkpoint (`checkpoints/NN-name/`) stores only what its task changed: the task's LoRA (diffusers
+LoRA format) or its K/V weight delta (`unet_kv/kv_delta.safetensors`, module name -> W_k - W_{k-1}), its
+token embedding (textual-inversion format), and the ledger: the ordered list of every concept learned so
+far, where each one's checkpoint and references live, and the base's identity (a content hash, never a
+copy of the base).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # what diffusers save_lora_ad
 EMBEDS_FILE = "learned_embeds.safetensors"
 LEDGER_FILE = "ledger.json"
 LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
+KV_DIR = "unet_kv"
+KV_WEIGHTS = "kv_delta.safetensors"
+ADAPTERS = ("lora", "full-kv")
 
 
 @dataclass
@@ -34,6 +42,7 @@ class LedgerEntry:
     token: str
     references: str  # folder of the concept's versioned dataset (used at generation time only)
     checkpoint: str  # folder of the checkpoint that learned it
+    adapter: str = "lora"  # how the task changed the UNet's K/V: a LoRA adapter or a full K/V delta
 
 
 @dataclass
@@ -100,11 +109,22 @@ def adapter_name(task: int) -> str:
     return f"task{task}"
 
 
+def kv_layers(unet: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """The cross-attention K/V projections by module name; under a peft LoRA wrapper, its base layer
+    (whose weight is what a full-K/V task trains and what its delta is added to)."""
+    out = {}
+    for name, module in unet.named_modules():
+        if any(name.endswith(t) for t in LORA_TARGETS):
+            out[name] = getattr(module, "base_layer", module)
+    return out
+
+
 class LifelongModel:
     """A base bundle with the adapters and tokens of every task so far applied."""
 
     def __init__(self, bundle: DiffusionBundle, ledger: Ledger):
         self.bundle, self.ledger = bundle, ledger
+        self._kv_before: dict[str, torch.Tensor] = {}  # K/V weights as the current task found them
 
     @classmethod
     def from_base(cls, base_dir: Path, method: str) -> "LifelongModel":
@@ -127,9 +147,12 @@ class LifelongModel:
             ckpt = Path(entry.checkpoint)
             embeds = load_file(ckpt / EMBEDS_FILE)
             model._add_token(entry, embeds[entry.token])
-            model.bundle.unet.load_lora_adapter(
-                str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS, adapter_name=adapter_name(entry.task), prefix=None
-            )
+            if entry.adapter == "full-kv":
+                model._add_kv_delta(load_file(ckpt / KV_DIR / KV_WEIGHTS), ckpt)
+            else:
+                model.bundle.unet.load_lora_adapter(
+                    str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS, adapter_name=adapter_name(entry.task), prefix=None
+                )
             model.ledger.entries.append(entry)
         model._activate(model.adapter_names())
         model.bundle.requires_grad_(False)
@@ -140,7 +163,16 @@ class LifelongModel:
         return self
 
     def adapter_names(self) -> list[str]:
-        return [adapter_name(e.task) for e in self.ledger.entries]
+        """The peft adapters theta_k is made of (full-K/V tasks have none: their delta is in the weights)."""
+        return [adapter_name(e.task) for e in self.ledger.entries if e.adapter == "lora"]
+
+    def _add_kv_delta(self, delta: dict[str, torch.Tensor], where: Path) -> None:
+        layers = kv_layers(self.bundle.unet)
+        if sorted(delta) != sorted(layers):
+            raise ValueError(f"{where}: K/V delta names do not match this base's cross-attention layers")
+        with torch.no_grad():
+            for name, d in delta.items():
+                layers[name].weight += d.to(layers[name].weight.dtype)
 
     def _add_token(self, entry: LedgerEntry, embedding: torch.Tensor | None = None) -> int:
         token_id = add_placeholder_token(self.bundle.tokenizer, self.bundle.text_encoder, entry.name, entry.class_word)
@@ -157,44 +189,75 @@ class LifelongModel:
         elif getattr(unet, "peft_config", None):
             unet.disable_adapters()
 
-    def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int) -> tuple[LedgerEntry, int]:
-        """Add the new token and a fresh LoRA; only those are trainable. Returns (entry, token id)."""
+    def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int,
+                   adapter: str = "lora") -> tuple[LedgerEntry, int]:
+        """Add the new token and a fresh LoRA (or open the K/V weights); only those are trainable.
+        Returns (entry, token id)."""
         from peft import LoraConfig
 
+        if adapter not in ADAPTERS:
+            raise ValueError(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
         if name in self.ledger.names():
             raise ValueError(f"concept {name!r} is already learned")
         task = len(self.ledger.entries) + 1
-        entry = LedgerEntry(task, name, class_word, f"<{name}>", references, checkpoint)
+        entry = LedgerEntry(task, name, class_word, f"<{name}>", references, checkpoint, adapter)
         token_id = self._add_token(entry)
         self.bundle.requires_grad_(False)
-        self.bundle.unet.add_adapter(
-            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS),
-            adapter_name=adapter_name(task),
-        )
-        self._activate([*self.adapter_names(), adapter_name(task)])
+        if adapter == "lora":
+            self.bundle.unet.add_adapter(
+                LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS),
+                adapter_name=adapter_name(task),
+            )
+        self._kv_before = {n: m.weight.detach().clone() for n, m in kv_layers(self.bundle.unet).items()}
         self.ledger.entries.append(entry)
-        self._freeze_all_but(adapter_name(task))
+        self._activate(self.adapter_names())
+        self._freeze_all_but_current()
         self.bundle.text_encoder.get_input_embeddings().weight.requires_grad_(True)
         return entry, token_id
 
-    def _freeze_all_but(self, current: str) -> None:
-        for n, p in self.bundle.unet.named_parameters():
-            p.requires_grad_(f".{current}." in n and "lora_" in n)
+    def _freeze_all_but_current(self) -> None:
+        trainable = {id(p) for p in self.task_parameters(self.ledger.entries[-1].task)}
+        for p in self.bundle.unet.parameters():
+            p.requires_grad_(id(p) in trainable)
 
-    def lora_parameters(self, task: int) -> list[torch.nn.Parameter]:
+    def task_parameters(self, task: int) -> list[torch.nn.Parameter]:
+        """What task `task` trains in the UNet: its LoRA matrices, or (full-K/V) the K/V weights."""
+        entry = self.ledger.entries[task - 1]
+        if entry.adapter == "full-kv":
+            return [m.weight for m in kv_layers(self.bundle.unet).values()]
         tag = f".{adapter_name(task)}."
         return [p for n, p in self.bundle.unet.named_parameters() if tag in n and "lora_" in n]
 
+    def kv_delta(self) -> dict[str, torch.Tensor]:
+        """The current full-K/V task's change: W_k - W_{k-1} per cross-attention K/V layer."""
+        return {n: (m.weight.detach() - self._kv_before[n]).contiguous() for n, m in kv_layers(self.bundle.unet).items()}
+
     @contextmanager
     def as_teacher(self):
-        """theta_{k-1} inside theta_k: the current task's adapter is switched off (its token is unused)."""
-        current = self.adapter_names()
-        self._activate(current[:-1])
+        """theta_{k-1} inside theta_k: the current task's adapter is switched off, or (full-K/V) the K/V
+        weights are swapped back to what they were before the task (the new token is unused either way)."""
+        current = self.ledger.entries[-1]
+        if current.adapter == "full-kv":
+            layers = kv_layers(self.bundle.unet)
+            student = {n: m.weight.detach().clone() for n, m in layers.items()}
+            with torch.no_grad():
+                for n, m in layers.items():
+                    m.weight.copy_(self._kv_before[n])
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for n, m in layers.items():
+                        m.weight.copy_(student[n])
+                self._freeze_all_but_current()
+            return
+        names = self.adapter_names()
+        self._activate(names[:-1])
         try:
             yield
         finally:
-            self._activate(current)
-            self._freeze_all_but(current[-1])
+            self._activate(names)
+            self._freeze_all_but_current()
 
     def save_task(self, out: Path, token_id: int, extra: dict | None = None) -> Path:
         """Write the current (last) task's checkpoint: its LoRA, its token, the full ledger."""
@@ -203,7 +266,11 @@ class LifelongModel:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         entry = self.ledger.entries[-1]
-        self.bundle.unet.save_lora_adapter(str(out / LORA_DIR), adapter_name=adapter_name(entry.task))
+        if entry.adapter == "full-kv":
+            (out / KV_DIR).mkdir(exist_ok=True)
+            save_file(self.kv_delta(), out / KV_DIR / KV_WEIGHTS)
+        else:
+            self.bundle.unet.save_lora_adapter(str(out / LORA_DIR), adapter_name=adapter_name(entry.task))
         embedding = self.bundle.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
         save_file({entry.token: embedding.contiguous()}, out / EMBEDS_FILE)
         self.ledger.save(out / LEDGER_FILE)

@@ -155,7 +155,10 @@ def train_task(
     rng = np.random.default_rng(cfg.seed)
     b = model.bundle
     previous_subjects = [f"{e.token} {e.class_word}" for e in model.ledger.entries]
-    entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out), cfg.lora_rank)
+    if method.c_lora and cfg.adapter != "lora":
+        raise ValueError(f"method c-lora penalises LoRA updates; it needs training.adapter: lora, not {cfg.adapter!r}")
+    entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out),
+                                       cfg.lora_rank, cfg.adapter)
 
     images = concept.load_images(b.vae.config.sample_size)  # (K, 3, H, W): the only files this task reads
     with torch.no_grad():
@@ -175,7 +178,7 @@ def train_task(
     row_mask = torch.zeros(emb.shape[0], 1)
     row_mask[token_id] = 1.0
     hook = emb.register_hook(lambda g: g * row_mask)  # only the new token's row learns
-    lora = model.lora_parameters(entry.task)
+    lora = model.task_parameters(entry.task)  # the task's LoRA, or the K/V weights (full-kv)
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}],
                             weight_decay=0.0)
     params: list[torch.nn.Parameter] = [*lora, emb]
@@ -192,7 +195,7 @@ def train_task(
     named_lora = {n: p for n, p in b.unet.named_parameters() if any(p is q for q in lora)}
     if resume is not None:
         if sorted(named_lora) != sorted(resume["lora"]):
-            raise ValueError(f"resume state does not match task {entry.task}'s LoRA parameters")
+            raise ValueError(f"resume state does not match task {entry.task}'s trainable parameters")
         with torch.no_grad():
             for n, p in named_lora.items():
                 p.copy_(resume["lora"][n])

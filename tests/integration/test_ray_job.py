@@ -53,7 +53,7 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
     assert [r["step"] for r in reported] == [3, 4]
     assert [r["step"] for r in resumed.losses] == [1, 2, 3, 4]
     assert len(synced) == 2  # once per optimisation step actually run
-    lora = again.lora_parameters(1)
+    lora = again.task_parameters(1)
     emb = again.bundle.text_encoder.get_input_embeddings().weight
     assert len(synced[0]) == len(lora) + 1 and synced[0][-1] is emb
     # Begun once: one token, one adapter.
@@ -61,7 +61,7 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
     assert again.bundle.tokenizer.get_vocab().get(concept.token) is not None
     for a, b in zip(full.losses, resumed.losses):
         assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 for k in a)
-    for p, q in zip(straight.lora_parameters(1), lora):
+    for p, q in zip(straight.task_parameters(1), lora):
         assert torch.allclose(p, q, atol=1e-6)
     token_id = again.bundle.tokenizer.convert_tokens_to_ids(concept.token)
     straight_emb = straight.bundle.text_encoder.get_input_embeddings().weight

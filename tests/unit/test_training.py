@@ -93,3 +93,76 @@ def test_every_method_runs_a_two_concept_sequence(method, tiny_base_dir, two_con
     for key in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "new_concept_fidelity", "text_alignment"):
         assert m[key] == m[key], key  # not NaN
     assert (tmp_path / "ckpt" / f"02-{read_concept(two_concepts[1]).name}" / "ledger.json").is_file()
+
+
+def _full_kv(cfg):
+    return dataclasses.replace(cfg, adapter="full-kv")
+
+
+def test_full_kv_kd_is_zero_before_the_first_update_and_positive_after(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    model = LifelongModel.from_base(tiny_base_dir, "lfs")
+    cfg = dataclasses.replace(_full_kv(tiny_training_config), steps=3, lr=0.05)
+    result = train_task(model, read_concept(two_concepts[0]), get_method("lfs"), cfg, tmp_path / "01")
+    kd = [row["kd"] for row in result.losses]
+    assert kd[0] < 1e-10  # the teacher is the pre-task K/V: identical before the first update
+    assert kd[-1] > 1e-8
+
+
+def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    from safetensors.torch import load_file
+
+    from components.model.pipeline import load
+    from components.model.sampling import generate
+    from components.training.lifelong import KV_DIR, KV_WEIGHTS, kv_layers
+
+    model = LifelongModel.from_base(tiny_base_dir, "finetune")
+    for k, d in enumerate(two_concepts, start=1):
+        train_task(model, read_concept(d), get_method("finetune"), _full_kv(tiny_training_config), tmp_path / f"0{k}")
+    model.eval()
+    prompts = [f"a {e.token} {e.class_word} on a white background" for e in model.ledger.entries]
+    before = generate(model.bundle, prompts, [0, 1], steps=3)
+    again = LifelongModel.from_checkpoint(tmp_path / "02")
+    assert [e.adapter for e in again.ledger.entries] == ["full-kv", "full-kv"]
+    assert again.adapter_names() == []  # no peft adapters: the deltas are in the K/V weights
+    assert torch.allclose(before, generate(again.bundle, prompts, [0, 1], steps=3), atol=1e-4)
+    files = {p.relative_to(tmp_path / "02").as_posix() for p in (tmp_path / "02").rglob("*") if p.is_file()}
+    assert files == {f"{KV_DIR}/{KV_WEIGHTS}", "learned_embeds.safetensors", "ledger.json", "training.json"}
+    # Both tasks trained the same weights; each checkpoint holds its own change, and only K/V changed.
+    base = load(tiny_base_dir).unet.state_dict()
+    rebuilt = again.bundle.unet.state_dict()
+    changed = {n for n in base if not torch.equal(base[n], rebuilt[n])}
+    assert changed and all(".attn2.to_k." in n or ".attn2.to_v." in n for n in changed)
+    deltas = [load_file(tmp_path / f"0{k}" / KV_DIR / KV_WEIGHTS) for k in (1, 2)]
+    for name, layer in kv_layers(load(tiny_base_dir).unet).items():
+        assert torch.allclose(layer.weight + deltas[0][name] + deltas[1][name], rebuilt[f"{name}.weight"], atol=1e-6)
+        assert deltas[1][name].abs().sum() > 0
+
+
+def test_c_lora_refuses_full_kv(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    model = LifelongModel.from_base(tiny_base_dir, "c-lora")
+    with pytest.raises(ValueError, match="adapter: lora"):
+        train_task(model, read_concept(two_concepts[0]), get_method("c-lora"), _full_kv(tiny_training_config), tmp_path / "01")
+    assert model.ledger.entries == []
+
+
+def test_an_unknown_adapter_is_refused_when_params_are_read():
+    from components.config import TrainingConfig
+
+    with pytest.raises(ValueError, match="training.adapter"):
+        TrainingConfig(adapter="full")
+
+
+@pytest.mark.parametrize("method", ["lfs", "finetune"])
+def test_full_kv_runs_a_two_concept_sequence(method, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    from components.config import ForgettingConfig
+    from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
+    from components.evaluation.forgetting import ForgettingEvaluator
+    from components.training.sequence import run_sequence
+
+    net = WorldEvaluator().eval()
+    evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
+                                    ForgettingConfig(images_per_prompt=1, rcf_seeds=1, steps=2))
+    result = run_sequence(tiny_base_dir, two_concepts, method, _full_kv(tiny_training_config), evaluator,
+                          tmp_path / "ckpt", log=lambda s: None)
+    assert len(result.metrics["matrix"]) == 2
+    assert result.metrics["avg_forgetting"] == result.metrics["avg_forgetting"]
