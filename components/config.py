@@ -88,6 +88,9 @@ class EvaluateBaseConfig:
     retrieval_instances: int = 64
 
 
+ADAPTERS = ("lora", "full-kv")  # how a task updates the UNet's cross-attention K/V (docs/method.md)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """One customization task (see docs/method.md)."""
@@ -116,8 +119,8 @@ class TrainingConfig:
     class_candidates: tuple[str, ...] = ()  # class words to search for relevant ones (default: the world's)
 
     def __post_init__(self) -> None:
-        if self.adapter not in ("lora", "full-kv"):
-            raise ValueError(f"training.adapter: expected lora or full-kv, got {self.adapter!r}")
+        if self.adapter not in ADAPTERS:
+            raise ValueError(f"training.adapter: expected one of {', '.join(ADAPTERS)}, got {self.adapter!r}")
 
 
 @dataclass(frozen=True)

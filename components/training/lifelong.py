@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from components.config import ADAPTERS
 from components.model.pipeline import DiffusionBundle, load
 from components.model.tokenizer import add_placeholder_token
 
@@ -31,7 +32,6 @@ LEDGER_FILE = "ledger.json"
 LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
 KV_DIR = "unet_kv"
 KV_WEIGHTS = "kv_delta.safetensors"
-ADAPTERS = ("lora", "full-kv")
 
 
 @dataclass
@@ -208,7 +208,8 @@ class LifelongModel:
                 LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS),
                 adapter_name=adapter_name(task),
             )
-        self._kv_before = {n: m.weight.detach().clone() for n, m in kv_layers(self.bundle.unet).items()}
+        if adapter == "full-kv":  # the teacher and the saved delta need the weights as the task found them
+            self._kv_before = {n: m.weight.detach().clone() for n, m in kv_layers(self.bundle.unet).items()}
         self.ledger.entries.append(entry)
         self._activate(self.adapter_names())
         self._freeze_all_but_current()
