@@ -150,7 +150,7 @@ def benchmark_forgetting(
     for name, row in report["methods"].items():
         typer.echo(f"{name:20s} forgetting {row['avg_forgetting']['mean']:.3f}+-{row['avg_forgetting']['std']:.3f}"
                    f"  rcf {row['rcf_preservation']['mean']:.3f}  new {row['new_concept_fidelity']['mean']:.3f}"
-                   f"  step x{row['step_time_ratio_vs_finetune'] or float('nan'):.2f}")
+                   f"  step x{row.get('step_time_ratio_vs_finetune') or float('nan'):.2f}")
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
 
 
