@@ -23,7 +23,7 @@ METRIC_KEYS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "r
 
 
 def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, base: Path, evaluator_dir: Path,
-        work: Path, log=print, adapter: str | None = None) -> dict:
+        work: Path, log=print, adapter: str | None = None, overrides: list[str] = ()) -> dict:
     import torch
 
     from components.config import load_params
@@ -34,6 +34,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     params = load_params()
     if adapter:  # every method with the same K/V update kind: LoRA (params.yaml default) or full K/V
         params = dataclasses.replace(params, training=dataclasses.replace(params.training, adapter=adapter))
+    params = apply_overrides(params, overrides)
     torch.set_num_threads(2)
     clip, dino = load_evaluator(evaluator_dir)
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
@@ -61,7 +62,8 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
         rows[method] = row
     report = {
         "command": f"lfsd benchmark forgetting --concepts {concepts} --methods {','.join(methods)} "
-                   f"--seeds {','.join(map(str, seeds))} --json {out_json}" + (f" --adapter {adapter}" if adapter else ""),
+                   f"--seeds {','.join(map(str, seeds))} --json {out_json}" + (f" --adapter {adapter}" if adapter else "")
+                   + "".join(f" --set {o}" for o in overrides),
         "concepts": [d.name for d in dirs],
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads 2",
         "wall_seconds": round(time.time() - start, 1),
@@ -72,6 +74,28 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(report, indent=2))
     return report
+
+
+def apply_overrides(params, overrides: list[str]):
+    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` on top of params.yaml, for development runs (the values
+    are YAML scalars; the config's own validation runs on the result). Anything else is refused."""
+    import yaml
+
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        section, _, key = name.partition(".")
+        if not sep or section not in ("training", "forgetting"):
+            raise ValueError(f"--set {item!r}: expected training.KEY=VALUE or forgetting.KEY=VALUE")
+        current = getattr(params, section)
+        if key not in {f.name for f in dataclasses.fields(current)}:
+            raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")
+        old, new = getattr(current, key), yaml.safe_load(value)
+        if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+            new = float(new)
+        if type(new) is not type(old):
+            raise TypeError(f"--set {item!r}: {section}.{key} is a {type(old).__name__}, got {value!r}")
+        params = dataclasses.replace(params, **{section: dataclasses.replace(current, **{key: new})})
+    return params
 
 
 def step_time_probe(base: Path, concept_dir: Path, methods: list[str], cfg, work: Path, rounds: int = 3,

@@ -30,6 +30,35 @@ def per_seed(report: dict, key: str) -> str:
                      for m, row in report["methods"].items())
 
 
+def bars(report: dict) -> list[tuple[str, str, bool | None]]:
+    """The method issue's bars, computed from one benchmark JSON: (claim, figures, holds). `None` where the
+    JSON lacks the methods a claim compares."""
+    rows = report["methods"]
+    out: list[tuple[str, str, bool | None]] = []
+
+    def stat(method: str, key: str) -> tuple[float, float]:
+        return rows[method][key]["mean"], rows[method][key]["std"]
+
+    if "lfs" in rows and "finetune" in rows:
+        for key, sign in (("avg_forgetting", -1), ("rcf_preservation", 1)):
+            (lm, ls), (fm, fs) = stat("lfs", key), stat("finetune", key)
+            margin = sign * (lm - fm)
+            out.append((f"lfs beats finetune on {key} by > 2x the larger seed std",
+                        f"{margin:.3f} vs 2 x {max(ls, fs):.3f} = {2 * max(ls, fs):.3f}", margin > 2 * max(ls, fs)))
+        (lm, _), (fm, _) = stat("lfs", "new_concept_fidelity"), stat("finetune", "new_concept_fidelity")
+        out.append(("lfs new-concept fidelity >= 90% of finetune's", f"{lm:.3f} vs {fm:.3f} ({lm / fm:.0%})",
+                    lm >= 0.9 * fm))
+        ratio = rows["lfs"].get("step_time_ratio_vs_finetune")
+        out.append(("step time ratio <= 1.6", f"x{ratio:.2f}" if ratio else "-", ratio <= 1.6 if ratio else None))
+    if "lfs" in rows and "prior-preservation" in rows:
+        (lm, _), (pm, _) = stat("lfs", "avg_forgetting"), stat("prior-preservation", "avg_forgetting")
+        out.append(("lfs avg forgetting <= prior-preservation's", f"{lm:.3f} vs {pm:.3f}", lm <= pm))
+    minutes = report["wall_seconds"] / 60
+    out.append((f"{len(rows)} methods x {len(next(iter(rows.values()))['avg_forgetting']['per_seed'])} seeds "
+                "under 90 min", f"{minutes:.1f} min", minutes < 90))
+    return out
+
+
 def main() -> None:
     for path in sys.argv[1:]:
         report = json.loads(Path(path).read_text())
@@ -38,6 +67,10 @@ def main() -> None:
         print()
         for key in ("avg_forgetting", "rcf_preservation", "new_concept_fidelity"):
             print(per_seed(report, key))
+        print()
+        print("| claim | measured | holds? |\n| --- | --- | --- |")
+        for claim, figures, holds in bars(report):
+            print(f"| {claim} | {figures} | {'-' if holds is None else ('yes' if holds else '**no**')} |")
         print()
 
 

@@ -1,0 +1,49 @@
+import pytest
+
+from benchmarks.forgetting import apply_overrides
+from components.config import load_params
+
+
+def test_overrides_change_only_the_named_keys():
+    params = load_params()
+    out = apply_overrides(params, ["training.lambda_kd=50", "training.kd_trajectories=32", "forgetting.rcf_seeds=4"])
+    assert out.training.lambda_kd == 50.0 and isinstance(out.training.lambda_kd, float)
+    assert out.training.kd_trajectories == 32 and out.forgetting.rcf_seeds == 4
+    assert out.training.steps == params.training.steps and out.sampling == params.sampling
+
+
+@pytest.mark.parametrize("item, error, match", [
+    ("training.lambda_kd", ValueError, "expected training.KEY=VALUE"),
+    ("model.text_layers=3", ValueError, "expected training.KEY=VALUE"),
+    ("training.lamda_kd=5", ValueError, "no key 'lamda_kd'"),
+    ("training.steps=many", TypeError, "training.steps is a int"),
+    ("training.adapter=dora", ValueError, "dora"),
+])
+def test_bad_overrides_are_refused(item, error, match):
+    with pytest.raises(error, match=match):
+        apply_overrides(load_params(), [item])
+
+
+def _row(forgetting, rcf, fidelity, ratio=None, seeds=3):
+    def m(mean, std):
+        return {"mean": mean, "std": std, "per_seed": [mean] * seeds}
+    row = {"avg_forgetting": m(*forgetting), "rcf_preservation": m(*rcf), "new_concept_fidelity": m(fidelity, 0.0)}
+    return row | ({"step_time_ratio_vs_finetune": ratio} if ratio else {})
+
+
+def test_bars_apply_the_issue_thresholds():
+    from benchmarks.report import bars
+
+    report = {"wall_seconds": 600, "methods": {
+        "finetune": _row((0.16, 0.09), (0.83, 0.01), 0.36, 1.0),
+        "lfs": _row((0.01, 0.01), (0.94, 0.01), 0.33, 1.3),
+        "prior-preservation": _row((0.12, 0.08), (0.86, 0.01), 0.5, 1.2)}}
+    verdict = {claim.split(" by ")[0].split(" >=")[0].split(" <=")[0]: holds for claim, _, holds in bars(report)}
+    assert verdict["lfs beats finetune on avg_forgetting"] is False  # 0.15 < 2 x 0.09
+    assert verdict["lfs beats finetune on rcf_preservation"] is True  # 0.11 > 2 x 0.01
+    assert verdict["lfs new-concept fidelity"] is True  # 0.33 >= 0.9 x 0.36
+    assert verdict["step time ratio"] is True
+    assert verdict["lfs avg forgetting"] is True
+    assert verdict["3 methods x 3 seeds under 90 min"] is True
+    report["methods"]["lfs"]["new_concept_fidelity"]["mean"] = 0.32  # < 90% of 0.36
+    assert [h for c, _, h in bars(report) if c.startswith("lfs new-concept")] == [False]
