@@ -77,9 +77,11 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
 
 
 def apply_overrides(params, overrides: list[str]):
-    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` on top of params.yaml, for development runs (the values
-    are YAML scalars; the config's own validation runs on the result). Anything else is refused."""
+    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` on top of params.yaml, for development runs. Values are
+    YAML, checked by the config's own coercion and validation. Anything else is refused."""
     import yaml
+
+    from components.config import replace_field
 
     for item in overrides:
         name, sep, value = item.partition("=")
@@ -89,12 +91,7 @@ def apply_overrides(params, overrides: list[str]):
         current = getattr(params, section)
         if key not in {f.name for f in dataclasses.fields(current)}:
             raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")
-        old, new = getattr(current, key), yaml.safe_load(value)
-        if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
-            new = float(new)
-        if type(new) is not type(old):
-            raise TypeError(f"--set {item!r}: {section}.{key} is a {type(old).__name__}, got {value!r}")
-        params = dataclasses.replace(params, **{section: dataclasses.replace(current, **{key: new})})
+        params = dataclasses.replace(params, **{section: replace_field(current, key, yaml.safe_load(value), section)})
     return params
 
 

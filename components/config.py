@@ -213,6 +213,13 @@ def _build(cls, raw: dict, where: str):
     return cls(**kwargs)
 
 
+def replace_field(section, key: str, value, where: str):
+    """`section` (one params.yaml block) with `key` set to `value`, coerced and validated exactly as
+    params.yaml values are (a development override must not get past checks the file would fail)."""
+    raw = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)} | {key: value}
+    return _build(type(section), raw, where)
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read params.yaml into `Params`. The model's image size follows the world's."""
     raw = yaml.safe_load(Path(path).read_text()) or {}

@@ -10,13 +10,16 @@ def test_overrides_change_only_the_named_keys():
     assert out.training.lambda_kd == 50.0 and isinstance(out.training.lambda_kd, float)
     assert out.training.kd_trajectories == 32 and out.forgetting.rcf_seeds == 4
     assert out.training.steps == params.training.steps and out.sampling == params.sampling
+    templates = apply_overrides(params, ["training.kd_templates=['a {}', 'the {}']"]).training.kd_templates
+    assert templates == ("a {}", "the {}")  # lists become the config's tuples, as in params.yaml
 
 
 @pytest.mark.parametrize("item, error, match", [
     ("training.lambda_kd", ValueError, "expected training.KEY=VALUE"),
     ("model.text_layers=3", ValueError, "expected training.KEY=VALUE"),
     ("training.lamda_kd=5", ValueError, "no key 'lamda_kd'"),
-    ("training.steps=many", TypeError, "training.steps is a int"),
+    ("training.steps=many", TypeError, "training.steps: expected int"),
+    ("training.kd_templates=a {}", TypeError, "training.kd_templates: expected a list"),
     ("training.adapter=dora", ValueError, "dora"),
 ])
 def test_bad_overrides_are_refused(item, error, match):
