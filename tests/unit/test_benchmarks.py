@@ -50,3 +50,33 @@ def test_bars_apply_the_issue_thresholds():
     assert verdict["3 methods x 3 seeds under 90 min"] is True
     report["methods"]["lfs"]["new_concept_fidelity"]["mean"] = 0.32  # < 90% of 0.36
     assert [h for c, _, h in bars(report) if c.startswith("lfs new-concept")] == [False]
+
+
+def _forgetting_run(lfs, finetune):
+    def m(vals):
+        import numpy as np
+        return {"avg_forgetting": {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_seed": vals}}
+    return {"command": "lfsd benchmark forgetting --concepts outputs/concepts-7", "training": {"adapter": "full-kv"},
+            "methods": {"lfs": m(lfs), "finetune": m(finetune)}}
+
+
+def test_forgetting_ceiling_is_the_bar_for_a_method_that_forgets_nothing():
+    from benchmarks.report import forgetting_ceiling
+
+    bimodal = _forgetting_run([0.0, 0.0, 0.0], [0.07, 0.29, 0.12])  # std 0.094 > half the mean 0.16
+    assert forgetting_ceiling(bimodal)[2] is False
+    steady = _forgetting_run([0.0, 0.0, 0.0], [0.31, 0.28, 0.26])
+    mean, need, holds = forgetting_ceiling(steady)
+    assert holds is True and mean == pytest.approx(0.2833, abs=1e-3) and need < 0.05
+
+
+def test_paired_wins_and_sign_test():
+    from benchmarks.report import across, paired_wins, sign_test_p
+
+    run = _forgetting_run([0.02, 0.02, 0.10], [0.01, 0.09, 0.10])  # one loss, one win, one tie
+    assert paired_wins(run) == (1, 2)
+    assert sign_test_p(3, 3) == pytest.approx(0.125) and sign_test_p(0, 4) == 1.0
+    assert sign_test_p(23, 25) == pytest.approx(326 / 2 ** 25)
+    table = across({"a": run, "b": _forgetting_run([0.0] * 3, [0.3, 0.28, 0.26]), "no-lfs": {"methods": {}}})
+    assert "| a | outputs/concepts-7 | full-kv |" in table and "no-lfs" not in table
+    assert "4 of 5 seed runs" in table  # 1 of 2 strict in a, 3 of 3 in b
