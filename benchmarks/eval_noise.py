@@ -25,7 +25,7 @@ def main() -> None:
     import components.evaluation.forgetting as protocol
     from components.config import load_params
     from components.evaluation.embedder import load_evaluator
-    from components.training.lifelong import LEDGER_FILE, Ledger, LifelongModel, resolve_ledger_path
+    from components.lifelong import LifelongModel, read_ledger
     from components.training.methods import get_method
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,11 +38,10 @@ def main() -> None:
     ap.add_argument("--evaluator", type=Path, default=Path("models/evaluator"))
     args = ap.parse_args()
 
-    torch.set_num_threads(2)
     params = load_params()
+    torch.set_num_threads(params.runtime.threads)
     clip, dino = load_evaluator(args.evaluator)
-    ledger = Ledger.read(args.last / LEDGER_FILE)
-    checkpoints = [resolve_ledger_path(e.checkpoint, args.last) for e in ledger.entries]
+    checkpoints = [Path(e.checkpoint) for e in read_ledger(args.last).entries]
     fixed_seeds = protocol._seeds
     for offset in (int(o) for o in args.offsets.split(",")):
         protocol._seeds = lambda tag, n, o=offset: fixed_seeds(tag + 100 * o, n)  # the probe's only change
@@ -51,7 +50,7 @@ def main() -> None:
         for ckpt in checkpoints:
             model = LifelongModel.from_checkpoint(ckpt, args.base)
             icgen = get_method(model.ledger.method).icgen and params.forgetting.use_references and not args.no_references
-            steps.append(evaluator.evaluate(model, icgen=icgen, rcf_classes=[]))
+            steps.append(evaluator.score_step(model, icgen=icgen, rcf_classes=[]))
         metrics = protocol.sequence_metrics(steps)
         print(f"offset {offset}: avg_forgetting {metrics['avg_forgetting']:.3f}  "
               f"final row {np.round(np.array(metrics['matrix'])[-1], 3).tolist()}", flush=True)

@@ -35,7 +35,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     if adapter:  # every method with the same K/V update kind: LoRA (params.yaml default) or full K/V
         params = dataclasses.replace(params, training=dataclasses.replace(params.training, adapter=adapter))
     params = apply_overrides(params, overrides)
-    torch.set_num_threads(2)
+    torch.set_num_threads(params.runtime.threads)
     clip, dino = load_evaluator(evaluator_dir)
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
     start = time.time()
@@ -65,7 +65,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
                    f"--seeds {','.join(map(str, seeds))} --json {out_json}" + (f" --adapter {adapter}" if adapter else "")
                    + "".join(f" --set {o}" for o in overrides),
         "concepts": [d.name for d in dirs],
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads 2",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads {params.runtime.threads}",
         "wall_seconds": round(time.time() - start, 1),
         "training": dataclasses.asdict(params.training),
         "forgetting": dataclasses.asdict(params.forgetting),
@@ -103,10 +103,10 @@ def step_time_probe(base: Path, concept_dir: Path, methods: list[str], cfg, work
     (KD) and the class images (prior preservation) are amortised into it, as a user pays them."""
     import shutil
 
+    from components.lifelong import LifelongModel
     from components.training.concept import read_concept
-    from components.training.lifelong import LifelongModel
+    from components.training.loop import train_task
     from components.training.methods import get_method
-    from components.training.trainer import train_task
 
     if "finetune" not in methods:
         return {}

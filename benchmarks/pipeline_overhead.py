@@ -1,6 +1,6 @@
 """What orchestration costs: the same concepts onboarded through the Prefect flows (Ray Train, the
-ephemeral Prefect API) and through the bare components (`onboard_in_process`), in ONE process each
-way, into two fresh workspaces.
+ephemeral Prefect API) and through the bare components (the same `chain.onboard` with plain step calls
+and in-process training), in ONE process each way, into two fresh workspaces.
 
     python -m benchmarks.pipeline_overhead --concepts examples/concepts --n 3 --json docs/figures/pipeline_overhead.json
 
@@ -54,13 +54,15 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
 
     # -- bare components, one process, no Prefect, no Ray
     from components.onboarding.register import finish_parent_run, start_parent_run
-    from components.onboarding.steps import onboard_in_process
+    from components.onboarding.chain import onboard
+    from components.training.launch import in_process
 
     _use(bare_root)
     ws = load_workspace(bare_root)
     t0 = time.time()
     parent = start_parent_run(ws, "overhead-bare", [d.name for d in dirs])
-    bare = [onboard_in_process(ws, d, parent_run_id=parent, log=log) for d in dirs]
+    launcher = in_process(ws.params.ray.cpus_per_worker)
+    bare = [onboard(ws, d, launcher=launcher, parent_run_id=parent, log=log) for d in dirs]
     finish_parent_run(ws, parent, {})
     bare_total = time.time() - t0
     log(f"bare: {bare_total:.1f} s for {len(dirs)} concepts")
@@ -69,7 +71,7 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
     _use(flow_root)
     t0 = time.time()
     import flows  # noqa: F401 (Prefect settings before prefect is imported)
-    from components.training.ray_job import ensure_ray
+    from components.training.ray_runtime import ensure_ray
     from flows.sequence import lifelong_sequence
 
     import_s = time.time() - t0

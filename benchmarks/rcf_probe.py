@@ -23,12 +23,12 @@ def main(argv: list[str]) -> None:
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.training.concept import read_concept
-    from components.training.lifelong import LifelongModel
+    from components.lifelong import LifelongModel
     from components.training.methods import get_method
-    from components.training.trainer import train_task
+    from components.training.loop import train_task
 
-    torch.set_num_threads(2)
     p = load_params()
+    torch.set_num_threads(p.runtime.threads)
     clip, dino = load_evaluator(Path("models/evaluator"))
     ev = ForgettingEvaluator(clip, dino, dataclasses.replace(p.forgetting, rcf_seeds=16))
     concept = read_concept(Path(argv[0]))
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
         model = LifelongModel.from_base(Path("models/base"), method)
         t0 = time.time()
         train_task(model, concept, get_method(method), cfg, Path("outputs/rcf_probe") / spec.replace(":", "_"))
-        s = ev.evaluate(model, icgen=get_method(method).icgen, rcf_classes=[concept.class_word])
+        s = ev.score_step(model, icgen=get_method(method).icgen, rcf_classes=[concept.class_word])
         print(f"{spec:32s} fidelity {s.concepts[0].fidelity:.3f}  rcf sim {s.rcf_similarity:.3f}  "
               f"acc {s.rcf_class_acc:.2f}  ({time.time() - t0:.0f} s)", flush=True)
 

@@ -1,12 +1,17 @@
-"""The one place params.yaml becomes typed config. Every section is a frozen dataclass; unknown or
-mistyped keys fail loudly here instead of deep inside a training loop."""
+"""Typed config: the sections of params.yaml as frozen dataclasses, with their types and validation.
+
+params.yaml is the ONLY source of values: no field here has a default. `load_params` reads the
+project's params.yaml and lays an override file (a workspace's own params.yaml) over it, key by key,
+so an override names only what differs. Unknown or mistyped keys fail loudly here, not deep inside a
+training loop. One value is derived rather than read: `model.image_size` is `world.image_size`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -17,77 +22,78 @@ PARAMS_FILE = REPO_ROOT / "params.yaml"
 
 @dataclass(frozen=True)
 class WorldConfig:
-    seed: int = 0
-    image_size: int = 32
+    seed: int
+    image_size: int
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    text_hidden_size: int = 64
-    text_layers: int = 2
-    text_heads: int = 4
-    max_prompt_tokens: int = 16
-    latent_channels: int = 4
-    vae_channels: tuple[int, ...] = (32, 64, 64)
-    unet_channels: tuple[int, ...] = (64, 128)
-    unet_attention_head_dim: int = 16
-    context_embed_dim: int = 64
-    context_tokens: int = 4
-    image_size: int = 32
+    text_hidden_size: int
+    text_layers: int
+    text_heads: int
+    max_prompt_tokens: int
+    latent_channels: int
+    vae_channels: tuple[int, ...]
+    unet_channels: tuple[int, ...]
+    unet_attention_head_dim: int
+    context_embed_dim: int
+    context_tokens: int
+    image_size: int  # derived: world.image_size (see DERIVED)
 
 
 @dataclass(frozen=True)
 class PretrainVaeConfig:
-    steps: int = 2500
-    batch_size: int = 32
-    lr: float = 1e-3
-    kl_weight: float = 1e-6
-    threads: int = 2
+    steps: int
+    batch_size: int
+    lr: float
+    kl_weight: float
+    threads: int
 
 
 @dataclass(frozen=True)
 class PretrainBaseConfig:
-    steps: int = 9000
-    batch_size: int = 64
-    lr: float = 5e-4
-    warmup_steps: int = 200
-    pool_scenes: int = 40000
-    pool_instances: int = 3000
-    views_per_instance: int = 5
-    context_fraction: float = 0.4
-    text_dropout: float = 0.1
-    context_dropout: float = 0.1
-    threads: int = 2
-    checkpoint_every: int = 1000
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    pool_scenes: int
+    pool_instances: int
+    views_per_instance: int
+    context_fraction: float
+    text_dropout: float
+    context_dropout: float
+    threads: int
+    checkpoint_every: int
 
 
 @dataclass(frozen=True)
 class PretrainEvaluatorConfig:
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 2e-3
-    embed_dim: int = 64
-    pool_images: int = 20000
-    pool_instances: int = 1500
-    views_per_instance: int = 8
-    threads: int = 1
+    steps: int
+    batch_size: int
+    lr: float
+    embed_dim: int
+    pool_images: int
+    pool_instances: int
+    views_per_instance: int
+    threads: int
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    steps: int = 30
-    guidance_scale: float = 3.0
+    steps: int
+    guidance_scale: float
 
 
 @dataclass(frozen=True)
 class EvaluateBaseConfig:
-    samples_per_prompt: int = 2
-    icgen_instances: int = 24
-    icgen_distractors: int = 3
-    world_images: int = 512
-    retrieval_instances: int = 64
+    samples_per_prompt: int
+    icgen_instances: int
+    icgen_distractors: int
+    world_images: int
+    retrieval_instances: int
 
 
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")  # Ray placement groups
 ADAPTERS = ("lora", "full-kv")  # how a task updates the UNet's cross-attention K/V (docs/method.md)
 
 
@@ -95,28 +101,28 @@ ADAPTERS = ("lora", "full-kv")  # how a task updates the UNet's cross-attention 
 class TrainingConfig:
     """One customization task (see docs/method.md)."""
 
-    method: str = "lfs"
-    steps: int = 200
-    batch_size: int = 4
-    lr: float = 1e-3
-    token_lr: float = 5e-3
-    adapter: str = "lora"  # lora (a new peft adapter per task) | full-kv (train the K/V weights, Custom-Diffusion style)
-    lora_rank: int = 4
-    lambda_kd: float = 1.0
-    kd_batch_size: int = 4
-    kd_related_classes: int = 2
-    kd_teacher_steps: int = 10
-    kd_trajectories: int = 16
-    kd_refresh_every: int = 50
-    kd_templates: tuple[str, ...] = ("a {}",)  # caption templates the relevant subjects are rendered through
-    icgen_context_dropout: float = 0.3
-    lambda_clora: float = 0.1
-    prior_images: int = 16
-    prior_batch_size: int = 4
-    guidance_scale: float = 3.0
-    report_every: int = 25
-    seed: int = 0
-    class_candidates: tuple[str, ...] = ()  # class words to search for relevant ones (default: the world's)
+    method: str
+    steps: int
+    batch_size: int
+    lr: float
+    token_lr: float
+    adapter: str  # lora (a new peft adapter per task) | full-kv (train the K/V weights, Custom-Diffusion style)
+    lora_rank: int
+    lambda_kd: float
+    kd_batch_size: int
+    kd_related_classes: int
+    kd_teacher_steps: int
+    kd_trajectories: int
+    kd_refresh_every: int
+    kd_templates: tuple[str, ...]  # caption templates the relevant subjects are rendered through
+    icgen_context_dropout: float
+    lambda_clora: float
+    prior_images: int
+    prior_batch_size: int
+    guidance_scale: float
+    report_every: int
+    seed: int
+    class_candidates: tuple[str, ...]  # class words to search for relevant ones (empty: the world's)
 
     def __post_init__(self) -> None:
         if self.adapter not in ADAPTERS:
@@ -125,60 +131,76 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class ForgettingConfig:
-    images_per_prompt: int = 2
-    rcf_seeds: int = 8
-    steps: int = 30
-    guidance_scale: float = 3.0
-    use_references: bool = True  # ICGen at generation time (only for methods trained with it)
+    images_per_prompt: int
+    rcf_seeds: int
+    steps: int
+    guidance_scale: float
+    use_references: bool  # ICGen at generation time (only for methods trained with it)
 
 
 @dataclass(frozen=True)
 class RayConfig:
     """Ray Train for one task. RAY_ADDRESS (env) points at a cluster; unset = a local Ray in-process."""
 
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: int = 2  # also the worker's torch/OMP thread count (Ray does not set it)
-    max_failures: int = 2  # FailureConfig: a crashed worker restarts from its last reported checkpoint
-    checkpoint_every: int = 50  # optimisation steps between resumable checkpoints
-    health_check_interval_s: float = 0.2  # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s blocks every report)
+    num_workers: int
+    use_gpu: bool
+    cpus_per_worker: int  # also the worker's torch/OMP thread count (Ray does not set it)
+    max_failures: int  # FailureConfig: a crashed worker restarts from its last reported checkpoint
+    checkpoint_every: int  # optimisation steps between resumable checkpoints
+    health_check_interval_s: float  # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s blocks every report)
+    worker_resources: dict[str, float]  # custom Ray resources each worker asks for (nodes declare them at `ray start`)
+    placement_strategy: str  # ScalingConfig.placement_strategy: PACK | SPREAD | STRICT_SPREAD | STRICT_PACK
+
+    def __post_init__(self) -> None:
+        if self.placement_strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(f"ray.placement_strategy: expected one of {', '.join(PLACEMENT_STRATEGIES)}, "
+                             f"got {self.placement_strategy!r}")
 
 
 @dataclass(frozen=True)
 class GateConfig:
     """Promotion gate: a new version becomes `production` only if every bound holds."""
 
-    max_avg_forgetting: float = 0.15
-    min_rcf_preservation: float = 0.80
-    min_new_concept_fidelity: float = 0.30
+    max_avg_forgetting: float  # avg_forgetting of the sequence so far
+    min_rcf_similarity: float  # this step's rcf_similarity (paired CLIP-I of theta_k's vs theta_0's class images)
+    min_new_concept_fidelity: float  # this step's fidelity of the concept just learned, A[k][k]
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    model_name: str = "lfs-diffusion"  # registered model name in MLflow
-    experiment: str = "lfsd"
-    data_dir: str = "data/concepts"  # versioned concept datasets (DVC)
-    checkpoint_dir: str = "checkpoints"  # versioned lifelong checkpoints (DVC)
-    inbox: str = "inbox"  # scheduled onboarding picks concept folders up here
-    min_shots: int = 3
-    max_shots: int = 10
-    git_commit: bool = True  # one git commit per onboarded concept
+    model_name: str  # registered model name in MLflow
+    experiment: str
+    data_dir: str  # versioned concept datasets (DVC)
+    checkpoint_dir: str  # versioned lifelong checkpoints (DVC)
+    inbox: str  # scheduled onboarding picks concept folders up here
+    inbox_settle_seconds: float  # a folder is picked up only once nothing in it changed for this long
+    min_shots: int
+    max_shots: int
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    threads: int  # torch threads of in-process work: generation, evaluation, benchmarks, the in-process launcher
 
 
 @dataclass(frozen=True)
 class Params:
-    world: WorldConfig = field(default_factory=WorldConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain_vae: PretrainVaeConfig = field(default_factory=PretrainVaeConfig)
-    pretrain_base: PretrainBaseConfig = field(default_factory=PretrainBaseConfig)
-    pretrain_evaluator: PretrainEvaluatorConfig = field(default_factory=PretrainEvaluatorConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    evaluate_base: EvaluateBaseConfig = field(default_factory=EvaluateBaseConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    forgetting: ForgettingConfig = field(default_factory=ForgettingConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    world: WorldConfig
+    model: ModelConfig
+    pretrain_vae: PretrainVaeConfig
+    pretrain_base: PretrainBaseConfig
+    pretrain_evaluator: PretrainEvaluatorConfig
+    sampling: SamplingConfig
+    evaluate_base: EvaluateBaseConfig
+    training: TrainingConfig
+    forgetting: ForgettingConfig
+    ray: RayConfig
+    gate: GateConfig
+    pipeline: PipelineConfig
+    runtime: RuntimeConfig
+
+
+DERIVED = {("model", "image_size"): ("world", "image_size")}  # (section, key) <- (section, key)
 
 
 def _coerce(tp, value, where: str):
@@ -203,6 +225,9 @@ def _build(cls, raw: dict, where: str):
     unknown = set(raw) - known
     if unknown:
         raise KeyError(f"{where}: unknown keys {sorted(unknown)}")
+    missing = known - set(raw)
+    if missing:
+        raise KeyError(f"{where}: missing keys {sorted(missing)} (params.yaml must give every value)")
     kwargs = {}
     for name, value in raw.items():
         tp = hints[name]
@@ -220,9 +245,29 @@ def replace_field(section, key: str, value, where: str):
     return _build(type(section), raw, where)
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read params.yaml into `Params`. The model's image size follows the world's."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    params = _build(Params, raw, Path(path).name)
-    model = dataclasses.replace(params.model, image_size=params.world.image_size)
-    return dataclasses.replace(params, model=model)
+def _merge(base: dict, override: dict, where: str) -> dict:
+    """`override` laid over `base` one section deep; an unknown section or key is refused."""
+    out = {section: dict(values or {}) for section, values in base.items()}
+    for section, values in (override or {}).items():
+        if section not in out:
+            raise KeyError(f"{where}: unknown section {section!r}")
+        out[section].update(values or {})
+    return out
+
+
+def _with_derived(raw: dict, where: str) -> dict:
+    for (section, key), (src_section, src_key) in DERIVED.items():
+        if key in raw.get(section, {}):
+            raise KeyError(f"{where}: {section}.{key} is derived from {src_section}.{src_key}; set that instead")
+        raw[section][key] = raw[src_section][src_key]
+    return raw
+
+
+def load_params(override: Path | None = None) -> Params:
+    """params.yaml, with the file `override` (e.g. a workspace's params.yaml) laid over it."""
+    raw = yaml.safe_load(PARAMS_FILE.read_text()) or {}
+    where = PARAMS_FILE.name
+    if override is not None and Path(override).resolve() != PARAMS_FILE.resolve():
+        where = str(override)
+        raw = _merge(raw, yaml.safe_load(Path(override).read_text()) or {}, where)
+    return _build(Params, _with_derived(raw, where), where)

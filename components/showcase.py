@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,12 +23,12 @@ def main() -> int:
     from components.model.pipeline import load
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.pretraining.data import to_uint8
+    from components.model.images import to_uint8
     from components.visuals import save_grid
 
     start = time.time()
     params = load_params()
-    torch.set_num_threads(2)
+    torch.set_num_threads(params.runtime.threads)
     bundle = load(REPO_ROOT / "models" / "base")
     steps, guidance = params.sampling.steps, params.sampling.guidance_scale
     OUT.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-
-from components.config import REPO_ROOT
+from pathlib import Path
 
 
 def configure_prefect() -> None:
-    from components.versioning.env import ensure_state_dir
+    """PREFECT_HOME inside the workspace's state folder (the workspace named, or the one we stand in)."""
+    from components.onboarding.workspace import WORKSPACE_ENV, find_workspace
+    from components.state import ensure_state_dir
 
-    state = ensure_state_dir(os.environ.get("LFSD_WORKSPACE") or REPO_ROOT).resolve()
+    state = ensure_state_dir(os.environ.get(WORKSPACE_ENV) or find_workspace() or Path.cwd()).resolve()
     defaults = {
         "PREFECT_HOME": str(state / "prefect"),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",

@@ -1,24 +1,22 @@
 """Scheduled onboarding: every concept folder that lands in the inbox is onboarded, oldest name first.
 
-    lfsd schedule --cron "*/30 * * * *"     # needs a Prefect server (docs/operations.md)
+    lfsd schedule --cron "*/30 * * * *"     # needs a Prefect server (docs/operations.md; flows/schedule.py)
 
-A folder is moved to `inbox/.done/` once onboarded (or recognised as already onboarded) and to
-`inbox/.rejected/` with a `REJECTED.txt` report when validation refuses it; nothing else changes.
+Only folders that have settled are taken (nothing in them changed for `pipeline.inbox_settle_seconds`:
+`components.onboarding.inbox`); one still being copied waits for a later tick. A folder is moved to
+`inbox/.done/` once onboarded (or recognised as already onboarded) and to `inbox/.rejected/` with a
+`REJECTED.txt` report when validation refuses it; nothing else changes.
 """
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from components.onboarding.inbox import ready_folders, waiting_folders
 from components.onboarding.workspace import load_workspace
 from flows.sequence import lifelong_sequence
-
-
-def pending(inbox: Path) -> list[Path]:
-    return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".")) if inbox.is_dir() else []
 
 
 @flow(name="onboard-inbox", log_prints=True)
@@ -28,8 +26,9 @@ def onboard_inbox(workspace: str | None = None) -> list:
     logger = get_run_logger()
     ws = load_workspace(workspace)
     inbox = ws.root / ws.params.pipeline.inbox
+    settle = ws.params.pipeline.inbox_settle_seconds
     results = []
-    for folder in pending(inbox):
+    for folder in ready_folders(inbox, settle):
         try:
             results += lifelong_sequence([str(folder)], workspace=str(ws.root), run_name=f"inbox-{folder.name}")
             dest = inbox / ".done" / folder.name
@@ -40,6 +39,10 @@ def onboard_inbox(workspace: str | None = None) -> list:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(dest, ignore_errors=True)
         shutil.move(str(folder), dest)
+    waiting = waiting_folders(inbox, settle)
+    if waiting:
+        logger.info("inbox %s: still settling (changed in the last %g s): %s", inbox, settle,
+                    ", ".join(p.name for p in waiting))
     if not results:
         logger.info("inbox %s: nothing to onboard", inbox)
     return results

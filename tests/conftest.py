@@ -17,17 +17,25 @@ REPO = Path(__file__).resolve().parent.parent
 def _threads():
     import torch
 
-    torch.set_num_threads(2)
+    from components.config import load_params
+
+    torch.set_num_threads(load_params().runtime.threads)
 
 
 @pytest.fixture(scope="session")
-def tiny_model_config():
-    from components.config import ModelConfig
+def params():
+    from components.config import load_params
 
-    return ModelConfig(
-        text_hidden_size=32, text_layers=1, text_heads=2, max_prompt_tokens=16, latent_channels=4,
+    return load_params()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(params):
+    import dataclasses
+
+    return dataclasses.replace(
+        params.model, text_hidden_size=32, text_layers=1, text_heads=2, max_prompt_tokens=16, latent_channels=4,
         vae_channels=(16, 16, 16), unet_channels=(16, 32), unet_attention_head_dim=8, context_embed_dim=16,
-        image_size=32,
     )
 
 
@@ -64,8 +72,8 @@ def two_concepts(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_training_config():
-    from components.config import TrainingConfig
+def tiny_training_config(params):
+    import dataclasses
 
-    return TrainingConfig(steps=3, batch_size=2, kd_batch_size=2, kd_trajectories=2, kd_teacher_steps=2,
-                          kd_refresh_every=2, prior_images=2, prior_batch_size=2, report_every=1)
+    return dataclasses.replace(params.training, steps=3, batch_size=2, kd_batch_size=2, kd_trajectories=2,
+                               kd_teacher_steps=2, kd_refresh_every=2, prior_images=2, prior_batch_size=2, report_every=1)

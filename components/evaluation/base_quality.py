@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, load_evaluator
-from components.pretraining.data import to_tensor
+from components.model.images import to_tensor
 from components.world.scenes import instance_caption, render_view, sample_instance, sample_scene
 from components.world.vocabulary import BACKGROUNDS, CLASSES, COLOURS, caption
 
@@ -115,7 +115,7 @@ def evaluate_base(model_dir: Path, evaluator_dir: Path, seed: int) -> dict:
 
     params = load_params()
     cfg, smp = params.evaluate_base, params.sampling
-    torch.set_num_threads(2)
+    torch.set_num_threads(params.runtime.threads)
     clip, dino = load_evaluator(evaluator_dir)
     bundle = load(model_dir)
     figures = {"seed": seed}

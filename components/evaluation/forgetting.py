@@ -71,7 +71,7 @@ class ForgettingEvaluator:
             if p not in self._base_rcf:
                 self._base_rcf[p] = self._draw(base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
 
-    def evaluate(self, model, icgen: bool, rcf_classes: list[str]) -> StepEval:
+    def score_step(self, model, icgen: bool, rcf_classes: list[str]) -> StepEval:
         """Score every learned concept and the RCF classes under `model` (a LifelongModel)."""
         b, n = model.bundle, self.cfg.images_per_prompt
         scores, samples = [], {}

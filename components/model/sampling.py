@@ -1,15 +1,20 @@
-"""DDIM sampling with classifier-free guidance over text and visual context.
+"""DDIM sampling with classifier-free guidance over text and visual context: the ONE denoising loop.
 
 Guidance contrasts (prompt, context) with ("", null context), the pair the base was trained to drop.
-Each sample's starting noise comes from its own seed, so the same seed gives the same image under
-any model: that is what makes before/after comparisons in the forgetting protocol paired.
+`generate` draws images from per-sample seeds (the same seed gives the same image under any model:
+that is what makes before/after comparisons in the forgetting protocol paired). The data-free KD
+teacher walks the very same loop from its own noise and records the points it passes (`on_step`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from components.model.pipeline import DiffusionBundle, ddim_scheduler
+
+OnStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]  # (t, x_t, eps_cond) at each step
 
 
 def initial_latents(bundle: DiffusionBundle, seeds: list[int]) -> torch.Tensor:
@@ -29,6 +34,37 @@ def context_embeddings(
 
 
 @torch.no_grad()
+def denoise(
+    bundle: DiffusionBundle,
+    noise: torch.Tensor,
+    prompts: list[str],
+    context: torch.Tensor,
+    *,
+    steps: int,
+    guidance_scale: float,
+    on_step: OnStep | None = None,
+) -> torch.Tensor:
+    """x_T = noise * sigma_init (B, C, h, w) -> x_0 latents, guided by (prompt, context) vs ("", null).
+
+    `context` (B, 1, E) is the visual context (zeros = none). `on_step(t, x_t, eps_cond)` sees every
+    point of the trajectory with the conditional noise prediction at it, before the step is taken."""
+    b = len(prompts)
+    scheduler = ddim_scheduler(bundle.scheduler.config)
+    scheduler.set_timesteps(steps)
+    latents = noise * scheduler.init_noise_sigma
+    text = bundle.encode_prompts(list(prompts) + [""] * b)  # (2B, T, D): conditional, then unconditional
+    ctx = torch.cat([context, torch.zeros_like(context)])  # (2B, 1, E)
+    for t in scheduler.timesteps:
+        model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        eps = bundle.unet(model_in, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [ctx]}).sample
+        cond, uncond = eps.chunk(2)
+        if on_step is not None:
+            on_step(t, latents, cond)
+        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    return latents
+
+
+@torch.no_grad()
 def generate(
     bundle: DiffusionBundle,
     prompts: list[str],
@@ -42,16 +78,6 @@ def generate(
     """Prompts (B,) with per-sample seeds -> images (B, 3, H, W) in [-1, 1]."""
     if len(prompts) != len(seeds):
         raise ValueError("one seed per prompt")
-    b = len(prompts)
-    scheduler = ddim_scheduler(bundle.scheduler.config)
-    scheduler.set_timesteps(steps)
-    latents = initial_latents(bundle, seeds) * scheduler.init_noise_sigma
-    text = bundle.encode_prompts(list(prompts) + [""] * b)
-    ctx = context_embeddings(bundle, references, b, reference_mask)
-    ctx = torch.cat([ctx, torch.zeros_like(ctx)])
-    for t in scheduler.timesteps:
-        model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        eps = bundle.unet(model_in, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [ctx]}).sample
-        cond, uncond = eps.chunk(2)
-        latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
+    ctx = context_embeddings(bundle, references, len(prompts), reference_mask)
+    latents = denoise(bundle, initial_latents(bundle, seeds), prompts, ctx, steps=steps, guidance_scale=guidance_scale)
     return bundle.decode_latents(latents)

@@ -43,16 +43,16 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
     from components.evaluation.plots import save_heatmap, save_samples
     from components.model.pipeline import load
-    from components.training.lifelong import LifelongModel
+    from components.lifelong import LifelongModel
     from components.training.methods import get_method
 
-    torch.set_num_threads(max(1, ws.params.ray.cpus_per_worker))
+    torch.set_num_threads(ws.params.runtime.threads)
     clip, dino = load_evaluator(ws.evaluator_dir)
     evaluator = ForgettingEvaluator(clip, dino, ws.params.forgetting)
     model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir)
     classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
     evaluator.base_rcf_images(load(ws.base_dir), classes)
-    step = evaluator.evaluate(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes)
+    step = evaluator.score_step(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes)
     history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
     records = [*history, step_record(step)]
     metrics = sequence_metrics(_steps_from_records(records))

@@ -21,7 +21,7 @@ def decide(current: dict, cfg: GateConfig) -> GateDecision:
     """`current`: avg_forgetting (sequence so far), rcf_similarity and new_concept_fidelity of this step."""
     checks = [
         ("avg_forgetting", current["avg_forgetting"], "<=", cfg.max_avg_forgetting),
-        ("rcf_similarity", current["rcf_similarity"], ">=", cfg.min_rcf_preservation),
+        ("rcf_similarity", current["rcf_similarity"], ">=", cfg.min_rcf_similarity),
         ("new_concept_fidelity", current["new_concept_fidelity"], ">=", cfg.min_new_concept_fidelity),
     ]
     failed = tuple(f"{name} {value:.3f} not {op} {bound}" for name, value, op, bound in checks

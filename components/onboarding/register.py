@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.onboarding.faults import die_here_if_asked
 from components.onboarding.gate import GateDecision
 from components.onboarding.workspace import Workspace
 
@@ -68,7 +69,7 @@ def log_and_register(
     setup_tracking(ws.root, ws.params.pipeline.experiment)
     name = ws.params.pipeline.model_name
     tags = {**lineage, "lfsd.concept": concept, "lfsd.class_word": class_word}
-    done = _registered(name, lineage["lfsd.checkpoint_dvc_md5"])
+    done = registered_version(ws, lineage["lfsd.checkpoint_dvc_md5"])
     if done is not None:  # a retry after a failure past registration: do not register twice
         set_alias(name, CANDIDATE, done.version)
         return done.run_id, str(done.version)
@@ -89,21 +90,44 @@ def log_and_register(
         mlflow.log_dict({"steps": [evaluation.step], "metrics": m}, "forgetting.json")
         mlflow.log_artifact(str(evaluation.heatmap), "figures")
         mlflow.log_artifact(str(evaluation.samples), "figures")
-        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", registered_model_name=name, tags=tags)
-        version = str(info.registered_model_version)
+        die_here_if_asked("during-register")
+        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
+        # Registered with its lineage tags in ONE call: a version without them can never exist, so a
+        # rerun after a kill finds the version by its checkpoint md5 instead of registering twice.
+        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     set_alias(name, CANDIDATE, version)
     return run.info.run_id, version
 
 
-def _registered(name: str, checkpoint_md5: str):
+def registered_version(ws: Workspace, checkpoint_md5: str):
     """The model version already registered for this checkpoint, if any."""
     import mlflow
 
+    from components.registry import setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
     try:
-        versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+        versions = mlflow.MlflowClient().search_model_versions(f"name='{ws.params.pipeline.model_name}'")
     except mlflow.exceptions.MlflowException:
         return None
     return next((v for v in versions if (v.tags or {}).get("lfsd.checkpoint_dvc_md5") == checkpoint_md5), None)
+
+
+def running_concept_runs(ws: Workspace) -> list[str]:
+    """End as KILLED the concept runs of this workspace left RUNNING by a dead writer (call it only
+    under the writer lock); a run is this workspace's when its `lfsd.git_commit` is in this repo."""
+    import mlflow
+
+    from components.registry import setup_tracking
+    from components.versioning.git import has_commit
+
+    exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([exp], "attributes.status = 'RUNNING' and tags.`lfsd.kind` = 'concept'")
+    ours = [r for r in runs if (c := r.data.tags.get("lfsd.git_commit")) and has_commit(ws.root, c)]
+    for r in ours:
+        client.set_terminated(r.info.run_id, "KILLED")
+    return [r.info.run_id for r in ours]
 
 
 def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | None:

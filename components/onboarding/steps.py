@@ -1,63 +1,38 @@
-"""The onboarding steps in order, each a plain function the Prefect tasks wrap one to one, plus
-`onboard_in_process`: the same chain with no Prefect and no Ray (tests, overhead benchmark).
+"""The onboarding steps, each a plain function of the workspace and what the step before produced.
+`chain.py` calls them in order (and is the only place that does); the Prefect flow runs each one as
+a task through the same chain.
 
-State rule: nothing is committed until step 5, which commits the dataset's and the checkpoint's .dvc
-files in ONE git commit (one commit per onboarded concept). A failure before that removes what the
-attempt wrote (`discard_attempt`), so a failed onboarding leaves git, DVC, the ledger and
-checkpoints as they were; objects already pushed to the content-addressed DVC remote are harmless.
+State rule: nothing is committed until `version_checkpoint`, which commits the dataset's and the
+checkpoint's .dvc files in ONE git commit (one commit per onboarded concept). A failure before that
+is undone by `discard_attempt`, so git, DVC, the ledger and checkpoints stay as they were; objects
+already pushed to the content-addressed DVC remote are harmless.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.onboarding.dataset import ConceptSubmission, already_onboarded, stage_dataset, submission_of
+from components.onboarding.dataset import ConceptSubmission, stage_dataset, submission_of
 from components.onboarding.evaluation import StepEvaluation, evaluate_checkpoint
 from components.onboarding.gate import GateDecision, decide
 from components.onboarding.register import apply_gate, log_and_register
 from components.onboarding.workspace import Workspace
 
-Log = Callable[[str], None]
 
-
-class AlreadyOnboarded(Exception):
-    """The same folder (same name, class word and image hashes) was onboarded before: a no-op."""
-
-
-@dataclass
-class OnboardResult:
-    concept: str
-    status: str  # "onboarded" | "already-onboarded"
-    checkpoint: str = ""
-    dataset: str = ""
-    version: str = ""
-    run_id: str = ""
-    gate: str = ""
-    production: str | None = None
-    metrics: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)  # per step wall time
-
-
-def check_submission(ws: Workspace, folder: Path) -> ConceptSubmission:
-    """Step 1. Raises ValidationError (every problem, file + reason) or AlreadyOnboarded."""
+def validate(ws: Workspace, folder: Path) -> ConceptSubmission:
+    """Raises ValidationError naming every bad file and why; changes nothing."""
     from components.validation import require_valid
 
-    folder = Path(folder)
-    same = already_onboarded(ws, folder)
-    if same is not None:
-        raise AlreadyOnboarded(f"{folder}: already onboarded as {same} (same name, class word and images); nothing to do")
     p = ws.params.pipeline
-    report = require_valid(folder, min_shots=p.min_shots, max_shots=p.max_shots, learned_names=ws.learned_names())
+    report = require_valid(Path(folder), min_shots=p.min_shots, max_shots=p.max_shots, learned_names=ws.learned_names())
     return submission_of(report)
 
 
 def version_dataset(ws: Workspace, sub: ConceptSubmission) -> tuple[Path, str]:
-    """Step 2. Normalised copy in data/concepts/<name>/, dvc add + push (committed in step 5)."""
+    """Normalised copy in data/concepts/<name>/, dvc add + push (committed with the checkpoint)."""
     from components.versioning import ensure_dvc_repo, push_path
 
     ensure_dvc_repo(ws.root)
@@ -65,32 +40,39 @@ def version_dataset(ws: Workspace, sub: ConceptSubmission) -> tuple[Path, str]:
     return folder, push_path(ws.root, ws.rel(folder))
 
 
-def train_in_process(ws: Workspace, dataset: Path, out: Path, report: Callable[[dict], None] | None = None):
-    """Step 3 without Ray: theta_{k-1} (newest checkpoint or the base) + the concept -> theta_k in `out`."""
-    import torch
-
-    from components.training.concept import read_concept
-    from components.training.lifelong import LifelongModel
-    from components.training.methods import get_method
-    from components.training.trainer import train_task
-
-    torch.set_num_threads(max(1, ws.params.ray.cpus_per_worker))
-    cfg = ws.params.training
-    previous = ws.latest_checkpoint()
-    model = (LifelongModel.from_checkpoint(previous, ws.base_dir) if previous
-             else LifelongModel.from_base(ws.base_dir, cfg.method))
-    concept = read_concept(dataset)
-    return train_task(model, concept, get_method(cfg.method), cfg, out, references=str(dataset.resolve()), report=report)
+def attempt_name(out: Path, previous: Path | None, dataset_md5: str, method: str) -> str:
+    """The same concept on the same chain gets the same name, so a killed attempt's rerun resumes it."""
+    key = hashlib.sha256(f"{previous.name if previous else ''}|{dataset_md5}|{method}".encode()).hexdigest()[:10]
+    return f"{out.name}-{key}"
 
 
-def evaluate(ws: Workspace, checkpoint: Path, previous: Path | None) -> StepEvaluation:
-    """Step 4. The forgetting protocol over every concept so far and the relevant classes."""
-    return evaluate_checkpoint(ws, checkpoint, previous, ws.state_dir / "figures" / checkpoint.name)
+def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launcher, report: Callable[[dict], None],
+          run_name: str | None = None):
+    """theta_{k-1} (`previous`, or the base) + the concept -> theta_k in `out`, by `launcher`."""
+    from components.training.launch import TrainRequest
+
+    req = TrainRequest(base_dir=ws.base_dir, previous_checkpoint=previous, concept_dir=dataset,
+                       references=str(dataset.resolve()), out=out, method=ws.params.training.method,
+                       cfg=ws.params.training, run_name=run_name)
+    return launcher(req, report)
+
+
+def drop_training_state(ws: Workspace, run_name: str) -> None:
+    """After the commit: the attempt's resumable training state is no longer needed."""
+    from components.training.ray_job import RESULTS_DIR
+
+    shutil.rmtree(ws.state_dir / RESULTS_DIR / run_name, ignore_errors=True)
+
+
+def evaluate_forgetting(ws: Workspace, checkpoint: Path, previous: Path | None, record: bool = True) -> StepEvaluation:
+    """The forgetting protocol over every concept so far and the relevant classes; with `record` the
+    history is written into the (not yet committed) checkpoint."""
+    return evaluate_checkpoint(ws, checkpoint, previous, ws.state_dir / "figures" / checkpoint.name, record=record)
 
 
 def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: str):
-    """Step 5. Ledger paths made workspace-relative; dataset + checkpoint dvc add/push; one git commit."""
-    from components.training.lifelong import relativize_ledger
+    """Ledger paths made workspace-relative; dataset + checkpoint dvc add/push; one git commit."""
+    from components.lifelong import relativize_ledger
     from components.versioning import version_paths
 
     relativize_ledger(checkpoint, ws.root)
@@ -99,7 +81,7 @@ def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: 
 
 
 def lineage_tags(ws: Workspace, data_rec, ckpt_rec) -> dict[str, str]:
-    from components.training.lifelong import LEDGER_FILE, Ledger
+    from components.lifelong import LEDGER_FILE, Ledger
 
     ledger = Ledger.read(ws.root / ckpt_rec.path / LEDGER_FILE)
     return {
@@ -110,64 +92,34 @@ def lineage_tags(ws: Workspace, data_rec, ckpt_rec) -> dict[str, str]:
     }
 
 
+def register(ws: Workspace, **kwargs) -> tuple[str, str]:
+    """MLflow run + model version with lineage tags, alias `candidate`. Returns (run_id, version)."""
+    return log_and_register(ws, **kwargs)
+
+
 def gate(ws: Workspace, version: str, evaluation: StepEvaluation) -> tuple[GateDecision, str | None]:
-    """Step 7. Decide on params.yaml's bounds; move `production` only on a pass."""
+    """Decide on params.yaml's bounds; move `production` only on a pass."""
     decision = decide(evaluation.current, ws.params.gate)
     return decision, apply_gate(ws, version, decision)
 
 
 def discard_attempt(ws: Workspace, sub: ConceptSubmission | None, checkpoint: Path | None) -> None:
-    """Undo an onboarding that failed before its commit: the dataset copy, its .dvc file and
-    .gitignore line go back to HEAD's state, and the half-written checkpoint is removed."""
-    paths = []
-    if sub is not None:
-        paths.append(ws.data_dir / sub.name)
-    if checkpoint is not None:
-        paths.append(checkpoint)
-    for p in paths:
+    """Undo an onboarding that failed before its commit: the dataset copy and the half-written
+    checkpoint are removed, their .dvc files and .gitignore lines go back to HEAD's state."""
+    from components.versioning.git import restore_to_head
+
+    for p in [ws.data_dir / sub.name if sub is not None else None, checkpoint]:
+        if p is None:
+            continue
         shutil.rmtree(p, ignore_errors=True)
-        for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore"):
-            rel = ws.rel(f) if f.exists() or f.parent.exists() else None
-            if rel is None:
-                continue
-            tracked = subprocess.run(["git", "cat-file", "-e", f"HEAD:{rel}"], cwd=ws.root, capture_output=True).returncode == 0
-            if tracked:
-                subprocess.run(["git", "checkout", "HEAD", "--", rel], cwd=ws.root, capture_output=True, check=True)
-            else:
-                f.unlink(missing_ok=True)
+        restore_to_head(ws.root, [ws.rel(f) for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore")
+                                  if f.parent.exists()])
 
 
-def onboard_in_process(ws: Workspace, folder: Path, *, parent_run_id: str | None = None, log: Log = print) -> OnboardResult:
-    """The whole chain with bare components (no Prefect, no Ray)."""
-    times: dict[str, float] = {}
+def training_record(checkpoint: Path) -> dict:
+    """How the task was trained, as the loop wrote it into the checkpoint (method, seconds, final losses)."""
+    import json
 
-    def timed(name: str, fn, *args):
-        t0 = time.time()
-        out = fn(*args)
-        times[name] = round(time.time() - t0, 2)
-        return out
+    from components.lifelong.checkpoint import TRAINING_FILE
 
-    try:
-        sub = timed("validate", check_submission, ws, folder)
-    except AlreadyOnboarded as e:
-        log(str(e))
-        return OnboardResult(Path(folder).name, "already-onboarded")
-    previous, out = ws.latest_checkpoint(), ws.next_checkpoint(sub.name)
-    try:
-        dataset, _ = timed("version_dataset", version_dataset, ws, sub)
-        losses: list[dict] = []
-        result = timed("train", train_in_process, ws, dataset, out, losses.append)
-        evaluation = timed("evaluate", evaluate, ws, out, previous)
-        data_rec, ckpt_rec = timed("version_checkpoint", version_checkpoint, ws, dataset, out,
-                                   f"onboard {out.name}: {sub.class_word} ({len(sub.source_sha256)} shots)")
-    except BaseException:
-        discard_attempt(ws, sub, out)
-        raise
-    run_id, version = timed("register", lambda: log_and_register(
-        ws, checkpoint=out, concept=sub.name, class_word=sub.class_word, losses=losses,
-        train_seconds=result.seconds, evaluation=evaluation, lineage=lineage_tags(ws, data_rec, ckpt_rec),
-        parent_run_id=parent_run_id))
-    decision, production = timed("gate", gate, ws, version, evaluation)
-    log(f"{sub.name}: version {version}, gate {decision.summary()}, production -> {production}")
-    return OnboardResult(sub.name, "onboarded", ws.rel(out), data_rec.path, version, run_id, decision.summary(),
-                         production, evaluation.current | {"final_fidelity": evaluation.metrics["final_fidelity"]}, times)
+    return json.loads((Path(checkpoint) / TRAINING_FILE).read_text())

@@ -1,9 +1,13 @@
 """The workspace a pipeline writes into: a git + DVC repository holding `data/concepts/`,
-`checkpoints/`, the base and evaluator models and `params.yaml`.
+`checkpoints/`, the base and evaluator models and `params.yaml` (only the values that differ from
+lfsd's own), made by `lfsd init`.
 
-The default is this repository. $LFSD_WORKSPACE (or `--workspace`) points elsewhere, e.g. a
-deployment checkout or a test's temporary repository. The lifelong chain is the ordered list of
-checkpoint folders `checkpoints/NN-<name>/`; the newest one's ledger lists every concept learned.
+Like git, lfsd finds the workspace it stands in: `--workspace`, else $LFSD_WORKSPACE, else the
+nearest folder upward from the current directory that holds `.git` and `params.yaml`.
+
+The lifelong chain is what git has COMMITTED: the `checkpoints/NN-<name>.dvc` files at HEAD, in task
+order; the newest one's ledger lists every concept learned. A checkpoint folder in the working tree
+that HEAD does not know is an unfinished attempt (`recovery.py`), never a learned concept.
 """
 
 from __future__ import annotations
@@ -13,10 +17,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.config import PARAMS_FILE, REPO_ROOT, Params, load_params
-from components.training.lifelong import LEDGER_FILE, Ledger
+from components.config import REPO_ROOT, Params, load_params
+from components.lifelong import LEDGER_FILE, Ledger
+from components.state import state_dir
 
 WORKSPACE_ENV = "LFSD_WORKSPACE"
+MARKERS = (".git", "params.yaml")  # what makes a folder a workspace
+
+
+class WorkspaceNotFound(FileNotFoundError):
+    """Not inside a workspace, and none was named."""
 CHECKPOINT_RE = re.compile(r"^(\d{2,})-([a-z0-9-]+)$")
 
 
@@ -43,18 +53,18 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        from components.versioning import state_dir
-
         return state_dir(self.root).resolve()
 
     def rel(self, path: Path) -> str:
         return Path(path).resolve().relative_to(self.root).as_posix()
 
     def checkpoints(self) -> list[Path]:
-        """Checkpoint folders of the chain, in task order (only those holding a ledger)."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        found = [p for p in self.checkpoint_dir.iterdir() if CHECKPOINT_RE.match(p.name) and (p / LEDGER_FILE).is_file()]
+        """Checkpoint folders of the committed chain, in task order (HEAD's `checkpoints/NN-name.dvc`)."""
+        from components.versioning.git import committed_names
+
+        stems = [n.removesuffix(".dvc") for n in committed_names(self.root, self.params.pipeline.checkpoint_dir)
+                 if n.endswith(".dvc")]
+        found = [self.checkpoint_dir / s for s in stems if CHECKPOINT_RE.match(s)]
         return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
     def latest_checkpoint(self) -> Path | None:
@@ -63,7 +73,12 @@ class Workspace:
 
     def ledger(self) -> Ledger | None:
         latest = self.latest_checkpoint()
-        return Ledger.read(latest / LEDGER_FILE) if latest else None
+        if latest is None:
+            return None
+        if not (latest / LEDGER_FILE).is_file():
+            raise FileNotFoundError(f"{latest}: committed but not in the working tree; `dvc pull` it "
+                                    f"(any lfsd command that writes restores it first)")
+        return Ledger.read(latest / LEDGER_FILE)
 
     def learned_names(self) -> list[str]:
         ledger = self.ledger()
@@ -73,13 +88,29 @@ class Workspace:
         return self.checkpoint_dir / f"{len(self.checkpoints()) + 1:02d}-{name}"
 
 
+def find_workspace(start: Path | None = None) -> Path | None:
+    """The nearest folder from `start` (default: the current directory) upward that is a workspace."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if all((d / m).exists() for m in MARKERS)), None)
+
+
+def workspace_root(root: Path | str | None = None) -> Path:
+    """`root`, else $LFSD_WORKSPACE, else the workspace the current directory is in."""
+    found = root or os.environ.get(WORKSPACE_ENV) or find_workspace()
+    if found is None:
+        raise WorkspaceNotFound(f"{Path.cwd()}: not inside an lfsd workspace (a git repository with params.yaml); "
+                                f"create one with `lfsd init DIR`, or name one with --workspace / ${WORKSPACE_ENV}")
+    return Path(found).resolve()
+
+
 def load_workspace(root: Path | str | None = None) -> Workspace:
-    """The workspace at `root`, $LFSD_WORKSPACE, or this repository; its own params.yaml if it has one."""
-    root = Path(root or os.environ.get(WORKSPACE_ENV) or REPO_ROOT).resolve()
+    """The workspace at `root` (see `workspace_root`), with its params.yaml laid over lfsd's."""
+    root = workspace_root(root)
     if not (root / ".git").exists():
-        raise FileNotFoundError(f"{root}: not a git repository (the pipeline commits every onboarded concept)")
+        raise WorkspaceNotFound(f"{root}: not a git repository (the pipeline commits every onboarded concept); "
+                                f"create a workspace with `lfsd init DIR`")
     params_file = root / "params.yaml"
-    return Workspace(root, load_params(params_file if params_file.is_file() else PARAMS_FILE))
+    return Workspace(root, load_params(params_file if params_file.is_file() else None))
 
 
 def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_overrides: dict | None = None,
@@ -88,29 +119,20 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
     params.yaml (with `params_overrides` per section), DVC initialised with the local default remote,
     one initial commit. For a separate deployment checkout, benchmarks and tests (`base_dir`: another base)."""
     import shutil
-    import subprocess
 
     import yaml
 
     from components.versioning import ensure_dvc_repo
+    from components.versioning.git import commit_all, init_repo
 
     root = Path(root)
     root.mkdir(parents=True)
     shutil.copytree(base_dir or Path(models_from) / "models" / "base", root / "models" / "base")
     shutil.copytree(Path(models_from) / "models" / "evaluator", root / "models" / "evaluator")
-    params = yaml.safe_load((Path(models_from) / "params.yaml").read_text())
-    for section, values in (params_overrides or {}).items():
-        params[section] = {**params.get(section, {}), **values}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    header = "# This workspace's values where they differ from lfsd's params.yaml (which holds every default).\n"
+    (root / "params.yaml").write_text(header + yaml.safe_dump(params_overrides or {}, sort_keys=False))
     (root / ".gitignore").write_text(".lfsd/\n")
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-
-    git("init", "-q", "-b", "main")
-    git("config", "user.email", "lfsd@localhost")
-    git("config", "user.name", "lfsd")
+    init_repo(root)
     ensure_dvc_repo(root)
-    git("add", "-A")
-    git("commit", "-q", "-m", "lfsd workspace")
+    commit_all(root, "lfsd workspace")
     return root

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from components.config import load_params
-from components.pretraining.data import mixed_images, to_tensor
+from components.model.images import to_tensor
+from components.pretraining.data import mixed_images
 
 
 def main(out: Path) -> None:

@@ -22,12 +22,13 @@ from components.registry.aliases import (
 )
 from components.registry.tracking import artifact_root_default, mlflow_dir, setup_tracking, tracking_uri_default
 
-_PYFUNC = {"LfsdPyfunc", "log_lifelong_model", "model_signature", "pip_requirements", "decode_png", "encode_png"}
+_PYFUNC = {"LfsdPyfunc", "decode_png", "encode_png"}
+_PACKAGING = {"log_lifelong_model", "model_signature", "pip_requirements", "stage_artifacts"}
 
 __all__ = [
     "CANDIDATE", "PRODUCTION", "PREVIOUS_PRODUCTION_TAG", "PROMOTION_REASON_TAG", "REQUIRED_LINEAGE_TAGS",
     "RegistryError", "register_version", "set_alias", "get_alias_version", "promote", "rollback",
-    "tracking_uri_default", "artifact_root_default", "mlflow_dir", "setup_tracking", *sorted(_PYFUNC),
+    "tracking_uri_default", "artifact_root_default", "mlflow_dir", "setup_tracking", *sorted(_PYFUNC | _PACKAGING),
 ]
 
 
@@ -36,4 +37,8 @@ def __getattr__(name: str):
         from components.registry import pyfunc
 
         return getattr(pyfunc, name)
+    if name in _PACKAGING:
+        from components.registry import packaging
+
+        return getattr(packaging, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

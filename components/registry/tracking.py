@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components.versioning.env import ensure_state_dir, state_dir
+from components.state import ensure_state_dir, state_dir
 
 DEFAULT_EXPERIMENT = "lfsd"
 

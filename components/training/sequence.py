@@ -1,7 +1,7 @@
 """Run a concept sequence through one method, evaluating forgetting after every task.
 
-In-process and self-contained: the benchmark and the tests call this; the pipeline runs the same
-`train_task` per concept inside Ray Train and the same evaluator after it.
+In-process and self-contained: the method benchmarks and the tests call this; the pipeline runs the
+same `train_task` per concept through a launcher (Ray Train) and the same evaluator after it.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.evaluation.forgetting import ForgettingEvaluator, StepEval, sequence_metrics
-from components.training.concept import read_concept
-from components.training.lifelong import LifelongModel
-from components.training.methods import get_method
 from components.config import TrainingConfig
-from components.training.trainer import TaskResult, train_task
+from components.evaluation.forgetting import ForgettingEvaluator, StepEval, sequence_metrics
+from components.lifelong import LifelongModel
+from components.training.concept import read_concept
+from components.training.loop import TaskResult, train_task
+from components.training.methods import get_method
 
 
 @dataclass
@@ -50,7 +50,7 @@ def run_sequence(
         if evaluator is not None:
             classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
             evaluator.base_rcf_images(base.bundle, classes)
-            step = evaluator.evaluate(model, icgen=method.icgen, rcf_classes=classes)
+            step = evaluator.score_step(model, icgen=method.icgen, rcf_classes=classes)
             steps.append(step)
             log(f"[{method_name}]   fidelity " + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
                 + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components.versioning.env import ensure_state_dir
+from components.state import ensure_state_dir
 from components.versioning.proc import run
 
 IDENTITY = ["-c", "user.name=lfsd", "-c", "user.email=lfsd@localhost"]
@@ -93,3 +93,45 @@ def move_head_back(repo_root: str | Path, old: str | None, new: str) -> None:
         run(["git", "update-ref", "-m", "lfsd: rollback", "HEAD", old, new], repo_root)
     else:
         run(["git", "update-ref", "-d", "HEAD", new], repo_root)
+
+
+def restore_to_head(repo_root: str | Path, rel_paths: list[str]) -> None:
+    """Put each path back as HEAD has it: checked out if HEAD tracks it, removed if it does not."""
+    for rel in rel_paths:
+        if read_blob(repo_root, f"HEAD:{rel}") is not None:
+            git(["checkout", "HEAD", "--", rel], repo_root)
+        else:
+            (Path(repo_root) / rel).unlink(missing_ok=True)
+
+
+def init_repo(repo_root: str | Path, branch: str = "main") -> None:
+    """`git init` with a local fallback identity (a workspace must be able to commit on a bare machine)."""
+    git(["init", "-q", "-b", branch], repo_root)
+    git(["config", "user.email", "lfsd@localhost"], repo_root)
+    git(["config", "user.name", "lfsd"], repo_root)
+
+
+def commit_all(repo_root: str | Path, message: str) -> str:
+    """Stage everything git does not ignore and commit it; returns the new HEAD."""
+    git(["add", "-A"], repo_root)
+    git([*identity_args(repo_root), "commit", "-q", "-m", message], repo_root)
+    return git_head(repo_root)
+
+
+def committed_names(repo_root: str | Path, folder: str) -> list[str]:
+    """Names of the entries git has committed directly under `folder` at HEAD ([] before any commit)."""
+    if head_or_none(repo_root) is None:
+        return []
+    out = git(["ls-tree", "--name-only", "HEAD", f"{folder.rstrip('/')}/"], repo_root)
+    return [Path(line).name for line in out.splitlines() if line]
+
+
+def uncommitted(repo_root: str | Path, folder: str) -> list[str]:
+    """Repo-relative paths under `folder` that differ from HEAD or are untracked (ignored ones excluded)."""
+    out = git(["status", "--porcelain", "--untracked-files=all", "--", folder], repo_root)
+    return [line[3:] for line in out.splitlines() if line]
+
+
+def has_commit(repo_root: str | Path, sha: str) -> bool:
+    """Whether `sha` names a commit of this repository."""
+    return run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], repo_root, check=False).returncode == 0

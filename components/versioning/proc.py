@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from components.versioning.env import dvc_env
+
+T = TypeVar("T")
 
 
 class VersioningError(RuntimeError):
@@ -53,3 +56,16 @@ def run(
 
 def run_dvc(args: Sequence[str], repo_root: str | Path, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return run([*dvc_command(), *args], repo_root, check=check)
+
+
+def guarded(path: str, step: str, fn: Callable[[], T]) -> T:
+    """Run fn, translating a failed command into VersioningError(path, step)."""
+    try:
+        return fn()
+    except CommandError as e:
+        raise VersioningError(path, step, e.output or f"exit code {e.returncode}") from e
+
+
+def dvc_step(path: str, step: str, args: list[str], root: Path):
+    """One dvc command as a named step of versioning `path`."""
+    return guarded(path, step, lambda: run_dvc(args, root))

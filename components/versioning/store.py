@@ -8,22 +8,19 @@ the remote are left there: both are content-addressed, so stray objects change n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
 
 import yaml
 
-from components.versioning.env import ensure_state_dir, state_dir
-from components.versioning.git import commit_blobs, git, head_or_none, move_head_back, read_blob, stage_blobs
-from components.versioning.proc import CommandError, VersioningError, run_dvc
+from components.state import ensure_state_dir, state_dir
+from components.versioning.git import commit_blobs, head_or_none, move_head_back, read_blob, stage_blobs
+from components.versioning.proc import VersioningError, dvc_step, guarded, run_dvc
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,12 +57,12 @@ def ensure_dvc_repo(repo_root: str | Path, remote_url: str | None = None, remote
     root = Path(repo_root).resolve()
     ensure_state_dir(root)
     if not (root / ".dvc").is_dir():
-        _dvc(str(root), "dvc init", ["init"], root)
+        dvc_step(str(root), "dvc init", ["init"], root)
     current = run_dvc(["config", "core.remote"], root, check=False)
     if current.returncode == 0 and current.stdout.strip():
         return current.stdout.decode().strip()
     url, local = _remote_url_arg(root, remote_url)
-    _dvc(str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root)
+    dvc_step(str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root)
     return remote_name
 
 
@@ -102,8 +99,8 @@ def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], messag
     before = _snapshot(root, list(dict.fromkeys(p for _, d, i in files for p in (d, i))))
     try:
         for rel, _, _ in files:
-            _dvc(rel, "dvc add", ["add", rel], root)
-        _dvc(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
+            dvc_step(rel, "dvc add", ["add", rel], root)
+        dvc_step(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
         commit, changed = _commit(root, files, message)
     except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
         _restore_snapshot(root, before)
@@ -122,8 +119,8 @@ def push_path(repo_root: str | Path, rel_path: str | Path) -> str:
     dvc_file, ignore_file = f"{rel}.dvc", (PurePosixPath(rel).parent / ".gitignore").as_posix()
     before = _snapshot(root, [dvc_file, ignore_file])
     try:
-        _dvc(rel, "dvc add", ["add", rel], root)
-        _dvc(rel, "dvc push", ["push", dvc_file], root)
+        dvc_step(rel, "dvc add", ["add", rel], root)
+        dvc_step(rel, "dvc push", ["push", dvc_file], root)
     except BaseException:
         _restore_snapshot(root, before)
         raise
@@ -155,11 +152,11 @@ def _commit(root: Path, files: list[tuple[str, str, str]], message: str) -> tupl
         commit_side.update(c)
         index_side.update(i)
     label = ", ".join(rel for rel, _, _ in files)
-    new = _guard(label, "git commit", lambda: commit_blobs(root, commit_side, message))
+    new = guarded(label, "git commit", lambda: commit_blobs(root, commit_side, message))
     if new is None:
         return old_head or "", False
     try:
-        _guard(label, "git index", lambda: stage_blobs(root, index_side))
+        guarded(label, "git index", lambda: stage_blobs(root, index_side))
     except BaseException:
         move_head_back(root, old_head, new)
         raise
@@ -212,57 +209,16 @@ def _record(root: Path, rel: str, dvc_file: str, commit: str, changed: bool) -> 
     )
 
 
-# ---------------------------------------------------------------- restore and status
+def committed_record(repo_root: str | Path, rel_path: str) -> VersionRecord:
+    """What HEAD holds for `rel_path`: its .dvc file there and the commit that last changed it."""
+    from components.versioning.git import git, read_blob
 
-
-def restore(repo_root: str | Path, rel_paths: Sequence[str | Path], force: bool = False) -> None:
-    """`dvc pull` these data paths (or their .dvc files) from the remote, e.g. after losing data/
-    or checkpoints/. A .dvc file or .gitignore lost with its folder is first checked out from HEAD,
-    so `rm -rf checkpoints` is recoverable in one call. Local modifications are not overwritten
-    unless `force`."""
     root = Path(repo_root).resolve()
-    dvc_files = [p if p.endswith(".dvc") else f"{p}.dvc" for p in (Path(r).as_posix() for r in rel_paths)]
-    label = ", ".join(dvc_files)
-    for dvc_file in dvc_files:
-        _guard(label, "git checkout", lambda f=dvc_file: _checkout_if_missing(root, f))
-    _dvc(label, "dvc pull", ["pull", *(["--force"] if force else []), *dvc_files], root)
-
-
-def _checkout_if_missing(root: Path, dvc_file: str) -> None:
-    """Bring back a deleted .dvc file and its .gitignore from HEAD; never touch existing files."""
-    ignore = (PurePosixPath(dvc_file).parent / ".gitignore").as_posix()
-    lost = [f for f in (dvc_file, ignore) if not (root / f).exists() and read_blob(root, f"HEAD:{f}") is not None]
-    if lost:
-        git(["checkout", "HEAD", "--", *lost], root)
-
-
-def status_clean(repo_root: str | Path, targets: Sequence[str | Path] = ()) -> bool:
-    """True when the workspace matches the .dvc files (`dvc status`) and the remote holds every
-    tracked object (`dvc status -c`). Limit to `targets` to ignore unrelated pipeline stages."""
-    root = Path(repo_root).resolve()
-    names = [Path(t).as_posix() for t in targets]
-    label = ", ".join(names) or str(root)
-    if _status_json(root, label, "dvc status", ["status", "--json", *names]):
-        return False
-    return not _status_json(root, label, "dvc status --cloud", ["status", "--cloud", "--json", *names])
-
-
-def _status_json(root: Path, label: str, step: str, args: list[str]) -> dict:
-    """Parsed `dvc status --json`: {} means nothing to report."""
-    text = _dvc(label, step, args, root).stdout.decode().strip()
-    return json.loads(text) if text else {}
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _guard(path: str, step: str, fn: Callable[[], T]) -> T:
-    """Run fn, translating a failed command into VersioningError(path, step)."""
-    try:
-        return fn()
-    except CommandError as e:
-        raise VersioningError(path, step, e.output or f"exit code {e.returncode}") from e
-
-
-def _dvc(path: str, step: str, args: list[str], root: Path):
-    return _guard(path, step, lambda: run_dvc(args, root))
+    dvc_file = f"{rel_path}.dvc"
+    data = read_blob(root, f"HEAD:{dvc_file}")
+    if data is None:
+        raise VersioningError(rel_path, "read HEAD", f"{dvc_file} is not committed")
+    out = yaml.safe_load(data)["outs"][0]
+    commit = git(["log", "-1", "--format=%H", "--", dvc_file], root)
+    return VersionRecord(path=rel_path, md5=out["md5"], nfiles=int(out.get("nfiles", 1)), size=int(out.get("size", 0)),
+                         dvc_file=dvc_file, commit=commit, changed=False)

@@ -106,7 +106,7 @@ def ray_head(num_cpus: int = 2):
     import shutil
     import tempfile
 
-    from components.training.ray_job import AUTH_ENV, shutdown_ray
+    from components.training.ray_runtime import AUTH_ENV, shutdown_ray
 
     shutdown_ray()  # a Ray started earlier in this process would otherwise be reused
     temp = Path(tempfile.mkdtemp(prefix="lfsdrt", dir="/tmp"))

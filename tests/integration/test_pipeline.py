@@ -64,7 +64,7 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
 
     from components.onboarding.workspace import load_workspace
     from components.registry import CANDIDATE, PRODUCTION, REQUIRED_LINEAGE_TAGS, get_alias_version
-    from components.training.lifelong import LEDGER_FILE, Ledger
+    from components.lifelong import LEDGER_FILE, Ledger
     from components.validation import ValidationError
     from components.versioning import restore, status_clean
     from components.world.concepts import write_concepts

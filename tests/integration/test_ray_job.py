@@ -12,7 +12,7 @@ import pytest
 
 
 def test_ray_temp_dir_stays_short_enough_for_unix_sockets(tmp_path):
-    from components.training.ray_job import ray_temp_dir
+    from components.training.ray_runtime import ray_temp_dir
 
     assert ray_temp_dir(Path("/w/.lfsd")) == Path("/w/.lfsd/ray")
     fallback = ray_temp_dir(tmp_path / ("x" * 80))
@@ -24,17 +24,17 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
     where the uninterrupted run ended (same RNG, optimizer, KD bank); grad_sync sees every trainable tensor."""
     import torch
 
+    from components.lifelong import LifelongModel
     from components.training.concept import read_concept
-    from components.training.lifelong import LifelongModel
+    from components.training.loop import WorkerHooks, train_task
     from components.training.methods import get_method
-    from components.training.trainer import train_task
 
     cfg = dataclasses.replace(tiny_training_config, steps=4, lr=0.05, kd_refresh_every=2)
     concept, method = read_concept(two_concepts[0]), get_method("lfs")
     states: dict[int, dict] = {}
     straight = LifelongModel.from_base(tiny_base_dir, "lfs")
     full = train_task(straight, concept, method, cfg, tmp_path / "full",
-                      checkpoint_cb=lambda step, st: states.__setitem__(step, st), checkpoint_every=2)
+                      hooks=WorkerHooks(checkpoint_cb=lambda step, st: states.__setitem__(step, st), checkpoint_every=2))
     assert sorted(states) == [2]  # every 2 steps, never after the last one
     torch.save(states[2], tmp_path / "state.pt")  # what the Ray worker does with it
     resume = torch.load(tmp_path / "state.pt", weights_only=True)
@@ -47,8 +47,8 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
 
     reported: list[dict] = []
     again = LifelongModel.from_base(tiny_base_dir, "lfs")
-    resumed = train_task(again, concept, method, cfg, tmp_path / "resumed", report=reported.append, resume=resume,
-                         grad_sync=grad_sync)
+    resumed = train_task(again, concept, method, cfg, tmp_path / "resumed", report=reported.append,
+                         hooks=WorkerHooks(resume=resume, grad_sync=grad_sync))
     assert resumed.resumed_from_step == 2 and full.resumed_from_step == 0
     assert [r["step"] for r in reported] == [3, 4]
     assert [r["step"] for r in resumed.losses] == [1, 2, 3, 4]
@@ -84,24 +84,31 @@ def ray_concepts(tmp_path_factory):
 
 
 def _ray_cfg(**kw):
-    from components.config import RayConfig
+    from components.config import load_params
 
-    base = RayConfig(num_workers=1, cpus_per_worker=2, max_failures=1, checkpoint_every=2, health_check_interval_s=0.1)
+    base = dataclasses.replace(load_params().ray, num_workers=1, cpus_per_worker=2, max_failures=1, checkpoint_every=2,
+                               health_check_interval_s=0.1)
     return dataclasses.replace(base, **kw)
+
+
+def _request(base, previous, concept_dir, out, cfg):
+    from components.training.launch import TrainRequest
+
+    return TrainRequest(base_dir=base, previous_checkpoint=previous, concept_dir=concept_dir,
+                        references=str(concept_dir), out=out, method="lfs", cfg=cfg)
 
 
 @pytest.mark.integration
 def test_a_two_concept_chain_trains_through_a_ray_head(ray_head, tiny_base_dir, ray_concepts, tiny_training_config,
                                                         tmp_path):
+    from components.lifelong import LifelongModel
     from components.training.concept import read_concept
-    from components.training.lifelong import LifelongModel
-    from components.training.ray_job import train_task_on_ray
+    from components.training.ray_job import train_on_ray
 
     state = tmp_path / "state"
     reported: list[dict] = []
-    first = train_task_on_ray(base_dir=tiny_base_dir, previous_checkpoint=None, concept_dir=ray_concepts[0],
-                              references=str(ray_concepts[0]), out=tmp_path / "ckpt" / "01", method="lfs",
-                              cfg=tiny_training_config, ray_cfg=_ray_cfg(), state_dir=state, on_report=reported.append)
+    first = train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "ckpt" / "01", tiny_training_config),
+                         _ray_cfg(), state, reported.append)
     out = first.checkpoint
     assert (out / "ledger.json").is_file() and (out / "learned_embeds.safetensors").is_file()
     assert (out / "unet_lora" / "pytorch_lora_weights.safetensors").is_file()
@@ -111,9 +118,8 @@ def test_a_two_concept_chain_trains_through_a_ray_head(ray_head, tiny_base_dir, 
     assert first.relevant_prompts == json.loads((out / "training.json").read_text())["relevant_prompts"]
     assert (state / "ray_results").is_dir()
 
-    second = train_task_on_ray(base_dir=tiny_base_dir, previous_checkpoint=out, concept_dir=ray_concepts[1],
-                               references=str(ray_concepts[1]), out=tmp_path / "ckpt" / "02", method="lfs",
-                               cfg=tiny_training_config, ray_cfg=_ray_cfg(), state_dir=state)
+    second = train_on_ray(_request(tiny_base_dir, out, ray_concepts[1], tmp_path / "ckpt" / "02", tiny_training_config),
+                          _ray_cfg(), state)
     ledger = json.loads((second.checkpoint / "ledger.json").read_text())
     assert [e["name"] for e in ledger["entries"]] == [read_concept(d).name for d in ray_concepts]
     assert ledger["entries"][0]["checkpoint"] == str(out)
@@ -124,13 +130,12 @@ def test_a_two_concept_chain_trains_through_a_ray_head(ray_head, tiny_base_dir, 
 def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_dir, ray_concepts, tiny_training_config,
                                                           tmp_path, monkeypatch):
     from components.training.concept import read_concept
-    from components.training.ray_job import FAIL_AT_STEP_ENV, train_task_on_ray
+    from components.training.ray_job import FAIL_AT_STEP_ENV, train_on_ray
 
     cfg = dataclasses.replace(tiny_training_config, steps=5)
     monkeypatch.setenv(FAIL_AT_STEP_ENV, "4")  # after the resumable checkpoint of step 2 (checkpoint_every=2)
-    result = train_task_on_ray(base_dir=tiny_base_dir, previous_checkpoint=None, concept_dir=ray_concepts[0],
-                               references=str(ray_concepts[0]), out=tmp_path / "01", method="lfs", cfg=cfg,
-                               ray_cfg=_ray_cfg(checkpoint_every=2), state_dir=tmp_path / "state")
+    result = train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01", cfg),
+                          _ray_cfg(checkpoint_every=2), tmp_path / "state")
     assert result.resumed_from_step == 2  # the restarted worker continued after step 2, not from step 1
     assert [r["step"] for r in result.losses] == [1, 2, 3, 4, 5]  # rows up to 2 came back with the checkpoint
     assert json.loads((tmp_path / "01" / "training.json").read_text())["final"]["step"] == 5
@@ -138,6 +143,5 @@ def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_d
     # Without a retry the same fault fails the run, and the error names the concept.
     monkeypatch.setenv(FAIL_AT_STEP_ENV, "2")
     with pytest.raises(RuntimeError, match=rf"{read_concept(ray_concepts[0]).name}(.|\n)*injected failure at step 2"):
-        train_task_on_ray(base_dir=tiny_base_dir, previous_checkpoint=None, concept_dir=ray_concepts[0],
-                          references=str(ray_concepts[0]), out=tmp_path / "01b", method="lfs", cfg=cfg,
-                          ray_cfg=_ray_cfg(max_failures=0), state_dir=tmp_path / "state")
+        train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01b", cfg),
+                     _ray_cfg(max_failures=0), tmp_path / "state")

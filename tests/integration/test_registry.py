@@ -63,8 +63,8 @@ def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_d
     from components.config import load_params
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.pretraining.data import to_uint8
-    from components.training.lifelong import LifelongModel
+    from components.model.images import to_uint8
+    from components.lifelong import LifelongModel
 
     model = LifelongModel.from_checkpoint(checkpoint, base)
     refs = None

@@ -1,4 +1,5 @@
-"""Architecture rules the project promises: components never import Prefect; flows stay thin."""
+"""Architecture rules the project promises: components never import Prefect; flows stay thin; imports
+run down the layers only; the lifelong format depends on nothing but the model; modules stay small."""
 
 from __future__ import annotations
 
@@ -7,23 +8,81 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Rooms of components/, lowest first: a module may import its own room and rooms of a lower or equal rank.
+RANK = {
+    "config": 0, "state": 0, "visuals": 0,
+    "world": 1, "model": 1,
+    "lifelong": 2, "validation": 2, "versioning": 2,
+    "evaluation": 3,
+    "pretraining": 4, "training": 4,
+    "registry": 5,
+    "onboarding": 6,
+    "cli": 7, "showcase": 7,
+}
+LARGE_ON_PURPOSE = {  # modules over ~250 lines, and why
+    "components/config.py": "every params.yaml section's type in one file, next to the one loader",
+}
+
 
 def _imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
 
 
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "components" and len(parts) > 1 else None
+
+
+def _component_files():
+    return sorted((REPO / "components").rglob("*.py"))
+
+
 def test_components_never_import_prefect():
-    offenders = [p.relative_to(REPO).as_posix() for p in (REPO / "components").rglob("*.py") if "prefect" in _imports(p)]
+    offenders = [p.relative_to(REPO).as_posix() for p in _component_files()
+                 if any(m.split(".")[0] == "prefect" for m in _imports(p))]
     assert offenders == []
 
 
 def test_flows_call_components_and_do_no_model_work_themselves():
     heavy = {"torch", "diffusers", "transformers", "peft", "ray", "dvc", "great_expectations"}
-    offenders = {p.name: sorted(_imports(p) & heavy) for p in (REPO / "flows").glob("*.py") if _imports(p) & heavy}
-    assert offenders == {}
+    offenders = {p.name: sorted({m.split(".")[0] for m in _imports(p)} & heavy) for p in (REPO / "flows").glob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_flows_do_not_spell_out_the_onboarding_chain():
+    """The order of the steps lives in components/onboarding/chain.py only."""
+    for path in (REPO / "flows").glob("*.py"):
+        assert "components.onboarding.steps" not in _imports(path), path.name
+
+
+def test_every_room_is_ranked_and_no_import_runs_back_up_the_layers():
+    upward = []
+    for path in _component_files():
+        rel = path.relative_to(REPO / "components")
+        own = rel.parts[0].removesuffix(".py") if rel.parts[0] != "__init__.py" else None
+        if own is None:
+            continue
+        assert own in RANK, f"room {own!r} has no rank in this test"
+        for module in _imports(path):
+            room = _room(module)
+            if room and room != own and RANK[room] > RANK[own]:
+                upward.append(f"{rel.as_posix()} imports {module}")
+    assert upward == []
+
+
+def test_the_lifelong_format_imports_only_the_model_and_the_config():
+    for path in (REPO / "components" / "lifelong").glob("*.py"):
+        rooms = {_room(m) for m in _imports(path)} - {None, "lifelong"}
+        assert rooms <= {"model", "config"}, (path.name, rooms)
+
+
+def test_no_module_is_large_without_a_reason():
+    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+             for d in ("components", "flows", "benchmarks") for p in (REPO / d).rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > 250 and p not in LARGE_ON_PURPOSE} == {}

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from components.config import GateConfig
 
 
-def test_gate_passes_only_when_every_bound_holds():
+def test_gate_passes_only_when_every_bound_holds(params):
+    import dataclasses
+
     from components.onboarding.gate import decide
 
-    cfg = GateConfig(max_avg_forgetting=0.1, min_rcf_preservation=0.8, min_new_concept_fidelity=0.3)
+    cfg = dataclasses.replace(params.gate, max_avg_forgetting=0.1, min_rcf_similarity=0.8, min_new_concept_fidelity=0.3)
     good = {"avg_forgetting": 0.05, "rcf_similarity": 0.85, "new_concept_fidelity": 0.5}
     ok = decide(good, cfg)
     assert ok.passed and ok.reasons == () and ok.summary().startswith("passed")
@@ -26,7 +26,7 @@ def test_gate_passes_only_when_every_bound_holds():
 
 
 def test_relevant_prompts_render_every_subject_through_the_templates(tiny_bundle):
-    from components.training.relevant import relevant_prompts
+    from components.training.lfs_loss import relevant_prompts
 
     prompts = relevant_prompts(tiny_bundle.tokenizer, tiny_bundle.text_encoder, "star", ["star", "heart", "ring", "cross"],
                                1, ["<zorudo> square"], ("a {} on a white background", "a {} on a gray background"))
@@ -36,7 +36,7 @@ def test_relevant_prompts_render_every_subject_through_the_templates(tiny_bundle
 
 
 def test_ledger_paths_become_workspace_relative_and_still_resolve(tmp_path, monkeypatch):
-    from components.training.lifelong import Ledger, LedgerEntry, relativize_ledger, resolve_ledger_path
+    from components.lifelong import Ledger, LedgerEntry, read_ledger, relativize_ledger
 
     root = tmp_path / "ws"
     ckpt = root / "checkpoints" / "01-abc"
@@ -49,7 +49,8 @@ def test_ledger_paths_become_workspace_relative_and_still_resolve(tmp_path, monk
     assert (ledger.entries[0].references, ledger.entries[0].checkpoint) == ("data/concepts/abc", "checkpoints/01-abc")
     assert json.loads((ckpt / "ledger.json").read_text())["entries"][0]["checkpoint"] == "checkpoints/01-abc"
     monkeypatch.chdir(tmp_path)  # not the workspace: paths resolve through the checkpoint's location
-    assert resolve_ledger_path("data/concepts/abc", ckpt) == root / "data/concepts/abc"
+    resolved = read_ledger(ckpt)
+    assert (resolved.base, resolved.entries[0].references) == (str(root / "models/base"), str(root / "data/concepts/abc"))
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from components.lifelong import LifelongModel
 from components.training.concept import read_concept
-from components.training.lifelong import LifelongModel
+from components.training.loop import train_task
 from components.training.methods import METHODS, get_method
-from components.training.trainer import train_task
 
 _OPENED: list[str] | None = None
 
@@ -78,15 +78,14 @@ def test_a_concept_cannot_be_learned_twice(tiny_base_dir, two_concepts, tiny_tra
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_runs_a_two_concept_sequence(method, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
-    from components.config import ForgettingConfig
+def test_every_method_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.training.sequence import run_sequence
 
     net = WorldEvaluator().eval()
     evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
-                                    ForgettingConfig(images_per_prompt=1, rcf_seeds=1, steps=2))
+                                    dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2))
     result = run_sequence(tiny_base_dir, two_concepts, method, tiny_training_config, evaluator, tmp_path / "ckpt", log=lambda s: None)
     m = result.metrics
     assert len(m["matrix"]) == 2 and len(m["matrix"][1]) == 2
@@ -113,7 +112,7 @@ def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(tiny_base_di
 
     from components.model.pipeline import load
     from components.model.sampling import generate
-    from components.training.lifelong import KV_DIR, KV_WEIGHTS, kv_layers
+    from components.lifelong import KV_DIR, KV_WEIGHTS, kv_layers
 
     model = LifelongModel.from_base(tiny_base_dir, "finetune")
     for k, d in enumerate(two_concepts, start=1):
@@ -145,23 +144,20 @@ def test_c_lora_refuses_full_kv(tiny_base_dir, two_concepts, tiny_training_confi
     assert model.ledger.entries == []
 
 
-def test_an_unknown_adapter_is_refused_when_params_are_read():
-    from components.config import TrainingConfig
-
+def test_an_unknown_adapter_is_refused_when_params_are_read(tiny_training_config):
     with pytest.raises(ValueError, match="training.adapter"):
-        TrainingConfig(adapter="full")
+        dataclasses.replace(tiny_training_config, adapter="full")
 
 
 @pytest.mark.parametrize("method", ["lfs", "finetune"])
-def test_full_kv_runs_a_two_concept_sequence(method, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
-    from components.config import ForgettingConfig
+def test_full_kv_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.training.sequence import run_sequence
 
     net = WorldEvaluator().eval()
     evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
-                                    ForgettingConfig(images_per_prompt=1, rcf_seeds=1, steps=2))
+                                    dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2))
     result = run_sequence(tiny_base_dir, two_concepts, method, _full_kv(tiny_training_config), evaluator,
                           tmp_path / "ckpt", log=lambda s: None)
     assert len(result.metrics["matrix"]) == 2

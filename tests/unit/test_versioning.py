@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from components.state import state_dir
 from components.versioning import (
-    VersioningError, dvc_env, ensure_dvc_repo, git_head, restore, state_dir, status_clean, version_path,
+    VersioningError, dvc_env, ensure_dvc_repo, git_head, restore, status_clean, version_path,
 )
 
 CONCEPT = "data/concepts/dog"

@@ -1,0 +1,247 @@
+"""`lfsd` commands that run or inspect the pipeline on a workspace (Prefect flows, MLflow registry)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from components.cli.app import app
+
+WORKSPACE_HELP = "Workspace (default: $LFSD_WORKSPACE, else the workspace the current directory is in)."
+NO_WAIT_HELP = "If another command is changing the workspace, exit at once (code 75) instead of waiting."
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _workspace(workspace: Path | None) -> str:
+    """The workspace this command works on, found before Prefect is imported (its home lives there)."""
+    import os
+
+    from components.onboarding.workspace import WORKSPACE_ENV, WorkspaceNotFound, workspace_root
+
+    try:
+        root = str(workspace_root(workspace))
+    except WorkspaceNotFound as e:
+        _fail(f"error: {e}")
+    os.environ[WORKSPACE_ENV] = root
+    return root
+
+
+@contextmanager
+def _writer(root: str, command: str, no_wait: bool):
+    """Hold the workspace's writer lock for the whole command, taken before Prefect starts (two
+    processes starting Prefect's temporary API on one workspace's database would race). The chain
+    takes the same lock again inside (re-entrant); a scheduled run, with no CLI around it, relies on that."""
+    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy, writer_lock
+
+    try:
+        lock = writer_lock(Path(root), command, wait=not no_wait, log=lambda m: typer.echo(m, err=True))
+        lock.__enter__()
+    except WorkspaceBusy as e:
+        _fail(f"busy: {e}", BUSY_EXIT_CODE)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run_flow(fn, *args, **kwargs):
+    """Run a flow; a rejected input, a busy workspace or a refused registry operation is a clear
+    message and exit code, not a traceback."""
+    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
+    from components.registry import RegistryError
+    from components.validation import ValidationError
+    from components.versioning import VersioningError
+
+    from components.cli.errors import service_failure
+
+    try:
+        return fn(*args, **kwargs)
+    except ValidationError as e:
+        _fail(str(e), 2)
+    except WorkspaceBusy as e:
+        _fail(f"busy: {e}", BUSY_EXIT_CODE)
+    except Exception as e:  # noqa: BLE001 - a service that is down: one line, not a traceback
+        message = service_failure(e)
+        if message is not None:
+            _fail(message, 1)
+        if isinstance(e, (RegistryError, VersioningError, FileNotFoundError)):
+            _fail(f"error: {e}", 1)
+        raise
+
+
+def _print_results(results) -> None:
+    for r in results:
+        if r.status == "already-onboarded":
+            typer.echo(f"{r.concept}: already onboarded ({r.dataset}); nothing changed")
+        elif r.status == "registered-after-crash":
+            typer.echo(f"{r.concept}: {r.checkpoint} was committed by a killed run and is now registered as model "
+                       f"version {r.version}, gate {r.gate}; production = {r.production}")
+        else:
+            typer.echo(f"{r.concept}: {r.checkpoint}, model version {r.version}, gate {r.gate}; production = {r.production}")
+
+
+@app.command()
+def onboard(
+    concept_dir: Path = typer.Argument(..., help="Concept folder: 3-10 images + concept.yaml (name, class_word)."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Validate, version, train (Ray Train), evaluate, register and gate ONE concept (Prefect flow)."""
+    root = _workspace(workspace)
+    with _writer(root, f"onboard {concept_dir}", no_wait):
+        from flows.onboard import onboard_concept
+
+        _print_results([_run_flow(onboard_concept, str(concept_dir.resolve()), workspace=root)])
+
+
+@app.command()
+def sequence(
+    concept_dirs: list[Path] = typer.Argument(..., help="Concept folders, onboarded in this order."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    run_name: str = typer.Option("sequence", help="Name of the MLflow parent run."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Onboard several concepts in order under one MLflow parent run (Prefect flow)."""
+    root = _workspace(workspace)
+    with _writer(root, f"sequence {run_name}", no_wait):
+        from flows.sequence import lifelong_sequence
+
+        _print_results(_run_flow(lifelong_sequence, [str(d.resolve()) for d in concept_dirs], workspace=root,
+                                 run_name=run_name))
+
+
+@app.command("evaluate")
+def rescore_checkpoint(
+    checkpoint: Path = typer.Option(None, help="Checkpoint folder (default: the newest of the chain)."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing versioned)."""
+    from components.onboarding.evaluation import evaluate_checkpoint
+    from components.onboarding.workspace import load_workspace
+
+    ws = load_workspace(_workspace(workspace))
+    chain = ws.checkpoints()
+    if not chain:
+        _fail(f"{ws.checkpoint_dir}: no checkpoint yet; onboard a concept first")
+    target = (checkpoint or chain[-1]).resolve()
+    if target not in chain:
+        _fail(f"{target}: not a checkpoint of the chain in {ws.checkpoint_dir}")
+    i = chain.index(target)
+    ev = evaluate_checkpoint(ws, target, chain[i - 1] if i else None, ws.state_dir / "figures" / f"evaluate-{target.name}",
+                             record=False)
+    out = {k: v for k, v in ev.metrics.items()} | {"step": ev.current, "heatmap": str(ev.heatmap), "samples": str(ev.samples)}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            typer.echo(f"{k:22s} {v}")
+
+
+@app.command()
+def promote(
+    version: str = typer.Argument(..., help="Model version to serve."),
+    reason: str = typer.Option("manual promotion", help="Recorded on the version."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Move the `production` alias to VERSION (refused without lineage tags)."""
+    root = _workspace(workspace)
+    with _writer(root, f"promote {version}", no_wait):
+        from flows.registry import promote as promote_flow
+
+        replaced = _run_flow(promote_flow, version, reason, workspace=root)
+    typer.echo(f"production: {replaced} -> {version}")
+
+
+@app.command()
+def rollback(
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Move `production` back to the version it replaced."""
+    root = _workspace(workspace)
+    with _writer(root, "rollback", no_wait):
+        from flows.registry import rollback as rollback_flow
+
+        version = _run_flow(rollback_flow, workspace=root)
+    typer.echo(f"production rolled back to version {version}")
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="Folder to create the workspace in (must not exist yet)."),
+    base: Path = typer.Option(None, help="Base model folder (an lfsd bundle or a local Stable Diffusion folder); "
+                              "default: lfsd's embedded world base."),
+) -> None:
+    """Create a workspace: a git + DVC repository with the base and evaluator models and a params.yaml
+    holding only this workspace's own values."""
+    from components.onboarding.workspace import init_workspace
+
+    if directory.exists():
+        _fail(f"error: {directory}: already exists; a workspace is created in a new folder")
+    if base is not None and not (base / "unet").is_dir():
+        _fail(f"error: {base}: not a diffusers model folder (no unet/)")
+    root = init_workspace(directory, base_dir=base)
+    typer.echo(f"workspace {root.resolve()} created; onboard with: cd {directory} && lfsd onboard CONCEPT_FOLDER")
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+) -> None:
+    """The MLflow UI over this workspace's runs and registry, on 127.0.0.1."""
+    import os
+    import subprocess
+    import sys
+
+    from components.onboarding.workspace import load_workspace
+    from components.registry import artifact_root_default, tracking_uri_default
+
+    ws = load_workspace(_workspace(workspace))
+    uri = tracking_uri_default(ws.root)
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    subprocess.run([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                    "--backend-store-uri", uri, "--default-artifact-root", artifact_root_default(ws.root).as_uri()],
+                   env=env, check=False)
+
+
+@app.command()
+def schedule(
+    cron: str = typer.Option("*/30 * * * *", help="When to look into the inbox."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    interval: float = typer.Option(None, min=1, help="Look into the inbox every SECONDS instead of on --cron."),
+) -> None:
+    """Serve the inbox onboarding flow on a schedule (needs a Prefect server: PREFECT_API_URL).
+
+    The deployment `onboard-inbox/lfsd-inbox` runs one inbox tick at a time (later ticks wait) and
+    stays scheduled when this process stops; starting it again resumes serving (flows/schedule.py)."""
+    root = _workspace(workspace)
+    from flows.schedule import FULL_NAME, api_url, serve_inbox
+
+    if not api_url():
+        _fail("error: lfsd schedule needs a Prefect server: start one (infra/prefect/start-server.sh) and "
+              "export PREFECT_API_URL=http://HOST:PORT/api")
+    when = f"every {interval:g} s" if interval else f"on cron {cron!r}"
+    typer.echo(f"serving {FULL_NAME} {when} for the inbox of {root} (Ctrl-C stops serving; the schedule stays)")
+    serve_inbox(root, cron=cron, interval=interval)
+
+
+@app.command()
+def inbox(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
+    """Onboard whatever waits in the inbox now (what the schedule runs)."""
+    root = _workspace(workspace)
+    with _writer(root, "inbox", no_wait=False):
+        from flows.inbox import onboard_inbox
+
+        _print_results(_run_flow(onboard_inbox, workspace=root))
+

@@ -1,0 +1,94 @@
+"""One task's checkpoint on disk (`checkpoints/NN-name/`): only what the task changed.
+
+    unet_lora/pytorch_lora_weights.safetensors   the task's LoRA on cross-attention K/V (diffusers format)
+ or unet_kv/kv_delta.safetensors                  full-K/V tasks: module name -> W_k - W_{k-1}
+    learned_embeds.safetensors                   the task's token embedding (textual-inversion format)
+    ledger.json                                  the chain up to and including this task
+    training.json                                how the task was trained (method, steps, seconds, losses)
+
+Never a copy of the base: the ledger names it by content hash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from components.lifelong.ledger import LEDGER_FILE, Ledger, LedgerEntry
+from components.model.tokenizer import add_placeholder_token
+
+LORA_DIR = "unet_lora"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # what diffusers save_lora_adapter writes
+EMBEDS_FILE = "learned_embeds.safetensors"
+KV_DIR = "unet_kv"
+KV_WEIGHTS = "kv_delta.safetensors"
+TRAINING_FILE = "training.json"
+LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
+
+
+def adapter_name(task: int) -> str:
+    return f"task{task}"
+
+
+def kv_layers(unet: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """The cross-attention K/V projections by module name; under a peft LoRA wrapper, its base layer
+    (whose weight is what a full-K/V task trains and what its delta is added to)."""
+    out = {}
+    for name, module in unet.named_modules():
+        if any(name.endswith(t) for t in LORA_TARGETS):
+            out[name] = getattr(module, "base_layer", module)
+    return out
+
+
+def add_token(bundle, entry: LedgerEntry, embedding: torch.Tensor | None = None) -> int:
+    """Add the entry's placeholder token (initialised from its class word, or set to `embedding`)."""
+    token_id = add_placeholder_token(bundle.tokenizer, bundle.text_encoder, entry.name, entry.class_word)
+    if embedding is not None:
+        with torch.no_grad():
+            bundle.text_encoder.get_input_embeddings().weight[token_id] = embedding
+    return token_id
+
+
+def add_kv_delta(unet: torch.nn.Module, delta: dict[str, torch.Tensor], where: Path) -> None:
+    layers = kv_layers(unet)
+    if sorted(delta) != sorted(layers):
+        raise ValueError(f"{where}: K/V delta names do not match this base's cross-attention layers")
+    with torch.no_grad():
+        for name, d in delta.items():
+            layers[name].weight += d.to(layers[name].weight.dtype)
+
+
+def apply_task(bundle, entry: LedgerEntry) -> None:
+    """Apply a learned task to `bundle`: its token, then its LoRA (as a peft adapter) or its K/V delta."""
+    from safetensors.torch import load_file
+
+    ckpt = Path(entry.checkpoint)
+    add_token(bundle, entry, load_file(ckpt / EMBEDS_FILE)[entry.token])
+    if entry.adapter == "full-kv":
+        add_kv_delta(bundle.unet, load_file(ckpt / KV_DIR / KV_WEIGHTS), ckpt)
+    else:
+        bundle.unet.load_lora_adapter(str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS,
+                                      adapter_name=adapter_name(entry.task), prefix=None)
+
+
+def write_task(out: Path, bundle, ledger: Ledger, token_id: int, kv_delta: dict[str, torch.Tensor] | None,
+               extra: dict | None = None) -> Path:
+    """Write the last task of `ledger`: its LoRA (or `kv_delta`), its token row, the ledger, `extra`."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    entry = ledger.entries[-1]
+    if entry.adapter == "full-kv":
+        (out / KV_DIR).mkdir(exist_ok=True)
+        save_file(kv_delta, out / KV_DIR / KV_WEIGHTS)
+    else:
+        bundle.unet.save_lora_adapter(str(out / LORA_DIR), adapter_name=adapter_name(entry.task))
+    embedding = bundle.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
+    save_file({entry.token: embedding.contiguous()}, out / EMBEDS_FILE)
+    ledger.save(out / LEDGER_FILE)
+    if extra:
+        (out / TRAINING_FILE).write_text(json.dumps(extra, indent=2))
+    return out

@@ -1,0 +1,146 @@
+"""theta_k: a base bundle with the token and K/V update of every task so far applied.
+
+The K/V update of a task is either a peft LoRA adapter on the UNet's cross-attention K/V (`lora`, the
+default: adapters stack, earlier ones stay frozen) or the K/V weights themselves (`full-kv`,
+Custom-Diffusion style: the task trains the very weights earlier tasks trained). During a task the
+model also serves as its own teacher theta_{k-1} (`as_teacher`): the new update switched off.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from components.config import ADAPTERS
+from components.lifelong.checkpoint import (
+    LORA_TARGETS, adapter_name, add_token, apply_task, kv_layers, write_task,
+)
+from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger
+from components.model.pipeline import DiffusionBundle, load
+
+
+class LifelongModel:
+    """A base bundle with the adapters and tokens of every task so far applied."""
+
+    def __init__(self, bundle: DiffusionBundle, ledger: Ledger):
+        self.bundle, self.ledger = bundle, ledger
+        self._kv_before: dict[str, torch.Tensor] = {}  # K/V weights as the current task found them
+
+    @classmethod
+    def from_base(cls, base_dir: Path, method: str) -> "LifelongModel":
+        return cls(load(base_dir), Ledger(str(base_dir), folder_hash(base_dir), method))
+
+    @classmethod
+    def from_ledger(cls, ledger: Ledger, base_dir: Path | None = None) -> "LifelongModel":
+        """Rebuild theta_k from a ledger whose paths are absolute: the base (verified by hash) plus every
+        task's token and K/V update, in order."""
+        base_dir = Path(base_dir or ledger.base)
+        if folder_hash(base_dir) != ledger.base_hash:
+            raise ValueError(f"{base_dir}: base hash differs from the one the chain was trained on")
+        model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method))
+        for entry in ledger.entries:
+            apply_task(model.bundle, entry)
+            model.ledger.entries.append(entry)
+        model._activate(model.adapter_names())
+        model.bundle.requires_grad_(False)
+        return model.eval()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, base_dir: Path | None = None) -> "LifelongModel":
+        """theta_k of the chain whose newest checkpoint is `checkpoint`."""
+        return cls.from_ledger(read_ledger(checkpoint), base_dir)
+
+    def eval(self) -> "LifelongModel":
+        self.bundle.eval()
+        return self
+
+    def adapter_names(self) -> list[str]:
+        """The peft adapters theta_k is made of (full-K/V tasks have none: their delta is in the weights)."""
+        return [adapter_name(e.task) for e in self.ledger.entries if e.adapter == "lora"]
+
+    def _activate(self, names: list[str]) -> None:
+        unet = self.bundle.unet
+        if names:
+            unet.enable_adapters()
+            unet.set_adapters(names)
+        elif getattr(unet, "peft_config", None):
+            unet.disable_adapters()
+
+    def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int,
+                   adapter: str = "lora") -> tuple[LedgerEntry, int]:
+        """Add the new token and a fresh LoRA (or open the K/V weights); only those are trainable.
+        Returns (entry, token id)."""
+        from peft import LoraConfig
+
+        if adapter not in ADAPTERS:
+            raise ValueError(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
+        if name in self.ledger.names():
+            raise ValueError(f"concept {name!r} is already learned")
+        task = len(self.ledger.entries) + 1
+        entry = LedgerEntry(task, name, class_word, f"<{name}>", str(Path(references).resolve()),
+                            str(Path(checkpoint).resolve()), adapter)
+        token_id = add_token(self.bundle, entry)
+        self.bundle.requires_grad_(False)
+        if adapter == "lora":
+            self.bundle.unet.add_adapter(
+                LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS),
+                adapter_name=adapter_name(task),
+            )
+        if adapter == "full-kv":  # the teacher and the saved delta need the weights as the task found them
+            self._kv_before = {n: m.weight.detach().clone() for n, m in kv_layers(self.bundle.unet).items()}
+        self.ledger.entries.append(entry)
+        self._activate(self.adapter_names())
+        self._freeze_all_but_current()
+        self.bundle.text_encoder.get_input_embeddings().weight.requires_grad_(True)
+        return entry, token_id
+
+    def _freeze_all_but_current(self) -> None:
+        trainable = {id(p) for p in self.task_parameters(self.ledger.entries[-1].task)}
+        for p in self.bundle.unet.parameters():
+            p.requires_grad_(id(p) in trainable)
+
+    def task_parameters(self, task: int) -> list[torch.nn.Parameter]:
+        """What task `task` trains in the UNet: its LoRA matrices, or (full-K/V) the K/V weights."""
+        entry = self.ledger.entries[task - 1]
+        if entry.adapter == "full-kv":
+            return [m.weight for m in kv_layers(self.bundle.unet).values()]
+        tag = f".{adapter_name(task)}."
+        return [p for n, p in self.bundle.unet.named_parameters() if tag in n and "lora_" in n]
+
+    def kv_delta(self) -> dict[str, torch.Tensor]:
+        """The current full-K/V task's change: W_k - W_{k-1} per cross-attention K/V layer."""
+        return {n: (m.weight.detach() - self._kv_before[n]).contiguous() for n, m in kv_layers(self.bundle.unet).items()}
+
+    @contextmanager
+    def as_teacher(self):
+        """theta_{k-1} inside theta_k: the current task's adapter is switched off, or (full-K/V) the K/V
+        weights are swapped back to what they were before the task (the new token is unused either way)."""
+        current = self.ledger.entries[-1]
+        if current.adapter == "full-kv":
+            layers = kv_layers(self.bundle.unet)
+            student = {n: m.weight.detach().clone() for n, m in layers.items()}
+            with torch.no_grad():
+                for n, m in layers.items():
+                    m.weight.copy_(self._kv_before[n])
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for n, m in layers.items():
+                        m.weight.copy_(student[n])
+                self._freeze_all_but_current()
+            return
+        names = self.adapter_names()
+        self._activate(names[:-1])
+        try:
+            yield
+        finally:
+            self._activate(names)
+            self._freeze_all_but_current()
+
+    def save_task(self, out: Path, token_id: int, extra: dict | None = None) -> Path:
+        """Write the current (last) task's checkpoint: its LoRA or K/V delta, its token, the full ledger."""
+        delta = self.kv_delta() if self.ledger.entries[-1].adapter == "full-kv" else None
+        return write_task(out, self.bundle, self.ledger, token_id, delta, extra)

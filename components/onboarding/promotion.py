@@ -1,0 +1,31 @@
+"""Moving `production` by hand, under the workspace's writer lock (a person promoting while the
+schedule onboards must not interleave with the gate)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from components.onboarding.lock import writer_lock
+from components.onboarding.workspace import Workspace
+
+
+def promote(ws: Workspace, version: str, reason: str, *, wait: bool = True, log: Callable[[str], None] = print) -> str | None:
+    """Point `production` at `version` (refused without lineage tags). Returns the replaced version."""
+    from components.registry import promote as move, setup_tracking
+
+    with writer_lock(ws.root, f"promote {version}", wait=wait, log=log):
+        setup_tracking(ws.root, ws.params.pipeline.experiment)
+        replaced = move(ws.params.pipeline.model_name, version, reason)
+    log(f"production: {replaced} -> {version} ({reason})")
+    return replaced
+
+
+def rollback(ws: Workspace, *, wait: bool = True, log: Callable[[str], None] = print) -> str:
+    """Move `production` back to the version it replaced. Returns the new production version."""
+    from components.registry import rollback as back, setup_tracking
+
+    with writer_lock(ws.root, "rollback", wait=wait, log=log):
+        setup_tracking(ws.root, ws.params.pipeline.experiment)
+        version = back(ws.params.pipeline.model_name)
+    log(f"production rolled back to version {version}")
+    return version

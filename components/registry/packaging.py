@@ -1,0 +1,139 @@
+"""How a lifelong chain becomes an MLflow model: the artifacts it carries (the base, every task
+checkpoint, the references each concept is drawn with, a ledger that names artifacts instead of
+paths), its signature and pinned requirements, and logging/registering it in the active run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+from components.registry.pyfunc import (
+    BASE_KEY, LEDGER_KEY, REFERENCE_LIMIT, LfsdPyfunc, checkpoint_key, references_key,
+)
+
+REQUIREMENTS = ("torch", "diffusers", "transformers", "peft", "safetensors", "pillow", "numpy", "pandas", "mlflow")
+
+
+def pip_requirements() -> list[str]:
+    """The runtime needs, pinned to what is installed here (local labels such as +cpu dropped, so
+    `torch==2.13.0` still matches the CPU wheel)."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def model_signature():
+    """Input: prompt (required), concept / seed / steps (optional). Output: image (base64 PNG), seed."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([
+        ColSpec("string", "prompt"),
+        ColSpec("string", "concept", required=False),
+        ColSpec("long", "seed", required=False),
+        ColSpec("long", "steps", required=False),
+    ])
+    outputs = Schema([ColSpec("string", "image"), ColSpec("long", "seed")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: Path) -> tuple[dict[str, str], dict]:
+    """The `artifacts` mapping for log_model plus a metadata summary. The copied ledger and the
+    reference images are written under `staging`; the base and checkpoints are used in place."""
+    from components.lifelong import LEDGER_FILE, folder_hash, read_ledger
+    from components.model.references import IMAGE_SUFFIXES
+    from components.training.methods import METHODS
+
+    checkpoint_dir, base_dir = Path(checkpoint_dir).resolve(), Path(base_dir).resolve()
+    ledger = read_ledger(checkpoint_dir)
+    if not ledger.entries:
+        raise ValueError(f"{checkpoint_dir}: the ledger lists no concepts")
+    if folder_hash(base_dir) != ledger.base_hash:
+        raise ValueError(f"{base_dir}: base hash differs from the one {checkpoint_dir} was trained on")
+    method = METHODS.get(ledger.method)
+    icgen = bool(method and method.icgen)
+    artifacts = {BASE_KEY: str(base_dir)}
+    source = {"checkpoints": [], "references": []}
+    for entry in ledger.entries:
+        ckpt = checkpoint_dir if entry is ledger.entries[-1] else Path(entry.checkpoint)
+        if not ckpt.is_dir():
+            raise FileNotFoundError(f"checkpoint {entry.checkpoint!r} of the chain ending in {checkpoint_dir} not found")
+        artifacts[checkpoint_key(entry.task)] = str(ckpt)
+        source["checkpoints"].append(str(ckpt))
+        entry.checkpoint = checkpoint_key(entry.task)
+        refs = Path(entry.references) if entry.references else None
+        files = sorted(p for p in refs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:REFERENCE_LIMIT] \
+            if refs is not None and refs.is_dir() else []
+        source["references"].append(str(refs) if refs else "")
+        if not files:
+            if icgen:
+                raise FileNotFoundError(f"concept {entry.name!r}: no reference images in {entry.references!r} "
+                                        f"(method {ledger.method!r} draws with them)")
+            entry.references = ""
+            continue
+        out = staging / references_key(entry.task)
+        out.mkdir(parents=True)
+        for f in files:
+            shutil.copy2(f, out / f.name)
+        artifacts[references_key(entry.task)] = str(out)
+        entry.references = references_key(entry.task)
+    ledger.base = BASE_KEY
+    ledger.save(staging / LEDGER_FILE)
+    artifacts[LEDGER_KEY] = str(staging / LEDGER_FILE)
+    summary = {
+        "method": ledger.method,
+        "icgen": icgen,
+        "concepts": ledger.names(),
+        "tokens": [e.token for e in ledger.entries],
+        "base_hash": ledger.base_hash,
+        "source_checkpoint": str(checkpoint_dir),
+        "source": source,
+    }
+    return artifacts, summary
+
+
+def log_lifelong_model(
+    checkpoint_dir: str | Path,
+    base_dir: str | Path,
+    name: str = "model",
+    registered_model_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    *,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+):
+    """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name`
+    in the active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version`
+    needs a run) and, with `registered_model_name`, register it; `tags` go on the logged model and, when registered, on the new model version.
+    Returns mlflow's ModelInfo (`registered_model_version` is set when registered)."""
+    import mlflow
+
+    import components
+    from components.config import load_params
+
+    sampling = load_params().sampling  # the served model samples as `lfsd generate` does
+    steps = sampling.steps if steps is None else steps
+    guidance_scale = sampling.guidance_scale if guidance_scale is None else guidance_scale
+    code_path = str(Path(components.__file__).resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="lfsd-stage-") as tmp, warnings.catch_warnings():
+        # An input example would make mlflow load the model and run a full generation to validate it.
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        artifacts, summary = stage_artifacts(checkpoint_dir, base_dir, Path(tmp))
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=LfsdPyfunc(),
+            artifacts=artifacts,
+            code_paths=[code_path],
+            pip_requirements=pip_requirements(),
+            signature=model_signature(),
+            model_config={"steps": int(steps), "guidance_scale": float(guidance_scale)},
+            metadata={"lfsd": summary},
+            registered_model_name=registered_model_name,
+            tags=dict(tags) if tags else None,
+        )
+    if registered_model_name and tags and info.registered_model_version is not None:
+        client = mlflow.MlflowClient()
+        for k, v in tags.items():
+            client.set_model_version_tag(registered_model_name, str(info.registered_model_version), k, str(v))
+    return info

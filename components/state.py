@@ -1,0 +1,34 @@
+"""Where a workspace's runtime state lives: `<workspace>/.lfsd` (or $LFSD_STATE_DIR), never $HOME.
+
+MLflow's sqlite store and artifacts, the local DVC remote and DVC's site cache, Prefect's home, Ray's
+temp folder and results, figures and the writer lock all go here, so a run is self-contained and
+deleting the workspace leaves nothing behind. Git never sees it (a `*` .gitignore inside).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STATE_ENV = "LFSD_STATE_DIR"
+
+
+def state_dir(repo_root: str | Path) -> Path:
+    """`<repo>/.lfsd`, or $LFSD_STATE_DIR (a relative value is taken relative to the repo)."""
+    root = Path(repo_root)
+    override = os.environ.get(STATE_ENV)
+    if not override:
+        return root / ".lfsd"
+    path = Path(override).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def ensure_state_dir(repo_root: str | Path) -> Path:
+    """Create the state dir with a `*` .gitignore inside, so git never sees it even in a repo whose
+    own .gitignore does not list it (as pytest does with .pytest_cache)."""
+    path = state_dir(repo_root)
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# lfsd runtime state: never committed\n*\n")
+    return path

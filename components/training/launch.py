@@ -1,0 +1,59 @@
+"""What a training launcher is given, and the in-process launcher. The Ray Train launcher
+(`ray_job.train_on_ray`) takes the same request and returns the same `TaskResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.config import TrainingConfig
+from components.training.loop import Report, TaskResult
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One task: theta_{k-1} (the newest checkpoint of the chain, or the base) + a concept -> `out`."""
+
+    base_dir: Path
+    previous_checkpoint: Path | None
+    concept_dir: Path
+    references: str  # where the concept's references will live (recorded in the ledger)
+    out: Path
+    method: str
+    cfg: TrainingConfig
+    run_name: str | None = None  # names the attempt: a launcher that can resume (Ray) resumes a killed one
+
+
+Launcher = Callable[[TrainRequest, Report | None], TaskResult]
+
+
+def previous_model(req: TrainRequest):
+    """theta_{k-1}: rebuilt from the previous checkpoint, or the bare base for the first task."""
+    from components.lifelong import LifelongModel
+
+    if req.previous_checkpoint:
+        return LifelongModel.from_checkpoint(Path(req.previous_checkpoint), Path(req.base_dir))
+    return LifelongModel.from_base(Path(req.base_dir), req.method)
+
+
+def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> TaskResult:
+    """The loop on this request, in this process (what every launcher ends up calling)."""
+    from components.training.concept import read_concept
+    from components.training.loop import train_task
+    from components.training.methods import get_method
+
+    return train_task(previous_model(req), read_concept(Path(req.concept_dir)), get_method(req.method), req.cfg,
+                      req.out, references=req.references, report=report, hooks=hooks)
+
+
+def in_process(threads: int) -> Launcher:
+    """A launcher that trains here, with `threads` torch threads (tests, the overhead benchmark)."""
+
+    def launch(req: TrainRequest, report: Report | None = None) -> TaskResult:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        return run_request(req, report)
+
+    return launch

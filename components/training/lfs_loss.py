@@ -1,0 +1,224 @@
+"""The LFS-Diffusion objective for one task k: theta_{k-1} + C_k's few shots -> theta_k.
+
+    L = L_denoise(C_k | ICGen context)                         the new concept, with leave-one-out context
+        [+ L_denoise(prior images)]                            prior-preservation baseline only
+        + lambda_kd * L_kd(student vs teacher, relevant prompts)   data-free KD, against RCF
+        [+ lambda_clora * sum (|dW_prev| * dW_new)^2]          C-LoRA baseline only
+
+Relevant prompts: the class word, its nearest class words in the text encoder's own embedding space
+and the prompts of earlier concepts, each through the caption templates the base knows, plus "" (the
+unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update switched
+off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t, prompt)
+is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every` steps.
+No image, real or stored, is used: the KD term costs the student one batched forward pass.
+
+ICGen: each concept shot is denoised with the other shots as visual context (leave-one-out), dropped
+with probability `icgen_context_dropout`, so the concept is drawn from text alone too. Only C_k's own
+shots are read. Which terms are on is the `Method` (lfs, ablations, baselines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from components.config import TrainingConfig
+from components.lifelong import LifelongModel
+from components.model.pipeline import encode_prompts
+from components.model.sampling import denoise, generate
+from components.training.concept import Concept
+from components.training.methods import Method
+
+
+# ---------------------------------------------------------------- relevant prompts (what KD pins down)
+
+@torch.no_grad()
+def nearest_class_words(tokenizer, text_encoder, class_word: str, candidates: list[str], k: int) -> list[str]:
+    """The k candidates whose pooled text embedding ("a {word}") is most cosine-similar to the class word's."""
+    others = [c for c in candidates if c != class_word]
+    if k <= 0 or not others:
+        return []
+    ids = tokenizer([f"a {w}" for w in [class_word, *others]], padding="max_length", truncation=True,
+                    max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    pooled = F.normalize(text_encoder(ids).pooler_output, dim=-1)  # (1 + N, D)
+    sims = pooled[1:] @ pooled[0]
+    return [others[i] for i in sims.argsort(descending=True)[:k].tolist()]
+
+
+def relevant_prompts(tokenizer, text_encoder, class_word: str, candidates: list[str], k_related: int,
+                     previous_subjects: list[str], templates: tuple[str, ...]) -> list[str]:
+    """Subjects (class word, nearest classes, earlier "<name> class") x caption templates, then ""."""
+    related = nearest_class_words(tokenizer, text_encoder, class_word, candidates, k_related)
+    subjects = [class_word, *related, *previous_subjects]
+    prompts = [t.format(s) for s in subjects for t in templates] + [""]
+    return list(dict.fromkeys(prompts))
+
+
+# ---------------------------------------------------------------- the teacher's own inputs
+
+@dataclass
+class KDBatch:
+    latents: torch.Tensor  # (N, C, h, w) noisy x_t on the teacher's trajectories
+    timesteps: torch.Tensor  # (N,)
+    prompts: list[str]
+    target: torch.Tensor  # (N, C, h, w) teacher epsilon at (x_t, t, prompt)
+
+
+class TeacherBank:
+    """Points (x_t, t, prompt, eps_teacher) along `trajectories` DDIM runs of the frozen teacher."""
+
+    def __init__(self, model: LifelongModel, prompts: list[str], cfg: TrainingConfig):
+        self.model, self.prompts, self.cfg = model, prompts, cfg
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.refreshes = 0
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Draw fresh trajectories from noise and record every point with the teacher's prediction."""
+        b, n = self.model.bundle, self.cfg.kd_trajectories
+        prompts = [self.prompts[(self.refreshes * n + i) % len(self.prompts)] for i in range(n)]
+        c, s = b.unet.config.in_channels, b.unet.config.sample_size
+        noise = torch.randn(n, c, s, s, generator=self.generator)
+        xs, ts, targets = [], [], []
+
+        def record(t, x, eps_cond):
+            xs.append(x.clone())
+            ts.append(torch.full((n,), int(t)))
+            targets.append(eps_cond.clone())
+
+        with self.model.as_teacher():
+            denoise(b, noise, prompts, torch.zeros(n, 1, b.context_encoder.config.embed_dim),
+                    steps=self.cfg.kd_teacher_steps, guidance_scale=self.cfg.guidance_scale, on_step=record)
+        self.latents, self.timesteps, self.targets = torch.cat(xs), torch.cat(ts), torch.cat(targets)
+        self.point_prompts = prompts * len(xs)
+        self.refreshes += 1
+
+    def sample(self, k: int) -> KDBatch:
+        idx = torch.randint(len(self.latents), (k,), generator=self.generator)
+        return KDBatch(self.latents[idx], self.timesteps[idx], [self.point_prompts[i] for i in idx.tolist()], self.targets[idx])
+
+    def state(self) -> dict:
+        return {"generator": self.generator.get_state(), "refreshes": self.refreshes, "latents": self.latents.clone(),
+                "timesteps": self.timesteps.clone(), "targets": self.targets.clone(),
+                "point_prompts": list(self.point_prompts)}
+
+    def restore(self, st: dict) -> None:
+        self.generator.set_state(st["generator"])
+        self.refreshes = st["refreshes"]
+        self.latents, self.timesteps, self.targets = st["latents"], st["timesteps"], st["targets"]
+        self.point_prompts = list(st["point_prompts"])
+
+
+# ---------------------------------------------------------------- baselines' extra terms
+
+@torch.no_grad()
+def prior_latents(model: LifelongModel, concept: Concept, cfg: TrainingConfig) -> tuple[torch.Tensor, list[str]]:
+    """DreamBooth's offline replay: class images drawn by the frozen previous model before the task."""
+    b = model.bundle
+    prompts = [f"a {concept.class_word}"] * cfg.prior_images
+    with model.as_teacher():
+        images = generate(b, prompts, [cfg.seed * 10_000 + i for i in range(cfg.prior_images)],
+                          steps=20, guidance_scale=cfg.guidance_scale)
+    return b.encode_images(images), prompts
+
+
+def clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
+    """Self-regularisation (C-LoRA): the new update is penalised where earlier updates already acted."""
+    from peft.tuners.lora import LoraLayer
+
+    total = torch.zeros(())
+    new, old = f"task{task}", [f"task{t}" for t in range(1, task)]
+    for module in model.bundle.unet.modules():
+        if not isinstance(module, LoraLayer) or new not in module.lora_A or not old:
+            continue
+        delta = lambda n: module.lora_B[n].weight @ module.lora_A[n].weight * module.scaling[n]  # noqa: E731
+        with torch.no_grad():
+            prev = sum(delta(n).abs() for n in old if n in module.lora_A)
+        total = total + ((prev * delta(new)) ** 2).sum()
+    return total
+
+
+# ---------------------------------------------------------------- the objective
+
+class LFSObjective:
+    """Everything task k's loss needs, prepared once (shots' latents, teacher bank, prior images);
+    `loss(step, rng)` draws one batch and returns (L, per-term values)."""
+
+    def __init__(self, model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig,
+                 class_candidates: list[str], previous_subjects: list[str]):
+        self.model, self.method, self.cfg, self.task = model, method, cfg, model.ledger.entries[-1].task
+        b = model.bundle
+        self.images = concept.load_images(b.vae.config.sample_size)  # (K, 3, H, W): the only files a task reads
+        with torch.no_grad():
+            self.latent_dist = b.vae.encode(self.images).latent_dist
+        self.prompt = concept.prompt()
+        self.relevant: list[str] = []
+        self.bank: TeacherBank | None = None
+        if method.kd:
+            self.relevant = relevant_prompts(b.tokenizer, b.text_encoder, concept.class_word, class_candidates,
+                                             cfg.kd_related_classes, previous_subjects, cfg.kd_templates)
+            self.bank = TeacherBank(model, self.relevant, cfg)
+        self.prior = prior_latents(model, concept, cfg) if method.prior else None
+
+    def _icgen_context(self, picks: torch.Tensor, rng: np.random.Generator, ctx_dim: int) -> torch.Tensor:
+        """(B, 1, E): for each picked shot the other shots' embedding (leave-one-out), zeros if dropped."""
+        cfg, k = self.cfg, self.images.shape[0]
+        context = torch.zeros(cfg.batch_size, 1, ctx_dim)
+        if self.method.icgen and k > 1:
+            keep = torch.from_numpy(rng.random(cfg.batch_size) >= cfg.icgen_context_dropout)
+            if keep.any():
+                refs = torch.stack([self.images[[j for j in range(k) if j != int(i)]] for i in picks[keep]])  # (B', K-1, 3, H, W)
+                with torch.no_grad():
+                    context[keep] = self.model.bundle.context_encoder.embed_references(refs, torch.ones(refs.shape[:2]))
+        return context
+
+    def loss(self, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+        b, cfg = self.model.bundle, self.cfg
+        ctx_dim = b.context_encoder.config.embed_dim
+        n_train = b.scheduler.config.num_train_timesteps
+        # The new concept: B noisy shot latents (B, C, h, w) with their ICGen context.
+        picks = torch.from_numpy(rng.integers(self.images.shape[0], size=cfg.batch_size))
+        latents = self.latent_dist.sample()[picks] * b.latent_scale
+        context = self._icgen_context(picks, rng, ctx_dim)
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, n_train, (cfg.batch_size,))
+        x_in, t_in, p_in, c_in, targets = [b.scheduler.add_noise(latents, noise, t)], [t], [self.prompt] * cfg.batch_size, [context], [noise]
+        n_main = cfg.batch_size
+        if self.prior is not None:
+            idx = torch.from_numpy(rng.integers(len(self.prior[0]), size=cfg.prior_batch_size))
+            p_noise = torch.randn(cfg.prior_batch_size, *latents.shape[1:])
+            p_t = torch.randint(0, n_train, (cfg.prior_batch_size,))
+            x_in.append(b.scheduler.add_noise(self.prior[0][idx], p_noise, p_t))
+            t_in.append(p_t)
+            p_in = p_in + [self.prior[1][i] for i in idx.tolist()]
+            c_in.append(torch.zeros(cfg.prior_batch_size, 1, ctx_dim))
+            targets.append(p_noise)
+            n_main += cfg.prior_batch_size
+        kd: KDBatch | None = None
+        if self.bank is not None:
+            if step > 1 and (step - 1) % cfg.kd_refresh_every == 0:
+                self.bank.refresh()
+            kd = self.bank.sample(cfg.kd_batch_size)
+            x_in.append(kd.latents)
+            t_in.append(kd.timesteps)
+            p_in = p_in + kd.prompts
+            c_in.append(torch.zeros(cfg.kd_batch_size, 1, ctx_dim))
+        # One batched student pass over concept (+ prior) (+ KD) samples: eps (N, C, h, w).
+        text = encode_prompts(b.tokenizer, b.text_encoder, p_in)
+        eps = b.unet(torch.cat(x_in), torch.cat(t_in), encoder_hidden_states=text,
+                     added_cond_kwargs={"image_embeds": [torch.cat(c_in)]}).sample
+        l_denoise = F.mse_loss(eps[:n_main], torch.cat(targets))
+        loss, row = l_denoise, {"denoise": l_denoise.item()}
+        if kd is not None:
+            l_kd = F.mse_loss(eps[n_main:], kd.target)
+            loss = loss + cfg.lambda_kd * l_kd
+            row["kd"] = l_kd.item()
+        if self.method.c_lora:
+            l_reg = clora_penalty(self.model, self.task)
+            loss = loss + cfg.lambda_clora * l_reg
+            row["clora"] = l_reg.item()
+        return loss, row

@@ -1,0 +1,118 @@
+"""The training loop of one lifelong task, free of any launcher: theta_{k-1} + C_k -> theta_k.
+
+`train_task` begins the task on the model (new token + new K/V update), builds the LFS objective
+(`lfs_loss.py`) and runs AdamW on the task's parameters only. It runs as it is in-process (tests,
+benchmarks) and inside a Ray Train worker (`ray_job.py`), which passes `WorkerHooks`: a resumable
+state every `checkpoint_every` steps, a state to resume from, a gradient all-reduce and per-worker data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.config import TrainingConfig
+from components.lifelong import LifelongModel
+from components.training import resume as resumable
+from components.training.concept import Concept
+from components.training.lfs_loss import LFSObjective
+from components.training.methods import Method
+
+Report = Callable[[dict], None]
+
+
+@dataclass
+class TaskResult:
+    checkpoint: Path
+    seconds: float
+    step_seconds: float  # median wall time of one optimisation step
+    losses: list[dict] = field(default_factory=list)
+    relevant_prompts: list[str] = field(default_factory=list)
+    resumed_from_step: int = 0  # > 0: the run continued from a resumable checkpoint taken after this step
+    wall_seconds: float = 0.0  # Ray runs: the whole call as the driver saw it (0 in-process)
+    worker_nodes: list[str] = field(default_factory=list)  # Ray runs: the node id each rank ran on, in rank order
+
+
+@dataclass
+class WorkerHooks:
+    """What a distributed, fault-tolerant launcher adds to the loop (all off by default)."""
+
+    resume: dict | None = None  # a state an earlier `checkpoint_cb` got: continue at its step + 1
+    checkpoint_cb: Callable[[int, dict], None] | None = None  # (step, state) every `checkpoint_every` steps
+    checkpoint_every: int = 0
+    grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None  # between backward() and step()
+    data_seed: int | None = None  # reseeds batch sampling after the shared initialisation
+
+
+def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig, out: Path,
+               references: str | None = None, report: Report | None = None,
+               hooks: WorkerHooks | None = None) -> TaskResult:
+    """Learn `concept` into `model` in place and write the task checkpoint to `out`.
+
+    `model` must not have begun this task yet. `report` gets the mean losses every `report_every`
+    steps; the hooks' `checkpoint_cb` runs before that step's report, never after the last step."""
+    from components.world.vocabulary import CLASSES
+
+    hooks = hooks or WorkerHooks()
+    start = time.time()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    b = model.bundle
+    previous_subjects = [f"{e.token} {e.class_word}" for e in model.ledger.entries]
+    if method.c_lora and cfg.adapter != "lora":
+        raise ValueError(f"method c-lora penalises LoRA updates; it needs training.adapter: lora, not {cfg.adapter!r}")
+    entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out),
+                                       cfg.lora_rank, cfg.adapter)
+    objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous_subjects)
+
+    emb = b.text_encoder.get_input_embeddings().weight
+    row_mask = torch.zeros(emb.shape[0], 1)
+    row_mask[token_id] = 1.0
+    hook = emb.register_hook(lambda g: g * row_mask)  # only the new token's row learns
+    update = model.task_parameters(entry.task)  # the task's LoRA, or the K/V weights (full-kv)
+    opt = torch.optim.AdamW([{"params": update, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}],
+                            weight_decay=0.0)
+    params: list[torch.nn.Parameter] = [*update, emb]
+    if hooks.data_seed is not None:  # after the shared init: every worker draws its own batches
+        rng = np.random.default_rng(hooks.data_seed)
+        torch.manual_seed(hooks.data_seed)
+        if objective.bank is not None:
+            objective.bank.generator.manual_seed(hooks.data_seed)
+    b.unet.train()
+    b.text_encoder.train()
+    losses, step_times, first = [], [], 1
+    named = {n: p for n, p in b.unet.named_parameters() if any(p is q for q in update)}
+    if hooks.resume is not None:
+        first, losses = resumable.restore(hooks.resume, entry.task, token_id, named, emb, opt, rng, objective.bank)
+
+    for step in range(first, cfg.steps + 1):
+        t0 = time.time()
+        loss, terms = objective.loss(step, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if hooks.grad_sync is not None:
+            hooks.grad_sync(params)
+        opt.step()
+        step_times.append(time.time() - t0)
+        losses.append({"step": step} | terms)
+        if hooks.checkpoint_cb is not None and hooks.checkpoint_every > 0 and step % hooks.checkpoint_every == 0 \
+                and step < cfg.steps:
+            hooks.checkpoint_cb(step, resumable.capture(step, entry.task, token_id, named, emb, opt, rng,
+                                                        objective.bank, losses))
+        if report and (step % cfg.report_every == 0 or step == cfg.steps):
+            report({k: float(np.mean([r[k] for r in losses[-cfg.report_every:]])) for k in terms} | {"step": step})
+    hook.remove()
+    b.unet.eval()
+    b.text_encoder.eval()
+    b.requires_grad_(False)
+    seconds = time.time() - start
+    step_seconds = float(np.median(step_times[1:] if len(step_times) > 1 else step_times)) if step_times else 0.0
+    model.save_task(out, token_id, extra={"method": method.name, "steps": cfg.steps, "seconds": seconds,
+                                          "step_seconds": step_seconds, "relevant_prompts": objective.relevant,
+                                          "final": losses[-1]})
+    return TaskResult(Path(out), seconds, step_seconds, losses, objective.relevant, resumed_from_step=first - 1)

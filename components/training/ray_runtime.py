@@ -1,0 +1,106 @@
+"""The Ray runtime one lfsd process trains on: started (or joined) once, never per concept.
+
+`ensure_ray` connects to the cluster in RAY_ADDRESS, or starts one local Ray per process with its
+state under the workspace's state folder; `train_env` sets what the Train V2 driver reads at fit().
+This module must not import prefect.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from components.config import RayConfig
+
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # read by the Train V2 controller, propagated by fit()
+LOG_TO_DRIVER_ENV = "LFSD_RAY_LOG_TO_DRIVER"  # 1: stream worker/controller logs into this process
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # Ray's token authentication
+# A Ray session puts unix sockets at <temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store
+# (about 66 characters below <temp>); Linux allows 107 in all.
+_SOCKET_SUFFIX_CHARS = 70
+_UNIX_SOCKET_MAX = 107
+
+
+def ray_temp_dir(state_dir: Path) -> Path:
+    """`state_dir/ray` when the socket paths under it fit, else /tmp/lfsd-ray-<user>."""
+    preferred = Path(os.path.abspath(Path(state_dir) / "ray"))
+    if len(str(preferred)) + _SOCKET_SUFFIX_CHARS <= _UNIX_SOCKET_MAX:
+        return preferred
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return Path("/tmp") / f"lfsd-ray-{user}"
+
+
+def train_env(cfg: RayConfig) -> None:
+    """Environment the Train V2 driver reads at fit() and propagates to the controller and workers."""
+    os.environ[HEALTH_CHECK_ENV] = str(cfg.health_check_interval_s)
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # workers keep the driver's cwd: relative ledger paths work
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
+
+
+def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
+    """ray.init once per process. RAY_ADDRESS set: connect to that cluster. Unset: a local Ray with
+    `num_workers * cpus_per_worker` CPUs, no dashboard, its temp dir under `state_dir` (see
+    `ray_temp_dir`). Later calls do nothing, whatever their arguments.
+
+    Worker and controller logs stay in the session's log folder unless LFSD_RAY_LOG_TO_DRIVER=1:
+    without a dashboard the Train controller's helpers log a State-API warning every second, and a
+    failed run's worker traceback comes back in the raised error anyway."""
+    import ray
+
+    train_env(cfg)
+    if ray.is_initialized():
+        return
+    log_to_driver = os.environ.get(LOG_TO_DRIVER_ENV, "0").lower() in ("1", "true", "yes")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
+        return
+    # Local: nothing can preempt the node; the watcher would only cost a process per run.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # Ray starts workers at niceness 15: beside any other busy process on a laptop the training worker
+    # starves (measured: a 20 s task took over 5 minutes next to a benchmark). Train at normal priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    temp = ray_temp_dir(state_dir)
+    temp.mkdir(parents=True, exist_ok=True)
+    if not any(v in os.environ for v in AUTH_ENV):
+        # A new local Ray turns token auth on and would write the token to ~/.ray/auth_token (where a
+        # later `ray start` also picks it up): keep it with the rest of the Ray state instead.
+        token = temp / "auth_token"
+        if not token.is_file():
+            token.touch(mode=0o600)
+            token.write_text(secrets.token_hex(32))
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)  # ray.init itself then switches token mode on
+    ray.init(
+        num_cpus=max(1, cfg.num_workers * cfg.cpus_per_worker),
+        num_gpus=None if cfg.use_gpu else 0,
+        include_dashboard=False,
+        log_to_driver=log_to_driver,
+        logging_level=logging.WARNING,
+        object_store_memory=256 * 1024**2,  # only small checkpoints and configs travel through it
+        _temp_dir=str(temp),
+        _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
+    )
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def cpus_per_worker(cfg: RayConfig) -> float:
+    """cfg.cpus_per_worker, capped at what one node has and at the cluster's share per worker."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    per_node = max((float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")), default=total)
+    cap = min(per_node, total / max(1, cfg.num_workers))
+    return float(cfg.cpus_per_worker) if cap <= 0 else min(float(cfg.cpus_per_worker), cap)
