@@ -77,7 +77,7 @@ def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
             token.touch(mode=0o600)
             token.write_text(secrets.token_hex(32))
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)  # ray.init itself then switches token mode on
-    ray.init(
+    kwargs = dict(
         num_cpus=max(1, cfg.num_workers * cfg.cpus_per_worker),
         num_gpus=None if cfg.use_gpu else 0,
         include_dashboard=False,
@@ -87,6 +87,15 @@ def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
         _temp_dir=str(temp),
         _node_ip_address="127.0.0.1",  # a local Ray listens on loopback only
     )
+    for attempt in (1, 2, 3):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as e:  # noqa: BLE001
+            # Ray gives a local raylet a fixed 30 s to register; on a busy small machine it can miss that.
+            if "timed out during startup" not in str(e) or attempt == 3:
+                raise
+            ray.shutdown()
 
 
 def shutdown_ray() -> None:
