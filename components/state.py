@@ -11,6 +11,15 @@ import os
 from pathlib import Path
 
 STATE_ENV = "LFSD_STATE_DIR"
+WORKSPACE_ENV = "LFSD_WORKSPACE"
+MARKERS = (".git", "params.yaml")  # what makes a folder a workspace
+
+
+def find_workspace(start: Path | None = None) -> Path | None:
+    """The nearest folder from `start` (default: the current directory) upward that is a workspace
+    (cheap: no model library is imported, so a Prefect run process can call it first thing)."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if all((d / m).exists() for m in MARKERS)), None)
 
 
 def state_dir(repo_root: str | Path) -> Path:

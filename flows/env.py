@@ -8,8 +8,7 @@ from pathlib import Path
 
 def configure_prefect() -> None:
     """PREFECT_HOME inside the workspace's state folder (the workspace named, or the one we stand in)."""
-    from components.onboarding.workspace import WORKSPACE_ENV, find_workspace
-    from components.state import ensure_state_dir
+    from components.state import WORKSPACE_ENV, ensure_state_dir, find_workspace
 
     state = ensure_state_dir(os.environ.get(WORKSPACE_ENV) or find_workspace() or Path.cwd()).resolve()
     defaults = {

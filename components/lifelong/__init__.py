@@ -9,13 +9,19 @@ the chain through this package, and it imports only `components.model` (and the 
 Operations on whole chains (folding adapters, removing a concept, exporting) belong here too.
 """
 
-from components.lifelong.checkpoint import (
-    EMBEDS_FILE, KV_DIR, KV_WEIGHTS, LEDGER_FILE, LORA_DIR, LORA_TARGETS, LORA_WEIGHTS, adapter_name, kv_layers,
-)
-from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger, relativize_ledger
-from components.lifelong.model import LifelongModel
+# Names are loaded on first use: the ledger alone (what a workspace reads) needs no model library.
+_WHERE = {
+    **dict.fromkeys(("EMBEDS_FILE", "KV_DIR", "KV_WEIGHTS", "LORA_DIR", "LORA_TARGETS", "LORA_WEIGHTS", "adapter_name",
+                     "kv_layers"), "checkpoint"),
+    **dict.fromkeys(("LEDGER_FILE", "Ledger", "LedgerEntry", "folder_hash", "read_ledger", "relativize_ledger"), "ledger"),
+    "LifelongModel": "model",
+}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "EMBEDS_FILE", "KV_DIR", "KV_WEIGHTS", "LEDGER_FILE", "LORA_DIR", "LORA_TARGETS", "LORA_WEIGHTS", "Ledger",
-    "LedgerEntry", "LifelongModel", "adapter_name", "folder_hash", "kv_layers", "read_ledger", "relativize_ledger",
-]
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"components.lifelong.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

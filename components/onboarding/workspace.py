@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.config import REPO_ROOT, Params, load_params
-from components.lifelong import LEDGER_FILE, Ledger
-from components.state import state_dir
+from components.lifelong.ledger import LEDGER_FILE, Ledger
+from components.state import WORKSPACE_ENV, find_workspace, state_dir  # noqa: F401 (WORKSPACE_ENV re-exported)
 
-WORKSPACE_ENV = "LFSD_WORKSPACE"
-MARKERS = (".git", "params.yaml")  # what makes a folder a workspace
 
 
 class WorkspaceNotFound(FileNotFoundError):
@@ -86,12 +84,6 @@ class Workspace:
 
     def next_checkpoint(self, name: str) -> Path:
         return self.checkpoint_dir / f"{len(self.checkpoints()) + 1:02d}-{name}"
-
-
-def find_workspace(start: Path | None = None) -> Path | None:
-    """The nearest folder from `start` (default: the current directory) upward that is a workspace."""
-    here = Path(start or Path.cwd()).resolve()
-    return next((d for d in (here, *here.parents) if all((d / m).exists() for m in MARKERS)), None)
 
 
 def workspace_root(root: Path | str | None = None) -> Path:
