@@ -28,6 +28,13 @@ def concept(tmp_path):
 
 
 
+def _ends_with_one_clear_message(proc, start: str) -> None:
+    """The command's last words are the message (Prefect's own run log above it may hold the traceback)."""
+    lines = proc.stderr.splitlines()
+    at = max((i for i, line in enumerate(lines) if line.startswith(start)), default=None)
+    assert at is not None and "Traceback" not in "\n".join(lines[at:]), proc.stderr[-3000:]
+
+
 def test_a_dvc_remote_that_refuses_writes(workspace, concept):
     subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", "-f", "-d", "local", "/proc/lfsd-refuses-writes"],
                    cwd=workspace, check=True, capture_output=True)
@@ -35,10 +42,14 @@ def test_a_dvc_remote_that_refuses_writes(workspace, concept):
     proc = _onboard(workspace, concept)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the DVC remote refused 'dvc push'" in proc.stderr and "run the same command again" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    _ends_with_one_clear_message(proc, "error: the DVC remote refused")
     after = state_snapshot(workspace)
-    assert {k: v for k, v in after.items() if k != "mlflow"} == {k: v for k, v in before.items() if k != "mlflow"}
-    assert after["mlflow"] in (None, before["mlflow"]) or after["mlflow"][1] == 0  # no model version
+    # git, data/, checkpoints/ and the remote as they were; the local cache may keep the dataset's
+    # objects (content-addressed: the rerun's `dvc add` finds them); no model version.
+    same = ("head", "status", "data", "checkpoints", "dvc_remote")
+    assert {k: after[k] for k in same} == {k: before[k] for k in same}
+    assert set(after["dvc_cache"]) >= set(before["dvc_cache"])
+    assert after["mlflow"] in (None, before["mlflow"]) or after["mlflow"][1] == 0
 
 
 def test_an_mlflow_server_that_is_down(workspace, concept):
@@ -47,7 +58,7 @@ def test_an_mlflow_server_that_is_down(workspace, concept):
                     MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the MLflow tracking server (http://127.0.0.1:" in proc.stderr and "is unreachable" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    _ends_with_one_clear_message(proc, "error: the MLflow tracking server")
     assert state_snapshot(workspace) == before
 
 
@@ -57,5 +68,5 @@ def test_a_prefect_api_that_is_down(workspace, concept):
                     PREFECT_CLIENT_MAX_RETRIES="0")
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the Prefect API (http://127.0.0.1:" in proc.stderr and "is unreachable" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    _ends_with_one_clear_message(proc, "error: the Prefect API")
     assert state_snapshot(workspace) == before
