@@ -118,9 +118,11 @@ def running_concept_runs(ws: Workspace) -> list[str]:
     under the writer lock); a run is this workspace's when its `lfsd.git_commit` is in this repo."""
     import mlflow
 
-    from components.registry import setup_tracking
+    from components.registry import mlflow_dir, setup_tracking, tracking_uri_default
     from components.versioning.git import has_commit
 
+    if tracking_uri_default(ws.root).startswith("sqlite:") and not (mlflow_dir(ws.root) / "mlflow.db").exists():
+        return []  # no store yet: no run can be left RUNNING (and bad input must not create one)
     exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
     client = mlflow.MlflowClient()
     runs = client.search_runs([exp], "attributes.status = 'RUNNING' and tags.`lfsd.kind` = 'concept'")

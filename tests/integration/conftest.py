@@ -86,3 +86,12 @@ def state_snapshot(root: Path) -> dict:
         "dvc_remote": _tree(root / ".lfsd" / "dvc-remote"),
         "mlflow": mlflow_rows,
     }
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """One real Prefect server for the `lfsd` processes the tests start (see services.prefect_server)."""
+    from tests.integration.services import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as api:
+        yield api

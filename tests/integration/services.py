@@ -153,3 +153,31 @@ def ray_head(num_cpus: int = 2):
         head.wait(timeout=10)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def prefect_server(workdir: Path):
+    """`prefect server start` on a free port with a home of its own; yields its API URL. One server per
+    test session spares every `lfsd` process the ~15-28 s of starting a temporary API of its own."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log = workdir / "prefect-server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_http(f"{api}/health", proc, 240, log)
+        yield api
+    finally:
+        stop(proc)
+
+
+def cli_env(workspace: Path, prefect_api: str | None = None, **extra) -> dict:
+    """The environment of an `lfsd` process on `workspace`: no endpoint of this test process leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_", "RAY_ADDRESS", "LFSD_"))}
+    env |= {"LFSD_STATE_DIR": str(workspace / ".lfsd"), "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
+    return env | extra

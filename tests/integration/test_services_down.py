@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.conftest import state_snapshot
 from tests.integration.services import free_port
-from tests.integration.test_writers import _env
+from tests.integration.test_writers import _env, _prefect  # noqa: F401 (_prefect: the session's Prefect server)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,12 +22,22 @@ from tests.integration.conftest import git
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SLOW_TRAIN = {"training": {"steps": 120, "report_every": 10}, "ray": {"cpus_per_worker": 1, "checkpoint_every": 10}}
+SLOW_TRAIN = {"training": {"steps": 60, "report_every": 5}, "ray": {"cpus_per_worker": 1, "checkpoint_every": 5}}
+
+
+_API: list[str] = []  # the session's Prefect server, for every lfsd process started here
+
+
+@pytest.fixture(autouse=True)
+def _prefect(prefect_api):
+    _API[:] = [prefect_api]
+    yield
 
 
 def _env(ws: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_", "RAY_ADDRESS", "LFSD_"))}
-    return env | {"LFSD_STATE_DIR": str(ws / ".lfsd"), "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"} | extra
+    from tests.integration.services import cli_env
+
+    return cli_env(ws, _API[0] if _API else None, **extra)
 
 
 def _start(ws: Path, args: list[str], log: Path, **env) -> subprocess.Popen:
