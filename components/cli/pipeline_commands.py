@@ -41,14 +41,10 @@ def _writer(root: str, command: str, no_wait: bool):
     from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy, writer_lock
 
     try:
-        lock = writer_lock(Path(root), command, wait=not no_wait, log=lambda m: typer.echo(m, err=True))
-        lock.__enter__()
+        with writer_lock(Path(root), command, wait=not no_wait, log=lambda m: typer.echo(m, err=True)):
+            yield
     except WorkspaceBusy as e:
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _run_flow(fn, *args, **kwargs):

@@ -96,6 +96,19 @@ def _refresh_ray_auth() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+def restore_ray_env(saved: dict[str, str | None]) -> None:
+    """Disconnect this process from a test's Ray and put its Ray variables back as they were."""
+    from components.training.ray_runtime import shutdown_ray
+
+    shutdown_ray()
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+    _refresh_ray_auth()
+
+
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2):
     """`ray start --head --block` on 127.0.0.1 in its own session, with token auth and a token of its
@@ -132,13 +145,7 @@ def ray_head(num_cpus: int = 2):
         _refresh_ray_auth()
         yield f"127.0.0.1:{port}"
     finally:
-        shutdown_ray()
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
-        _refresh_ray_auth()
+        restore_ray_env(saved)
         for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 10)):
             for pid in _session_pids(head.pid):
                 try:

@@ -81,7 +81,7 @@ def two_node_cluster(started: list[subprocess.Popen] | None = None):
     even when the cluster failed to start); on exit all their sessions are killed and this process's Ray
     environment is restored."""
     from components.training.ray_runtime import AUTH_ENV, shutdown_ray
-    from tests.integration.services import _refresh_ray_auth, free_port
+    from tests.integration.services import _refresh_ray_auth, free_port, restore_ray_env
 
     shutdown_ray()  # a Ray started earlier in this process would otherwise be reused
     temps = [Path(tempfile.mkdtemp(prefix="lfsdh", dir="/tmp")), Path(tempfile.mkdtemp(prefix="lfsdn", dir="/tmp"))]
@@ -127,13 +127,7 @@ def two_node_cluster(started: list[subprocess.Popen] | None = None):
         _refresh_ray_auth()
         yield address
     finally:
-        shutdown_ray()
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
-        _refresh_ray_auth()
+        restore_ray_env(saved)
         for proc in reversed(procs):  # the second node first, then the head
             _kill_session(proc)
         for f in logs:
