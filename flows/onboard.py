@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from components.onboarding.chain import OnboardResult, onboard
+from components.onboarding.report import artifact_key, result_markdown
 from components.onboarding.workspace import load_workspace
 
 TASK_NAMES = {
@@ -34,5 +36,8 @@ def onboard_concept(concept_dir: str, workspace: str | None = None, parent_run_i
     from components.training.ray_job import on_ray
 
     ws = load_workspace(workspace)
-    return onboard(ws, Path(concept_dir), launcher=on_ray(ws.params.ray, ws.state_dir), run_step=as_task,
-                   parent_run_id=parent_run_id, log=get_run_logger().info, wait=wait)
+    result = onboard(ws, Path(concept_dir), launcher=on_ray(ws.params.ray, ws.state_dir), run_step=as_task,
+                     parent_run_id=parent_run_id, log=get_run_logger().info, wait=wait)
+    create_markdown_artifact(result_markdown(result), key=artifact_key("onboard", result.concept),
+                             description=f"onboarding of {result.concept}")
+    return result

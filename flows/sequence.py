@@ -4,7 +4,9 @@ through the `onboard_concept` subflow."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
 
+from components.onboarding.report import artifact_key, results_table
 from components.onboarding.sequence import onboard_sequence
 from components.onboarding.workspace import load_workspace
 from flows.onboard import onboard_concept
@@ -18,5 +20,8 @@ def lifelong_sequence(concept_dirs: list[str], workspace: str | None = None, run
 
     ws = load_workspace(workspace)
     ensure_ray(ws.params.ray, ws.state_dir)  # once per process: Ray's start-up is not paid per concept
-    return onboard_sequence(ws, concept_dirs, lambda d, parent: onboard_concept(d, str(ws.root), parent),
-                            run_name=run_name, wait=wait, log=get_run_logger().info)
+    results = onboard_sequence(ws, concept_dirs, lambda d, parent: onboard_concept(d, str(ws.root), parent),
+                               run_name=run_name, wait=wait, log=get_run_logger().info)
+    create_table_artifact(results_table(results), key=artifact_key("sequence", run_name),
+                          description=f"{len(results)} concepts onboarded by {run_name!r}")
+    return results

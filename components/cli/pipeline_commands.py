@@ -48,8 +48,8 @@ def _writer(root: str, command: str, no_wait: bool):
 
 
 def _run_flow(fn, *args, **kwargs):
-    """Run a flow; a rejected input, a busy workspace or a refused registry operation is a clear
-    message and exit code, not a traceback."""
+    """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
+    is a clear message and exit code, not a traceback."""
     from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
     from components.registry import RegistryError
     from components.validation import ValidationError
@@ -147,12 +147,19 @@ def promote(
     reason: str = typer.Option("manual promotion", help="Recorded on the version."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the card and the change; move nothing."),
 ) -> None:
-    """Move the `production` alias to VERSION (refused without lineage tags)."""
+    """Show VERSION's model card and how it differs from production, then move the `production` alias
+    to it (refused without lineage tags)."""
     root = _workspace(workspace)
     with _writer(root, f"promote {version}", no_wait):
+        from components.onboarding.promotion import preview
+        from components.onboarding.workspace import load_workspace
         from flows.registry import promote as promote_flow
 
+        typer.echo(_run_flow(preview, load_workspace(root), version))
+        if dry_run:
+            return
         replaced = _run_flow(promote_flow, version, reason, workspace=root)
     typer.echo(f"production: {replaced} -> {version}")
 

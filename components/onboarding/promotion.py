@@ -9,6 +9,23 @@ from components.onboarding.lock import writer_lock
 from components.onboarding.workspace import Workspace
 
 
+def preview(ws: Workspace, version: str) -> str:
+    """What promoting `version` would change: its model card, then the difference against production."""
+    import mlflow
+
+    from components.registry import PRODUCTION, get_alias_version, setup_tracking
+    from components.registry.aliases import RegistryError
+    from components.registry.model_card import promotion_diff, version_card
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    name, client = ws.params.pipeline.model_name, mlflow.MlflowClient()
+    try:
+        card = version_card(client, name, version)
+    except mlflow.exceptions.MlflowException as e:
+        raise RegistryError(f"{name} version {version} does not exist: {e.message}") from e
+    return card + "\n\n" + promotion_diff(client, name, get_alias_version(name, PRODUCTION), version)
+
+
 def promote(ws: Workspace, version: str, reason: str, *, wait: bool = True, log: Callable[[str], None] = print) -> str | None:
     """Point `production` at `version` (refused without lineage tags). Returns the replaced version."""
     from components.registry import promote as move, setup_tracking

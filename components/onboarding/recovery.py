@@ -16,7 +16,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from components.onboarding.dvc_metrics import HISTORY_FILE, METRICS_FILE
 from components.onboarding.workspace import CHECKPOINT_RE, Workspace
+
+METRICS_DIR = "metrics"
 
 Log = Callable[[str], None]
 
@@ -39,6 +42,9 @@ def discard_unfinished(ws: Workspace, log: Log) -> list[str]:
         stray = [rel for rel in uncommitted(ws.root, ws.rel(folder)) if rel.endswith((".dvc", ".gitignore"))]
         restore_to_head(ws.root, stray)
         removed += stray
+    metrics = [rel for rel in uncommitted(ws.root, METRICS_DIR) if rel in (METRICS_FILE, HISTORY_FILE)]
+    restore_to_head(ws.root, metrics)  # written for a commit that never happened
+    removed += metrics
     if removed:
         log(f"discarded an unfinished attempt: {', '.join(sorted(set(removed)))}")
     return removed

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from components.onboarding.faults import die_here_if_asked
 from components.onboarding.gate import GateDecision
+from components.onboarding.run_story import log_dataset_input, log_forgetting_history, log_training_rows
 from components.onboarding.workspace import Workspace
+from components.registry.model_card import CardConcept, concepts_tag, version_card
 
 GATE_TAG = "lfsd.gate"
 GATE_REASON_TAG = "lfsd.gate_reason"
@@ -74,18 +76,21 @@ def log_and_register(
         set_alias(name, CANDIDATE, done.version)
         return done.run_id, str(done.version)
     kwargs = {"parent_run_id": parent_run_id, "nested": True} if parent_run_id else {}
+    concepts = card_concepts(checkpoint)
+    tags |= {"lfsd.card_concepts": concepts_tag(concepts)}
     with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "concept"}, **kwargs) as run:
         cfg = dataclasses.asdict(ws.params.training)
         mlflow.log_params({f"training.{k}": v for k, v in cfg.items() if k != "class_candidates"})
         mlflow.log_params({"concept": concept, "class_word": class_word, "step": len(evaluation.metrics["concepts"])})
-        for row in losses:
-            mlflow.log_metrics({f"loss.{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+        log_dataset_input(lineage["lfsd.dataset_path"], lineage["lfsd.dataset_dvc_md5"], concept, class_word,
+                          shots_in(ws.root / lineage["lfsd.dataset_path"]))
+        log_training_rows(losses)
         m = evaluation.metrics
         mlflow.log_metrics({k: float(m[k]) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
                                                       "rcf_class_acc", "new_concept_fidelity", "text_alignment",
                                                       "final_clip_i")})
         mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
-        mlflow.log_metrics({f"fidelity.{c['name']}": float(c["fidelity"]) for c in evaluation.step["concepts"]})
+        log_forgetting_history(m)
         mlflow.log_metric("train_seconds", train_seconds)
         mlflow.log_dict({"steps": [evaluation.step], "metrics": m}, "forgetting.json")
         mlflow.log_artifact(str(evaluation.heatmap), "figures")
@@ -95,8 +100,22 @@ def log_and_register(
         # Registered with its lineage tags in ONE call: a version without them can never exist, so a
         # rerun after a kill finds the version by its checkpoint md5 instead of registering twice.
         version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    client = mlflow.MlflowClient()
+    client.update_model_version(name, version, description=version_card(client, name, version))
     set_alias(name, CANDIDATE, version)
     return run.info.run_id, version
+
+
+def shots_in(dataset: Path) -> int:
+    """The number of images in a versioned concept dataset (its concept.yaml is not a shot)."""
+    suffixes = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+    return sum(1 for p in dataset.iterdir() if p.suffix.lower() in suffixes) if dataset.is_dir() else 0
+
+
+def card_concepts(checkpoint: Path) -> list[CardConcept]:
+    from components.lifelong import read_ledger
+
+    return [CardConcept(e.task, e.name, e.token, e.class_word) for e in read_ledger(checkpoint).entries]
 
 
 def registered_version(ws: Workspace, checkpoint_md5: str):
@@ -144,6 +163,7 @@ def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | Non
     client = mlflow.MlflowClient()
     client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
     client.set_model_version_tag(name, version, GATE_REASON_TAG, decision.summary())
+    client.update_model_version(name, version, description=version_card(client, name, version))
     if decision.passed:
         promote(name, version, reason=f"gate {decision.summary()}")
     return get_alias_version(name, PRODUCTION)

@@ -71,12 +71,15 @@ def evaluate_forgetting(ws: Workspace, checkpoint: Path, previous: Path | None, 
 
 
 def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: str):
-    """Ledger paths made workspace-relative; dataset + checkpoint dvc add/push; one git commit."""
+    """Ledger paths made workspace-relative; dataset + checkpoint dvc add/push; one git commit, which
+    also holds the metrics files DVC shows (`dvc_metrics`)."""
     from components.lifelong import relativize_ledger
+    from components.onboarding.dvc_metrics import metrics_files
     from components.versioning import version_paths
 
     relativize_ledger(checkpoint, ws.root)
-    data_rec, ckpt_rec = version_paths(ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message)
+    data_rec, ckpt_rec = version_paths(ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message,
+                                       git_files=metrics_files(checkpoint))
     return data_rec, ckpt_rec
 
 

@@ -114,6 +114,7 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
 
     import yaml
 
+    from components.onboarding.dvc_metrics import DVC_YAML_SECTIONS
     from components.versioning import ensure_dvc_repo
     from components.versioning.git import commit_all, init_repo
 
@@ -124,6 +125,8 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
     header = "# This workspace's values where they differ from lfsd's params.yaml (which holds every default).\n"
     (root / "params.yaml").write_text(header + yaml.safe_dump(params_overrides or {}, sort_keys=False))
     (root / ".gitignore").write_text(".lfsd/\n")
+    (root / "dvc.yaml").write_text("# What `dvc metrics show` and `dvc plots show` read (written by each onboarding).\n"
+                                   + yaml.safe_dump(DVC_YAML_SECTIONS, sort_keys=False))
     init_repo(root)
     ensure_dvc_repo(root)
     commit_all(root, "lfsd workspace")

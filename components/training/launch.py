@@ -53,7 +53,9 @@ def in_process(threads: int) -> Launcher:
     def launch(req: TrainRequest, report: Report | None = None) -> TaskResult:
         import torch
 
+        from components.training.system_metrics import with_system_metrics
+
         torch.set_num_threads(max(1, threads))
-        return run_request(req, report)
+        return run_request(req, with_system_metrics(report))
 
     return launch

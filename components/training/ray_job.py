@@ -118,6 +118,7 @@ def train_loop_per_worker(config: dict) -> dict | None:
 
     from components.training.launch import run_request
     from components.training.loop import WorkerHooks
+    from components.training.system_metrics import with_system_metrics
 
     if config.get("cwd") and Path(config["cwd"]).is_dir():
         os.chdir(config["cwd"])  # relative paths (ledger entries, out) mean what they mean to the driver
@@ -166,7 +167,7 @@ def train_loop_per_worker(config: dict) -> dict | None:
                         data_seed=req.cfg.seed * 1000 + rank if world > 1 else None)
     marks["model_ready"] = time.time()
     try:
-        result = run_request(req, report, hooks)
+        result = run_request(req, with_system_metrics(report), hooks)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if rank != 0:

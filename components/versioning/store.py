@@ -90,18 +90,25 @@ def version_path(repo_root: str | Path, rel_path: str | Path, message: str) -> V
     return version_paths(repo_root, [rel_path], message)[0]
 
 
-def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], message: str) -> list[VersionRecord]:
+def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], message: str,
+                  git_files: dict[str, bytes] | None = None) -> list[VersionRecord]:
     """`version_path` for several paths with ONE git commit (an onboarded concept = its dataset and
-    its checkpoint in one commit); all-or-nothing across every path."""
+    its checkpoint in one commit); all-or-nothing across every path. `git_files` (repo-relative path ->
+    contents: small files git itself tracks, e.g. the metrics DVC shows) are written and go into the
+    same commit."""
     root = Path(repo_root).resolve()
     rels = [_normalize(root, p) for p in rel_paths]
     files = [(rel, f"{rel}.dvc", (PurePosixPath(rel).parent / ".gitignore").as_posix()) for rel in rels]
-    before = _snapshot(root, list(dict.fromkeys(p for _, d, i in files for p in (d, i))))
+    extra = dict(git_files or {})
+    before = _snapshot(root, list(dict.fromkeys([*(p for _, d, i in files for p in (d, i)), *extra])))
     try:
+        for rel, data in extra.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
         for rel, _, _ in files:
             dvc_step(rel, "dvc add", ["add", rel], root)
         dvc_step(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
-        commit, changed = _commit(root, files, message)
+        commit, changed = _commit(root, files, message, extra)
     except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
         _restore_snapshot(root, before)
         raise
@@ -142,11 +149,13 @@ def _normalize(root: Path, rel_path: str | Path) -> str:
     return rel.as_posix()
 
 
-def _commit(root: Path, files: list[tuple[str, str, str]], message: str) -> tuple[str, bool]:
-    """Commit the .dvc files (+ gitignore entries); then point the real index at what was committed."""
+def _commit(root: Path, files: list[tuple[str, str, str]], message: str,
+            extra: dict[str, bytes] | None = None) -> tuple[str, bool]:
+    """Commit the .dvc files (+ gitignore entries, + `extra` files); then point the real index at what
+    was committed."""
     old_head = head_or_none(root)
-    commit_side: dict[str, bytes] = {}
-    index_side: dict[str, bytes] = {}
+    commit_side: dict[str, bytes] = dict(extra or {})
+    index_side: dict[str, bytes] = dict(extra or {})
     for rel, dvc_file, ignore_file in files:
         c, i = _blobs(root, rel, dvc_file, ignore_file, commit_side, index_side)
         commit_side.update(c)

@@ -113,6 +113,15 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "2"
         assert versions[1].tags["lfsd.git_commit"] == git(workspace, "rev-parse", "HEAD")
 
+        # what a reviewer sees without a download: the story of each run, the card of each version
+        _assert_runs_tell_their_story(client, sorted(children, key=lambda r: r.info.start_time), names, ledger)
+        for v in versions:
+            card = v.description
+            assert all(e.token in card for e in ledger.entries[: int(v.version)]), card
+            assert "Gate: passed" in card and "avg_forgetting" in card and v.tags["lfsd.git_commit"] in card
+        _assert_prefect_artifacts(names)
+        _assert_dvc_shows_metrics_and_plots(workspace, names)
+
         # nothing is lost: data/ and checkpoints/ come back from the DVC remote byte for byte
         kept = {d: _tree(workspace / d) for d in ("data", "checkpoints")}
         shutil.rmtree(workspace / "data")
@@ -145,8 +154,66 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         assert v3.tags["lfsd.gate"] == "failed" and "new_concept_fidelity" in v3.tags["lfsd.gate_reason"]
         assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "3"
 
-        # by hand: promote 3, roll back to 2
+        # by hand: the card and the change are shown first; then promote 3, roll back to 2
+        from components.onboarding.promotion import preview
+
+        shown = preview(ws, "3")
+        assert "v3" in shown and "production: version 2 -> version 3" in shown and "concepts added:   " + third.concept in shown
         assert promote("3", reason="accepted by a reviewer", workspace=str(workspace)) == "2"
         assert get_alias_version(name, PRODUCTION) == "3"
         assert rollback(workspace=str(workspace)) == "2"
         assert get_alias_version(name, PRODUCTION) == "2"
+
+
+def _assert_runs_tell_their_story(client, children, names, ledger) -> None:
+    """Dataset input (DVC md5 as digest), system metrics and loss curves at their steps, the forgetting
+    history at task indexes, and the A[k][j] table."""
+    for k, run in enumerate(children, 1):
+        run = client.get_run(run.info.run_id)
+        (inp,) = run.inputs.dataset_inputs
+        assert inp.dataset.name == names[k - 1] and run.data.tags["lfsd.dataset_dvc_md5"].startswith(inp.dataset.digest)
+        tags = {t.key: t.value for t in inp.tags}
+        assert tags["class_word"] == ledger.entries[k - 1].class_word and tags["shots"] == "4" and tags["mlflow.data.context"] == "training"
+        system = [m for m in run.data.metrics if m.startswith("system/")]
+        assert "system/cpu_utilization_percentage" in system and "system/system_memory_usage_megabytes" in system
+        assert len(client.get_metric_history(run.info.run_id, "loss.denoise")) >= 2
+        first = client.get_metric_history(run.info.run_id, f"fidelity.{names[0]}")
+        assert sorted(m.step for m in first) == list(range(1, k + 1))
+        assert "forgetting_matrix.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    import mlflow
+
+    table = mlflow.load_table("forgetting_matrix.json", run_ids=[children[-1].info.run_id])
+    assert list(table["task"]) == [1, 2] and list(table["learned"]) == names
+
+
+def _assert_prefect_artifacts(names) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from components.onboarding.report import artifact_key
+
+    with get_client(sync_client=True) as client:
+        keys = [artifact_key("onboard", n) for n in names] + ["sequence-test-seq"]
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    by_key = {a.key: a for a in found}
+    assert set(by_key) == set(keys), sorted(by_key)
+    assert "model version 1" in by_key[keys[0]].data and "gate **passed" in by_key[keys[0]].data
+    assert all(n in by_key["sequence-test-seq"].data for n in names)
+
+
+def _assert_dvc_shows_metrics_and_plots(root: Path, names) -> None:
+    import json
+    import subprocess
+    import sys
+
+    dvc = [str(Path(sys.executable).with_name("dvc"))]
+    shown = json.loads(subprocess.run([*dvc, "metrics", "show", "--json"], cwd=root, check=True,
+                                      capture_output=True, text=True).stdout)
+    metrics = next(iter(shown.values()))["data"]["metrics/forgetting.json"]["data"]
+    assert metrics["tasks"] == 2 and metrics["newest"] == names[-1]
+    plots = json.loads(subprocess.run([*dvc, "plots", "show", "--json"], cwd=root, check=True,
+                                      capture_output=True, text=True).stdout)
+    (plot,) = plots["data"]["metrics/history.json"]
+    rows = plot["content"]["data"]["values"]
+    assert {(r["task"], r["concept"]) for r in rows} == {(1, names[0]), (2, names[1])}
+    assert {r["field"] for r in rows} == {"mean_fidelity", "avg_forgetting", "new_concept_fidelity", "rcf_similarity"}

@@ -83,3 +83,42 @@ def test_dataset_and_checkpoint_are_one_commit(dvc_repo):
     count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=dvc_repo, capture_output=True, text=True).stdout
     assert int(count) == 2
     assert subprocess.run(["git", "status", "--porcelain"], cwd=dvc_repo, capture_output=True, text=True).stdout == ""
+
+
+def test_dvc_history_rows_follow_the_forgetting_matrix():
+    from components.onboarding.dvc_metrics import history_rows
+
+    nan = float("nan")
+    matrix = [[0.5, nan, nan], [0.4, 0.9, nan], [0.45, 0.7, 0.8]]
+    steps = [{"rcf_similarity": s} for s in (1.0, 0.9, 0.8)]
+    rows = history_rows(steps, matrix, ["a", "b", "c"])
+    assert [r["task"] for r in rows] == [1, 2, 3] and [r["concept"] for r in rows] == ["a", "b", "c"]
+    assert [r["new_concept_fidelity"] for r in rows] == [0.5, 0.9, 0.8]
+    assert rows[0]["avg_forgetting"] == 0.0 and rows[1]["avg_forgetting"] == 0.1
+    assert rows[2]["avg_forgetting"] == round(((0.5 - 0.45) + (0.9 - 0.7)) / 2, 4)  # best earlier score minus now
+    assert rows[2]["mean_fidelity"] == round((0.45 + 0.7 + 0.8) / 3, 4) and rows[2]["rcf_similarity"] == 0.8
+
+
+def test_forgetting_history_puts_each_concept_at_every_task_since_it_was_learned():
+    from components.onboarding.run_story import forgetting_history
+
+    nan = float("nan")
+    history = forgetting_history({"concepts": ["a", "b"], "matrix": [[0.5, nan], [0.4, 0.9]]})
+    assert history == [(1, {"fidelity.a": 0.5}), (2, {"fidelity.a": 0.4, "fidelity.b": 0.9})]
+
+
+def test_onboarding_report_markdown_and_artifact_keys(monkeypatch):
+    from components.onboarding.chain import OnboardResult
+    from components.onboarding.report import artifact_key, result_markdown, results_table
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    r = OnboardResult("byruri", "onboarded", "checkpoints/01-byruri", "data/concepts/byruri", "1", "abc123",
+                      "passed: avg_forgetting 0.000 <= 0.1", "1", {"new_concept_fidelity": 0.81234})
+    md = result_markdown(r)
+    assert "### byruri: model version 1" in md and "gate **passed" in md and "| new_concept_fidelity | 0.812 |" in md
+    assert "(http://127.0.0.1:5000/#/runs/abc123)" in md
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000/")
+    assert results_table([r])[0] == {"concept": "byruri", "status": "onboarded", "version": "1", "gate": "passed",
+                                     "production": "1", "new_concept_fidelity": 0.812,
+                                     "mlflow_run": "http://mlflow.internal:5000/#/runs/abc123"}
+    assert artifact_key("onboard", "By_Ruri 2") == "onboard-by-ruri-2"
