@@ -5,7 +5,8 @@
 
 Each row: a method's sequence metrics as mean and std over seeds, its training seconds per task and
 `step_time_ratio_vs_finetune` (median optimisation-step time relative to `finetune`, measured in the
-same run). Heatmaps of A[k][j] and last-step sample grids are written next to the JSON.
+same run). Heatmaps of A[k][j] and last-step sample grids are written next to the JSON. Every method x
+seed is also an MLflow run of experiment `benchmark-forgetting` (`benchmarks/mlflow_runs.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ METRIC_KEYS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "r
 
 
 def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, base: Path, evaluator_dir: Path,
-        work: Path, log=print, adapter: str | None = None, overrides: list[str] = ()) -> dict:
+        work: Path, log=print, adapter: str | None = None, overrides: list[str] = (), to_mlflow: bool = True) -> dict:
     import torch
 
     from components.config import load_params
@@ -73,6 +74,12 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     }
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(report, indent=2))
+    if to_mlflow:  # after the JSON: the record never depends on a tracking store
+        from benchmarks.mlflow_runs import log_sequence_runs
+
+        ids = log_sequence_runs("forgetting", runs, seeds, params.training, report["command"],
+                                figures=Path(out_json).parent / Path(out_json).stem)
+        log(f"logged {len(ids)} runs to MLflow experiment 'benchmark-forgetting' (lfsd ui to compare them)")
     return report
 
 

@@ -135,12 +135,13 @@ def benchmark_forgetting(
     work: Path = typer.Option(Path("outputs/benchmark"), help="Scratch folder for checkpoints."),
     adapter: str = typer.Option("", help="Override training.adapter for every method: lora or full-kv."),
     overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.lambda_kd=50 (repeatable)."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Also log one MLflow run per method x seed."),
 ) -> None:
     """Run every method over the concept sequence for every seed; write the forgetting table."""
     from benchmarks.forgetting import run
 
     report = run(concepts, methods.split(","), [int(s) for s in seeds.split(",")], json_out, model, evaluator, work,
-                 log=typer.echo, adapter=adapter or None, overrides=overrides)
+                 log=typer.echo, adapter=adapter or None, overrides=overrides, to_mlflow=mlflow)
     for name, row in report["methods"].items():
         typer.echo(f"{name:20s} forgetting {row['avg_forgetting']['mean']:.3f}+-{row['avg_forgetting']['std']:.3f}"
                    f"  rcf {row['rcf_preservation']['mean']:.3f}  new {row['new_concept_fidelity']['mean']:.3f}"

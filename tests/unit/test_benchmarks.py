@@ -80,3 +80,41 @@ def test_paired_wins_and_sign_test():
     table = across({"a": run, "b": _forgetting_run([0.0] * 3, [0.3, 0.28, 0.26]), "no-lfs": {"methods": {}}})
     assert "| a | outputs/concepts-7 | full-kv |" in table and "no-lfs" not in table
     assert "4 of 5 seed runs" in table  # 1 of 2 strict in a, 3 of 3 in b
+
+
+def test_benchmark_runs_land_in_mlflow_with_the_onboarding_metric_names(tmp_path, monkeypatch):
+    """One MLflow run per method x seed in experiment `benchmark-forgetting` (a real sqlite store)."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from benchmarks.mlflow_runs import log_sequence_runs
+    from components.config import load_params
+    from components.registry import tracking_uri_default
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("LFSD_STATE_DIR", str(tmp_path / "state"))
+    nan = float("nan")
+
+    def result(forgetting):
+        metrics = {"concepts": ["a", "b"], "matrix": [[0.5, nan], [0.4, 0.9]], "avg_forgetting": forgetting,
+                   "final_fidelity": 0.65, "new_concept_fidelity": 0.7}
+        return SimpleNamespace(metrics=metrics, tasks=[SimpleNamespace(seconds=3.0), SimpleNamespace(seconds=4.0)])
+
+    runs = {"lfs": [result(0.0), result(0.01)], "finetune": [result(0.1), result(0.2)]}
+    ids = log_sequence_runs("forgetting", runs, [0, 1], load_params().training, "lfsd benchmark forgetting", root=tmp_path)
+    try:
+        uri = tracking_uri_default(tmp_path)
+        client = mlflow.MlflowClient(uri, uri)
+        exp = client.get_experiment_by_name("benchmark-forgetting")
+        found = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+        assert sorted(found) == ["finetune-seed0", "finetune-seed1", "lfs-seed0", "lfs-seed1"] and len(ids) == 4
+        run = found["finetune-seed1"]
+        assert run.data.metrics["avg_forgetting"] == 0.2 and run.data.params["training.seed"] == "1"
+        assert run.data.tags["lfsd.method"] == "finetune" and run.data.tags["lfsd.kind"] == "benchmark"
+        history = client.get_metric_history(run.info.run_id, "fidelity.a")
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 0.5), (2, 0.4)]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train_seconds")] == [1, 2]
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
