@@ -1,5 +1,5 @@
 """Fixtures for pipeline tests: a throw-away workspace (a real git + DVC repository with a tiny base,
-the real evaluator and a fast params.yaml), one Prefect test harness per session, and a snapshot of
+the real evaluator and a fast params.yaml), one real Prefect server per session, and a snapshot of
 every piece of state the pipeline may touch."""
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ def make_workspace(root: Path, base: Path, overrides: dict | None = None) -> Pat
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect API for the whole session (~30 s to start here)."""
+def prefect_harness(prefect_api):
+    """The flows this process runs talk to the session's real Prefect server (`prefect_api`), the one the
+    `lfsd` processes of other tests use: one server start per session instead of two."""
     import flows  # noqa: F401 (sets PREFECT_HOME etc. before prefect is imported)
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=180):
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
         yield
 
 
