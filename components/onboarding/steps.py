@@ -59,9 +59,9 @@ def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launch
 
 def drop_training_state(ws: Workspace, run_name: str) -> None:
     """After the commit: the attempt's resumable training state is no longer needed."""
-    from components.training.ray_job import RESULTS_DIR
+    from components.training.ray_job import drop_run
 
-    shutil.rmtree(ws.state_dir / RESULTS_DIR / run_name, ignore_errors=True)
+    drop_run(ws.params.ray, ws.state_dir, run_name)
 
 
 def evaluate_forgetting(ws: Workspace, checkpoint: Path, previous: Path | None, record: bool = True) -> StepEvaluation:

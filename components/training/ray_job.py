@@ -28,12 +28,11 @@ from pathlib import Path
 from components.config import RayConfig
 from components.training.launch import Launcher, TrainRequest
 from components.training.loop import Report, TaskResult
-from components.training.ray_runtime import cpus_per_worker, ensure_ray, train_env
+from components.training.ray_runtime import cpus_per_worker, ensure_ray, run_storage, train_env
 
 FAIL_AT_STEP_ENV = "LFSD_RAY_FAIL_AT_STEP"  # test-only fault injection (see train_loop_per_worker)
 STATE_FILE = "state-rank{rank}.pt"
 ROWS_FILE = "reported.json"
-RESULTS_DIR = "ray_results"  # under the state folder: Ray Train's run storage, one folder per run name
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ def train_on_ray(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, on_repo
                                      placement_strategy=ray_cfg.placement_strategy),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(absolute(Path(state_dir) / RESULTS_DIR)),
+            storage_path=run_storage(ray_cfg, state_dir),
             failure_config=FailureConfig(max_failures=ray_cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}},

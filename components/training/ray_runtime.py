@@ -15,6 +15,8 @@ from pathlib import Path
 
 from components.config import RayConfig
 
+RESULTS_DIR = "ray_results"  # under the state folder: Ray Train's run storage (default), one folder per run name
+
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # read by the Train V2 controller, propagated by fit()
 LOG_TO_DRIVER_ENV = "LFSD_RAY_LOG_TO_DRIVER"  # 1: stream worker/controller logs into this process
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # Ray's token authentication
@@ -113,3 +115,28 @@ def cpus_per_worker(cfg: RayConfig) -> float:
     per_node = max((float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")), default=total)
     cap = min(per_node, total / max(1, cfg.num_workers))
     return float(cfg.cpus_per_worker) if cap <= 0 else min(float(cfg.cpus_per_worker), cap)
+
+
+def run_storage(ray_cfg: RayConfig, state_dir: Path) -> str:
+    """Where Ray Train keeps each named run's resumable checkpoints: `ray.storage_path` (a folder every
+    node mounts, or a URI such as s3://bucket/prefix that pyarrow can open), else `<state dir>/ray_results`
+    (enough for one machine)."""
+    if ray_cfg.storage_path:
+        return ray_cfg.storage_path if "://" in ray_cfg.storage_path else os.path.abspath(ray_cfg.storage_path)
+    return os.path.abspath(Path(state_dir) / RESULTS_DIR)
+
+
+def drop_run(ray_cfg: RayConfig, state_dir: Path, run_name: str) -> None:
+    """Delete one named run's stored checkpoints (after its task was committed: nothing left to resume)."""
+    import contextlib
+    import shutil
+
+    storage = run_storage(ray_cfg, state_dir)
+    if "://" not in storage:
+        shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
+        return
+    import pyarrow.fs
+
+    with contextlib.suppress(Exception):  # a store that refuses leaves a small, harmless folder behind
+        fs, path = pyarrow.fs.FileSystem.from_uri(storage.rstrip("/") + "/" + run_name)
+        fs.delete_dir(path)

@@ -162,3 +162,20 @@ def test_full_kv_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_
                           tmp_path / "ckpt", log=lambda s: None)
     assert len(result.metrics["matrix"]) == 2
     assert result.metrics["avg_forgetting"] == result.metrics["avg_forgetting"]
+
+
+def test_ray_run_storage_is_the_state_folder_unless_params_name_a_shared_one(tmp_path):
+    import dataclasses
+
+    from components.config import load_params
+    from components.training.ray_runtime import drop_run, run_storage
+
+    ray_cfg = load_params().ray
+    assert run_storage(ray_cfg, tmp_path) == str(tmp_path / "ray_results")
+    shared = dataclasses.replace(ray_cfg, storage_path=str(tmp_path / "nfs" / "runs"))
+    assert run_storage(shared, tmp_path / "elsewhere") == str(tmp_path / "nfs" / "runs")
+    assert run_storage(dataclasses.replace(ray_cfg, storage_path="s3://bucket/lfsd"), tmp_path) == "s3://bucket/lfsd"
+    (tmp_path / "nfs" / "runs" / "01-a-123" / "checkpoint_000000").mkdir(parents=True)
+    (tmp_path / "nfs" / "runs" / "02-b-456").mkdir()
+    drop_run(shared, tmp_path, "01-a-123")
+    assert sorted(p.name for p in (tmp_path / "nfs" / "runs").iterdir()) == ["02-b-456"]
