@@ -3,74 +3,12 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from components.cli.app import app
-
-WORKSPACE_HELP = "Workspace (default: $LFSD_WORKSPACE, else the workspace the current directory is in)."
-NO_WAIT_HELP = "If another command is changing the workspace, exit at once (code 75) instead of waiting."
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
-def _workspace(workspace: Path | None) -> str:
-    """The workspace this command works on, found before Prefect is imported (its home lives there)."""
-    import os
-
-    from components.onboarding.workspace import WORKSPACE_ENV, WorkspaceNotFound, workspace_root
-
-    try:
-        root = str(workspace_root(workspace))
-    except WorkspaceNotFound as e:
-        _fail(f"error: {e}")
-    os.environ[WORKSPACE_ENV] = root
-    return root
-
-
-@contextmanager
-def _writer(root: str, command: str, no_wait: bool):
-    """Hold the workspace's writer lock for the whole command, taken before Prefect starts (two
-    processes starting Prefect's temporary API on one workspace's database would race). The chain
-    takes the same lock again inside (re-entrant); a scheduled run, with no CLI around it, relies on that."""
-    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy, writer_lock
-
-    try:
-        with writer_lock(Path(root), command, wait=not no_wait, log=lambda m: typer.echo(m, err=True)):
-            yield
-    except WorkspaceBusy as e:
-        _fail(f"busy: {e}", BUSY_EXIT_CODE)
-
-
-def _run_flow(fn, *args, **kwargs):
-    """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
-    is a clear message and exit code, not a traceback."""
-    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
-    from components.registry import RegistryError
-    from components.validation import ValidationError
-    from components.versioning import VersioningError
-
-    from components.cli.errors import service_failure
-
-    try:
-        return fn(*args, **kwargs)
-    except ValidationError as e:
-        _fail(str(e), 2)
-    except WorkspaceBusy as e:
-        _fail(f"busy: {e}", BUSY_EXIT_CODE)
-    except Exception as e:  # noqa: BLE001 - a service that is down: one line, not a traceback
-        message = service_failure(e)
-        if message is not None:
-            _fail(message, 1)
-        if isinstance(e, (RegistryError, VersioningError, FileNotFoundError)):
-            _fail(f"error: {e}", 1)
-        raise
-
+from components.cli.running import NO_WAIT_HELP, WORKSPACE_HELP, _fail, _run_flow, _workspace, _writer
 
 def _print_results(results) -> None:
     for r in results:

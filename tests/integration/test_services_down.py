@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,11 +29,13 @@ def concept(tmp_path):
 
 
 
-def _ends_with_one_clear_message(proc, start: str) -> None:
-    """The command's last words are the message (Prefect's own run log above it may hold the traceback)."""
+def _ends_with_one_clear_message(proc, start: str) -> Path:
+    """No traceback on the terminal; the message and where the full log is (tracebacks included)."""
     lines = proc.stderr.splitlines()
     at = max((i for i, line in enumerate(lines) if line.startswith(start)), default=None)
-    assert at is not None and "Traceback" not in "\n".join(lines[at:]), proc.stderr[-3000:]
+    assert at is not None and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    log = next(line.split("full log: ", 1)[1] for line in lines[at:] if "full log: " in line)
+    return Path(log.strip())
 
 
 def test_a_dvc_remote_that_refuses_writes(workspace, concept):
@@ -42,7 +45,8 @@ def test_a_dvc_remote_that_refuses_writes(workspace, concept):
     proc = _onboard(workspace, concept)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the DVC remote refused 'dvc push'" in proc.stderr and "run the same command again" in proc.stderr
-    _ends_with_one_clear_message(proc, "error: the DVC remote refused")
+    log = _ends_with_one_clear_message(proc, "error: the DVC remote refused")
+    assert "Traceback" in log.read_text() and "dvc push" in log.read_text()
     after = state_snapshot(workspace)
     # git, data/, checkpoints/ and the remote as they were; the local cache may keep the dataset's
     # objects (content-addressed: the rerun's `dvc add` finds them); no model version.
