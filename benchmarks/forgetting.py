@@ -30,6 +30,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     from components.config import load_params
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator
+    from components.progress import progress
     from components.training.sequence import run_sequence
 
     params = load_params()
@@ -41,13 +42,15 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
     start = time.time()
     runs: dict[str, list] = {m: [] for m in methods}
-    for seed in seeds:
-        evaluator = ForgettingEvaluator(clip, dino, params.forgetting)  # theta_0 images shared across methods
-        for method in methods:
-            cfg = dataclasses.replace(params.training, seed=seed, method=method)
-            result = run_sequence(base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log)
-            runs[method].append(result)
-            _save_visuals(result, Path(out_json).parent / Path(out_json).stem / f"{method}-seed{seed}")
+    with progress("forgetting benchmark (tasks)", len(seeds) * len(methods) * len(dirs)) as advance:
+        for seed in seeds:
+            evaluator = ForgettingEvaluator(clip, dino, params.forgetting)  # theta_0 images shared across methods
+            for method in methods:
+                cfg = dataclasses.replace(params.training, seed=seed, method=method)
+                result = run_sequence(base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log,
+                                      on_task=advance)
+                runs[method].append(result)
+                _save_visuals(result, Path(out_json).parent / Path(out_json).stem / f"{method}-seed{seed}")
     timing = step_time_probe(base, dirs[0], methods, params.training, work=Path(work) / "timing", log=log)
     rows = {}
     for method, results in runs.items():

@@ -35,8 +35,10 @@ def run_sequence(
     evaluator: ForgettingEvaluator | None,
     out_root: Path,
     log: Callable[[str], None] = print,
+    on_task: Callable[[int], None] | None = None,
 ) -> SequenceResult:
-    """Teach the concepts in order; checkpoints land in out_root/NN-name/."""
+    """Teach the concepts in order; checkpoints land in out_root/NN-name/. `on_task(1)` after each task
+    (trained and scored): a progress bar's advance."""
     method = get_method(method_name)
     model = LifelongModel.from_base(base_dir, method_name)
     base = LifelongModel.from_base(base_dir, method_name) if evaluator else None
@@ -54,5 +56,7 @@ def run_sequence(
             steps.append(step)
             log(f"[{method_name}]   fidelity " + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
                 + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}")
+        if on_task is not None:
+            on_task(1)
     metrics = sequence_metrics(steps) if steps else {}
     return SequenceResult(method_name, tasks, steps, metrics)

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Rooms of components/, lowest first: a module may import its own room and rooms of a lower or equal rank.
 RANK = {
-    "config": 0, "state": 0, "visuals": 0,
+    "config": 0, "state": 0, "visuals": 0, "progress": 0,
     "world": 1, "model": 1,
     "lifelong": 2, "validation": 2, "versioning": 2,
     "evaluation": 3,
