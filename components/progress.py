@@ -11,11 +11,12 @@ from typing import TextIO
 
 
 @contextmanager
-def progress(description: str, total: int, stream: TextIO | None = None) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(n=1)`. On a TTY, a bar with done/total, elapsed time and the time remaining
-    (what has been done so far, extrapolated); elsewhere `advance` does nothing."""
+def progress(description: str, total: int, stream: TextIO | None = None,
+             enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Yields `advance(n=1)`. On a TTY (and `enabled`), a bar with done/total, elapsed time and the time
+    remaining (what has been done so far, extrapolated); elsewhere `advance` does nothing."""
     stream = stream or sys.stderr
-    if not stream.isatty():
+    if not (enabled and stream.isatty()):
         yield lambda n=1: None
         return
     from rich.console import Console

@@ -70,7 +70,7 @@ def rescore_checkpoint(
         _fail(f"{target}: not a checkpoint of the chain in {ws.checkpoint_dir}")
     i = chain.index(target)
     ev = evaluate_checkpoint(ws, target, chain[i - 1] if i else None, ws.state_dir / "figures" / f"evaluate-{target.name}",
-                             record=False)
+                             record=False, show_progress=True)
     out = {k: v for k, v in ev.metrics.items()} | {"step": ev.current, "heatmap": str(ev.heatmap), "samples": str(ev.samples)}
     if as_json:
         typer.echo(json.dumps(out, indent=2))

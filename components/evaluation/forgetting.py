@@ -71,9 +71,16 @@ class ForgettingEvaluator:
             if p not in self._base_rcf:
                 self._base_rcf[p] = self._draw(base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
 
-    def score_step(self, model, icgen: bool, rcf_classes: list[str]) -> StepEval:
-        """Score every learned concept and the RCF classes under `model` (a LifelongModel)."""
+    @staticmethod
+    def work_items(model, rcf_classes: list[str]) -> int:
+        """How many `advance` calls one `score_step` makes."""
+        return len(model.ledger.entries) + len(rcf_prompts(rcf_classes))
+
+    def score_step(self, model, icgen: bool, rcf_classes: list[str], advance=None) -> StepEval:
+        """Score every learned concept and the RCF classes under `model` (a LifelongModel); `advance(1)`
+        after each concept and each class prompt (a progress bar's; total `work_items`)."""
         b, n = model.bundle, self.cfg.images_per_prompt
+        advance = advance or (lambda k=1: None)
         scores, samples = [], {}
         for entry in model.ledger.entries:
             refs_all = load_reference_folder(entry.references, b.vae.config.sample_size, limit=64)
@@ -93,6 +100,7 @@ class ForgettingEvaluator:
                 clip_i=float((clip_img @ clip_ref).mean()),
                 text_alignment=float((clip_img * texts).sum(-1).mean()),
             ))
+            advance(1)
         accs, sims = [], []
         for p in rcf_prompts(rcf_classes):
             images = self._draw(b, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
@@ -101,6 +109,7 @@ class ForgettingEvaluator:
             accs.append(np.mean([q == want for q in pred]))
             base = self._base_rcf[p]
             sims.append(float((self.clip.embed_images(images) * self.clip.embed_images(base)).sum(-1).mean()))
+            advance(1)
         task = model.ledger.entries[-1].task if model.ledger.entries else 0
         return StepEval(task, scores, float(np.mean(accs)) if accs else float("nan"),
                         float(np.mean(sims)) if sims else float("nan"), samples)

@@ -34,15 +34,17 @@ def _steps_from_records(records: list[dict]):
 
 
 def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, figures_dir: Path,
-                        record: bool = True) -> StepEvaluation:
+                        record: bool = True, show_progress: bool = False) -> StepEvaluation:
     """Score `checkpoint` (theta_k) with the forgetting protocol; with `record`, write `forgetting.json`
-    into it (done once, before the checkpoint is versioned; `lfsd evaluate` re-scores without writing)."""
+    into it (done once, before the checkpoint is versioned; `lfsd evaluate` re-scores without writing).
+    `show_progress`: a progress bar on a terminal (a command of its own; not inside a Prefect run's log)."""
     import torch
 
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
     from components.evaluation.plots import save_heatmap, save_samples
     from components.model.pipeline import load
+    from components.progress import progress
     from components.lifelong import LifelongModel
     from components.training.methods import get_method
 
@@ -52,7 +54,9 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir)
     classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
     evaluator.base_rcf_images(load(ws.base_dir), classes)
-    step = evaluator.score_step(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes)
+    with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes), enabled=show_progress) as advance:
+        step = evaluator.score_step(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes,
+                                    advance=advance)
     history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
     records = [*history, step_record(step)]
     metrics = sequence_metrics(_steps_from_records(records))

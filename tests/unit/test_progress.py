@@ -26,3 +26,10 @@ def test_a_terminal_gets_done_of_total_and_an_eta():
         advance(3)
     text = out.getvalue()
     assert "tasks" in text and "3/4" in text and "ETA" in text
+
+
+def test_disabled_means_nothing_even_on_a_terminal():
+    out = _Terminal()
+    with progress("tasks", 2, stream=out, enabled=False) as advance:
+        advance(2)
+    assert out.getvalue() == ""
