@@ -26,11 +26,37 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 
 
+_TEMPLATES: dict[str, Path] = {}  # (base, params) -> a workspace built once per session
+
+
 def make_workspace(root: Path, base: Path, overrides: dict | None = None) -> Path:
-    """`init_workspace` with the tiny base swapped in and the FAST params."""
+    """A new workspace at `root`: `init_workspace` with the tiny base and the FAST params (+ `overrides`),
+    built once per session and copied (git, DVC's config and the params are all relative to the folder,
+    so each copy is a workspace of its own: ~3 s of git/DVC set-up saved per test)."""
+    import atexit
+    import json
+    import os
+    import shutil
+    import tempfile
+
     from components.onboarding.workspace import init_workspace
 
-    return init_workspace(root, params_overrides={**FAST, **(overrides or {})}, base_dir=base)
+    params = {**FAST, **(overrides or {})}
+    key = json.dumps([str(base), params], sort_keys=True)
+    if key not in _TEMPLATES:
+        holder = Path(tempfile.mkdtemp(prefix="lfsd-ws-template-"))
+        atexit.register(shutil.rmtree, holder, ignore_errors=True)
+        saved = os.environ.get("LFSD_STATE_DIR")
+        os.environ["LFSD_STATE_DIR"] = str(holder / "ws" / ".lfsd")  # the DVC remote inside, relative
+        try:
+            _TEMPLATES[key] = init_workspace(holder / "ws", params_overrides=params, base_dir=base)
+        finally:
+            if saved is None:
+                os.environ.pop("LFSD_STATE_DIR", None)
+            else:
+                os.environ["LFSD_STATE_DIR"] = saved
+    shutil.copytree(_TEMPLATES[key], root, symlinks=True)
+    return Path(root)
 
 
 @pytest.fixture(scope="session")

@@ -57,14 +57,14 @@ def stores(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def onboarded(stores, tiny_base_dir, tmp_path_factory):
+def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
     """A workspace (tiny base, fast params) with one concept onboarded through the CLI against `stores`.
     Yields (workspace root, the CLI's output, the environment it ran with)."""
     tmp = tmp_path_factory.mktemp("remote")
     root = tmp / "ws"
     env = _inherited_env() | {
         "LFSD_WORKSPACE": str(root), "LFSD_STATE_DIR": str(root / ".lfsd"), "HF_HUB_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false", **stores.client_env,
+        "GX_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": prefect_api, **stores.client_env,
     }
     with pytest.MonkeyPatch.context() as mp:  # init_workspace reads LFSD_STATE_DIR (the Makefile exports it)
         mp.setenv("LFSD_STATE_DIR", env["LFSD_STATE_DIR"])
