@@ -59,7 +59,7 @@ def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launch
 
 def drop_training_state(ws: Workspace, run_name: str) -> None:
     """After the commit: the attempt's resumable training state is no longer needed."""
-    from components.training.ray_job import drop_run
+    from components.training.ray_runtime import drop_run
 
     drop_run(ws.params.ray, ws.state_dir, run_name)
 
