@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 METRICS_FILE = "metrics/forgetting.json"
 HISTORY_FILE = "metrics/history.json"
@@ -35,12 +34,10 @@ def history_rows(steps: list[dict], matrix: list[list[float]], names: list[str])
     return rows
 
 
-def metrics_files(checkpoint: Path) -> dict[str, bytes]:
-    """{repo-relative path: JSON bytes} for the checkpoint's sequence metrics and history."""
-    from components.onboarding.evaluation import FORGETTING_FILE
-
-    data = json.loads((Path(checkpoint) / FORGETTING_FILE).read_text())
-    m, steps = data["metrics"], data["steps"]
+def metrics_files(forgetting: dict) -> dict[str, bytes]:
+    """{repo-relative path: JSON bytes} from a checkpoint's forgetting history (its `forgetting.json`:
+    the step records and the sequence metrics)."""
+    m, steps = forgetting["metrics"], forgetting["steps"]
     summary = {"tasks": len(m["concepts"]), "newest": m["concepts"][-1],
                **{k: round(float(m[k]), 4) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
                                                      "new_concept_fidelity", "text_alignment")}}

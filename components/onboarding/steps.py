@@ -11,12 +11,13 @@ already pushed to the content-addressed DVC remote are harmless.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from components.onboarding.dataset import ConceptSubmission, stage_dataset, submission_of
-from components.onboarding.evaluation import StepEvaluation, evaluate_checkpoint
+from components.onboarding.evaluation import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint
 from components.onboarding.gate import GateDecision, decide
 from components.onboarding.register import apply_gate, log_and_register
 from components.onboarding.workspace import Workspace
@@ -78,8 +79,9 @@ def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: 
     from components.versioning import version_paths
 
     relativize_ledger(checkpoint, ws.root)
+    history = json.loads((checkpoint / FORGETTING_FILE).read_text())
     data_rec, ckpt_rec = version_paths(ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message,
-                                       git_files=metrics_files(checkpoint))
+                                       git_files=metrics_files(history))
     return data_rec, ckpt_rec
 
 
@@ -121,8 +123,6 @@ def discard_attempt(ws: Workspace, sub: ConceptSubmission | None, checkpoint: Pa
 
 def training_record(checkpoint: Path) -> dict:
     """How the task was trained, as the loop wrote it into the checkpoint (method, seconds, final losses)."""
-    import json
-
     from components.lifelong.checkpoint import TRAINING_FILE
 
     return json.loads((Path(checkpoint) / TRAINING_FILE).read_text())
