@@ -108,8 +108,9 @@ def log_and_register(
 
 def shots_in(dataset: Path) -> int:
     """The number of images in a versioned concept dataset (its concept.yaml is not a shot)."""
-    suffixes = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-    return sum(1 for p in dataset.iterdir() if p.suffix.lower() in suffixes) if dataset.is_dir() else 0
+    from components.validation.rules import IMAGE_SUFFIXES
+
+    return sum(1 for p in dataset.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if dataset.is_dir() else 0
 
 
 def card_concepts(checkpoint: Path) -> list[CardConcept]:
