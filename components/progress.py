@@ -12,9 +12,10 @@ from typing import TextIO
 
 @contextmanager
 def progress(description: str, total: int, stream: TextIO | None = None,
-             enabled: bool = True) -> Iterator[Callable[[int], None]]:
+             enabled: bool = True, start: int = 0) -> Iterator[Callable[[int], None]]:
     """Yields `advance(n=1)`. On a TTY (and `enabled`), a bar with done/total, elapsed time and the time
-    remaining (what has been done so far, extrapolated); elsewhere `advance` does nothing."""
+    remaining (what has been done so far, extrapolated); elsewhere `advance` does nothing. `start`: work
+    done before this bar (a resumed training run): shown as done, but not counted in the ETA's rate."""
     stream = stream or sys.stderr
     if not (enabled and stream.isatty()):
         yield lambda n=1: None
@@ -25,5 +26,5 @@ def progress(description: str, total: int, stream: TextIO | None = None,
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=stream, force_terminal=True)) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=total, completed=start)
         yield lambda n=1: bar.advance(task, n)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.config import TrainingConfig
-from components.training.loop import Report, TaskResult
+from components.progress import progress
+from components.training.loop import Report, TaskResult, WorkerHooks
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> 
 
 
 def in_process(threads: int) -> Launcher:
-    """A launcher that trains here, with `threads` torch threads (tests, the overhead benchmark)."""
+    """A launcher that trains here, with `threads` torch threads (tests, the overhead benchmark). On a
+    terminal a bar with an ETA follows the steps (stderr); off one, nothing is drawn."""
 
     def launch(req: TrainRequest, report: Report | None = None) -> TaskResult:
         import torch
@@ -56,6 +58,7 @@ def in_process(threads: int) -> Launcher:
         from components.training.system_metrics import with_system_metrics
 
         torch.set_num_threads(max(1, threads))
-        return run_request(req, with_system_metrics(report))
+        with progress(f"training {Path(req.concept_dir).name}", req.cfg.steps) as advance:
+            return run_request(req, with_system_metrics(report), WorkerHooks(on_step=lambda step: advance()))
 
     return launch

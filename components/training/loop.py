@@ -4,6 +4,7 @@
 (`lfs_loss.py`) and runs AdamW on the task's parameters only. It runs as it is in-process (tests,
 benchmarks) and inside a Ray Train worker (`ray_job.py`), which passes `WorkerHooks`: a resumable
 state every `checkpoint_every` steps, a state to resume from, a gradient all-reduce and per-worker data.
+Both launchers also pass an `on_step` callback that moves a progress bar.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ class TaskResult:
 
 @dataclass
 class WorkerHooks:
-    """What a distributed, fault-tolerant launcher adds to the loop (all off by default)."""
+    """What a launcher adds to the loop (all off by default): fault tolerance, data parallelism, progress."""
 
     resume: dict | None = None  # a state an earlier `checkpoint_cb` got: continue at its step + 1
     checkpoint_cb: Callable[[int, dict], None] | None = None  # (step, state) every `checkpoint_every` steps
     checkpoint_every: int = 0
     grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None  # between backward() and step()
     data_seed: int | None = None  # reseeds batch sampling after the shared initialisation
+    on_step: Callable[[int], None] | None = None  # each finished step, after its report (a bar's position)
 
 
 def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig, out: Path,
@@ -106,6 +108,8 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
                                                         objective.bank, losses))
         if report and (step % cfg.report_every == 0 or step == cfg.steps):
             report({k: float(np.mean([r[k] for r in losses[-cfg.report_every:]])) for k in terms} | {"step": step})
+        if hooks.on_step is not None:
+            hooks.on_step(step)
     hook.remove()
     b.unet.eval()
     b.text_encoder.eval()

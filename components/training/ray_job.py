@@ -28,7 +28,8 @@ from pathlib import Path
 from components.config import RayConfig
 from components.training.launch import Launcher, TrainRequest
 from components.training.loop import Report, TaskResult
-from components.training.ray_runtime import cpus_per_worker, ensure_ray, run_storage, train_env
+from components.training.progress_file import follow, progress_path, step_writer
+from components.training.ray_runtime import cpus_per_worker, ensure_ray, run_storage, train_env, work_dir
 
 FAIL_AT_STEP_ENV = "LFSD_RAY_FAIL_AT_STEP"  # test-only fault injection (see train_loop_per_worker)
 STATE_FILE = "state-rank{rank}.pt"
@@ -81,10 +82,6 @@ def _gather_nodes(world: int) -> list[str]:
     return [str(n) for n in nodes]
 
 
-def _work_dir(run_name: str) -> Path:
-    return Path(tempfile.gettempdir()) / "lfsd-ray-work" / run_name
-
-
 def _restored_state(rank: int):
     """(resume state, reported rows) from the checkpoint Ray restarted this worker group with, if any."""
     import ray.train
@@ -127,7 +124,7 @@ def train_loop_per_worker(config: dict) -> dict | None:
     resume, rows = _restored_state(rank)
     # Local scratch per run and rank: a worker killed mid-run (its peer failed) leaves it behind; the next
     # attempt on this node and the driver (for its own node) remove it.
-    work = _work_dir(config["run_name"]) / f"rank{rank}"
+    work = work_dir(config["run_name"]) / f"rank{rank}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     if rank != 0:
@@ -163,7 +160,8 @@ def train_loop_per_worker(config: dict) -> dict | None:
     nodes = _gather_nodes(world)
     hooks = WorkerHooks(resume=resume, checkpoint_cb=checkpoint_cb, checkpoint_every=int(config["checkpoint_every"]),
                         grad_sync=_allreduce_mean if world > 1 else None,
-                        data_seed=req.cfg.seed * 1000 + rank if world > 1 else None)
+                        data_seed=req.cfg.seed * 1000 + rank if world > 1 else None,
+                        on_step=step_writer(config.get("progress_file") if rank == 0 else None, req.cfg.steps))
     marks["model_ready"] = time.time()
     try:
         result = run_request(req, with_system_metrics(report), hooks)
@@ -199,7 +197,8 @@ def train_on_ray(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, on_repo
     request = dataclasses.replace(req, base_dir=absolute(req.base_dir), concept_dir=absolute(req.concept_dir),
                                   previous_checkpoint=absolute(req.previous_checkpoint))
     loop_config = {"run_name": run_name, "request": request, "checkpoint_every": ray_cfg.checkpoint_every,
-                   "threads": threads, "cwd": os.getcwd(), "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0)}
+                   "threads": threads, "cwd": os.getcwd(), "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0),
+                   "progress_file": progress_path(run_storage(ray_cfg, state_dir), run_name)}  # None off a terminal
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -218,11 +217,12 @@ def train_on_ray(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, on_repo
     )
     fit_start = time.time()
     try:
-        result = trainer.fit()
+        with follow(loop_config["progress_file"], f"training {name}"):  # the worker's steps, while fit() runs
+            result = trainer.fit()
     except Exception as e:
         raise RuntimeError(f"Ray training of concept {name!r} failed: {e}") from e
     finally:
-        shutil.rmtree(_work_dir(run_name), ignore_errors=True)
+        shutil.rmtree(work_dir(run_name), ignore_errors=True)
     if result.error is not None:
         raise RuntimeError(f"Ray training of concept {name!r} failed: {result.error}")
     ret = result.return_value

@@ -11,6 +11,7 @@ import getpass
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from components.config import RayConfig
@@ -124,6 +125,11 @@ def run_storage(ray_cfg: RayConfig, state_dir: Path) -> str:
     if ray_cfg.storage_path:
         return ray_cfg.storage_path if "://" in ray_cfg.storage_path else os.path.abspath(ray_cfg.storage_path)
     return os.path.abspath(Path(state_dir) / RESULTS_DIR)
+
+
+def work_dir(run_name: str) -> Path:
+    """A run's local scratch on each node (a folder per rank): its workers and the driver remove it."""
+    return Path(tempfile.gettempdir()) / "lfsd-ray-work" / run_name
 
 
 def drop_run(ray_cfg: RayConfig, state_dir: Path, run_name: str) -> None:

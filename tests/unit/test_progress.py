@@ -33,3 +33,10 @@ def test_disabled_means_nothing_even_on_a_terminal():
     with progress("tasks", 2, stream=out, enabled=False) as advance:
         advance(2)
     assert out.getvalue() == ""
+
+
+def test_a_resumed_bar_starts_part_way():
+    out = _Terminal()
+    with progress("steps", 10, stream=out, start=6) as advance:
+        advance(1)
+    assert "7/10" in out.getvalue()
