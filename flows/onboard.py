@@ -17,8 +17,10 @@ TASK_NAMES = {
     "validate": "validate concept", "version_dataset": "version dataset (DVC)", "train": "train (Ray Train)",
     "evaluate": "evaluate forgetting", "version_checkpoint": "version checkpoint (DVC + git)",
     "register": "register in MLflow", "gate": "promotion gate",
+    "plan": "plan the erasure", "remove": "chain without the concept", "commit": "commit the removal (DVC + git)",
+    "purge": "purge every copy",
 }
-RETRIES = {"version_checkpoint": (1, 2), "register": (2, 5)}  # (retries, delay s): transient DVC/MLflow errors
+RETRIES = {"version_checkpoint": (1, 2), "register": (2, 5), "purge": (2, 5)}  # (retries, delay s): transient DVC/MLflow errors
 
 
 def as_task(name: str, fn, *args, **kwargs):

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from components.cli.app import app, bench_app, world_app
+from components.cli.running import _fail
 
 DEFAULT_BASE = Path("models/base")
 DEFAULT_EVALUATOR = Path("models/evaluator")
@@ -84,6 +85,26 @@ def generate(
     typer.echo(str(out))
 
 
+def _erased(uri: str) -> str | None:
+    """Why the registered version `uri` names (models:/NAME/N or models:/NAME@ALIAS) may not serve, if it held an
+    erased concept."""
+    import mlflow
+
+    from components.registry.erasure import refusal
+
+    ref = uri.removeprefix("models:/")
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    elif "/" in ref:
+        name, version = ref.split("/", 1)
+        mv = client.get_model_version(name, version)
+    else:
+        return None
+    return refusal(name, str(mv.version), mv.tags or {})
+
+
 def _generate_from_registry(uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None) -> None:
     import mlflow
     import numpy as np
@@ -95,6 +116,9 @@ def _generate_from_registry(uri: str, prompt: str, n: int, out: Path, concept: s
 
     ws = load_workspace()
     setup_tracking(ws.root, ws.params.pipeline.experiment)
+    refused = _erased(uri)
+    if refused:
+        _fail(f"error: {refused}")
     pyfunc = mlflow.pyfunc.load_model(uri)
     rows = {"prompt": [prompt] * n, "seed": [seed + i for i in range(n)]}
     if concept:

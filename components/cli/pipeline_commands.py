@@ -117,6 +117,39 @@ def rollback(
 
 
 @app.command()
+def forget(
+    name: str = typer.Argument(..., help="The concept to erase (its name in the chain)."),
+    reason: str = typer.Option(..., "--reason", help="Why (an erasure request, a licence ending): recorded in git and MLflow."),
+    force: bool = typer.Option(False, "--force", help="Erase even if the chain without it fails the gate while production holds it."),
+    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Take concept NAME out of the lifelong model (a new version without it) and purge its photos from the
+    workspace, the DVC cache and remotes and every MLflow artifact (Prefect flow)."""
+    root = _workspace(workspace)
+    with _writer(root, f"forget {name}", no_wait):
+        from flows.forget import forget_concept
+
+        r = _run_flow(forget_concept, name, reason, workspace=root, force=force)
+    typer.echo(f"{r.concept}: erased; model version {r.version} holds the rest ({r.checkpoint}), gate {r.gate}; "
+               f"production = {r.production}")
+
+
+@app.command()
+def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
+    """`dvc pull` of every dataset and checkpoint the checked-out commit names; erased data is named with its
+    erasure record (who, when, why) instead of DVC's missing-cache error."""
+    from components.onboarding.pull import ErasedData, pull as pull_data
+    from components.onboarding.workspace import load_workspace
+
+    try:
+        pulled = pull_data(load_workspace(_workspace(workspace)))
+    except ErasedData as e:
+        _fail(f"erased: {e}")
+    typer.echo(f"pulled {len(pulled)} datasets and checkpoints")
+
+
+@app.command()
 def init(
     directory: Path = typer.Argument(..., help="Folder to create the workspace in (must not exist yet)."),
     base: Path = typer.Option(None, help="Base model folder (an lfsd bundle or a local Stable Diffusion folder); "

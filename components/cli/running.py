@@ -65,6 +65,7 @@ def _writer(root: str, command: str, no_wait: bool):
 def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
+    from components.onboarding.erasure import ErasureRefused
     from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
     from components.registry import RegistryError
     from components.validation import ValidationError
@@ -77,6 +78,8 @@ def _run_flow(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ValidationError as e:
         _fail(str(e), 2)
+    except ErasureRefused as e:
+        _fail(f"refused: {e}", 2)
     except WorkspaceBusy as e:
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
     except Exception as e:  # noqa: BLE001 - a service that is down: one line, not a traceback

@@ -76,30 +76,37 @@ class ForgettingEvaluator:
         """How many `advance` calls one `score_step` makes."""
         return len(model.ledger.entries) + len(rcf_prompts(rcf_classes))
 
+    def score_concept(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor]:
+        """One concept (a ledger entry: token, class word, references) drawn by `model` with the
+        protocol's prompts and seeds, scored against its references; also for a concept the model no
+        longer holds (after a removal: its token is then plain text to the tokenizer)."""
+        b, n = model.bundle, self.cfg.images_per_prompt
+        refs_all = load_reference_folder(entry.references, b.vae.config.sample_size, limit=64)
+        prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
+        refs = None
+        if icgen and self.cfg.use_references:
+            refs = refs_all[:3].unsqueeze(0).expand(len(prompts), -1, -1, -1, -1)
+        images = self._draw(b, prompts, _seeds(entry.task, len(prompts)), refs)
+        dino_ref = _mean_unit(self.dino.embed_images(refs_all))
+        clip_ref = _mean_unit(self.clip.embed_images(refs_all))
+        clip_img = self.clip.embed_images(images)
+        texts = self.clip.embed_texts([p.replace(entry.token + " ", "") for p in prompts])
+        return ConceptScore(
+            entry.name,
+            fidelity=float((self.dino.embed_images(images) @ dino_ref).mean()),
+            clip_i=float((clip_img @ clip_ref).mean()),
+            text_alignment=float((clip_img * texts).sum(-1).mean()),
+        ), images
+
     def score_step(self, model, icgen: bool, rcf_classes: list[str], advance=None) -> StepEval:
         """Score every learned concept and the RCF classes under `model` (a LifelongModel); `advance(1)`
         after each concept and each class prompt (a progress bar's; total `work_items`)."""
-        b, n = model.bundle, self.cfg.images_per_prompt
+        b = model.bundle
         advance = advance or (lambda k=1: None)
         scores, samples = [], {}
         for entry in model.ledger.entries:
-            refs_all = load_reference_folder(entry.references, b.vae.config.sample_size, limit=64)
-            prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
-            refs = None
-            if icgen and self.cfg.use_references:
-                refs = refs_all[:3].unsqueeze(0).expand(len(prompts), -1, -1, -1, -1)
-            images = self._draw(b, prompts, _seeds(entry.task, len(prompts)), refs)
-            samples[entry.name] = images
-            dino_ref = _mean_unit(self.dino.embed_images(refs_all))
-            clip_ref = _mean_unit(self.clip.embed_images(refs_all))
-            clip_img = self.clip.embed_images(images)
-            texts = self.clip.embed_texts([p.replace(entry.token + " ", "") for p in prompts])
-            scores.append(ConceptScore(
-                entry.name,
-                fidelity=float((self.dino.embed_images(images) @ dino_ref).mean()),
-                clip_i=float((clip_img @ clip_ref).mean()),
-                text_alignment=float((clip_img * texts).sum(-1).mean()),
-            ))
+            score, samples[entry.name] = self.score_concept(model, entry, icgen)
+            scores.append(score)
             advance(1)
         accs, sims = [], []
         for p in rcf_prompts(rcf_classes):

@@ -34,24 +34,43 @@ class Ledger:
     base_hash: str
     method: str
     entries: list[LedgerEntry] = field(default_factory=list)
+    retired: int = 0  # highest task number a removed concept had (0: none removed); never given out again
 
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
 
+    def next_task(self) -> int:
+        """The task number a new concept gets: one past the highest ever used (a removed concept's
+        number is never reused: its adapter name and artifact keys stay unambiguous)."""
+        return max([self.retired, *(e.task for e in self.entries)]) + 1
+
+    def without(self, name: str) -> "Ledger":
+        """This chain with concept `name` taken out (its token and K/V update no longer applied); every
+        other entry, its task number and its checkpoint unchanged."""
+        if name not in self.names():
+            raise KeyError(name)
+        return Ledger(self.base, self.base_hash, self.method, [e for e in self.entries if e.name != name],
+                      max(self.retired, *(e.task for e in self.entries)))
+
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        data = asdict(self)
+        if not self.retired:  # ledgers of chains nothing was removed from stay byte-identical to earlier ones
+            data.pop("retired")
+        Path(path).write_text(json.dumps(data, indent=2))
 
     @classmethod
     def read(cls, path: Path) -> "Ledger":
         """The ledger file exactly as written (paths unresolved)."""
         raw = json.loads(Path(path).read_text())
-        return cls(raw["base"], raw["base_hash"], raw["method"], [LedgerEntry(**e) for e in raw["entries"]])
+        return cls(raw["base"], raw["base_hash"], raw["method"], [LedgerEntry(**e) for e in raw["entries"]],
+                   raw.get("retired", 0))
 
     def with_paths(self, fn) -> "Ledger":
         """A copy with `fn` applied to the base, every reference and every checkpoint path ('' stays '')."""
         conv = lambda p: fn(p) if p else p  # noqa: E731
         return Ledger(conv(self.base), self.base_hash, self.method,
-                      [replace(e, references=conv(e.references), checkpoint=conv(e.checkpoint)) for e in self.entries])
+                      [replace(e, references=conv(e.references), checkpoint=conv(e.checkpoint)) for e in self.entries],
+                      self.retired)
 
 
 def workspace_of(checkpoint: Path) -> Path:

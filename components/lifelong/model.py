@@ -39,7 +39,7 @@ class LifelongModel:
         base_dir = Path(base_dir or ledger.base)
         if folder_hash(base_dir) != ledger.base_hash:
             raise ValueError(f"{base_dir}: base hash differs from the one the chain was trained on")
-        model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method))
+        model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method, retired=ledger.retired))
         for entry in ledger.entries:
             apply_task(model.bundle, entry)
             model.ledger.entries.append(entry)
@@ -78,7 +78,7 @@ class LifelongModel:
             raise ValueError(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
         if name in self.ledger.names():
             raise ValueError(f"concept {name!r} is already learned")
-        task = len(self.ledger.entries) + 1
+        task = self.ledger.next_task()
         entry = LedgerEntry(task, name, class_word, f"<{name}>", str(Path(references).resolve()),
                             str(Path(checkpoint).resolve()), adapter)
         token_id = add_token(self.bundle, entry)
@@ -103,7 +103,7 @@ class LifelongModel:
 
     def task_parameters(self, task: int) -> list[torch.nn.Parameter]:
         """What task `task` trains in the UNet: its LoRA matrices, or (full-K/V) the K/V weights."""
-        entry = self.ledger.entries[task - 1]
+        entry = next(e for e in self.ledger.entries if e.task == task)
         if entry.adapter == "full-kv":
             return [m.weight for m in kv_layers(self.bundle.unet).values()]
         tag = f".{adapter_name(task)}."

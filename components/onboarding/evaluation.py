@@ -33,11 +33,22 @@ def _steps_from_records(records: list[dict]):
             for r in records]
 
 
+def history_without(records: list[dict], name: str) -> list[dict]:
+    """A forgetting history with concept `name` taken out: the step that learned it and its score in
+    every other step are dropped (the history then holds nothing of the concept, not even its scores),
+    and so is the newest step, which the step of the removal replaces. The matrix stays square: row i
+    is "after learning concept i", the last row "now"."""
+    kept = [r for r in records if not (r["concepts"] and r["concepts"][-1]["name"] == name)]
+    return [{**r, "concepts": [c for c in r["concepts"] if c["name"] != name]} for r in kept][:-1]
+
+
 def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, figures_dir: Path,
-                        record: bool = True, show_progress: bool = False) -> StepEvaluation:
+                        record: bool = True, show_progress: bool = False,
+                        history: list[dict] | None = None) -> StepEvaluation:
     """Score `checkpoint` (theta_k) with the forgetting protocol; with `record`, write `forgetting.json`
     into it (done once, before the checkpoint is versioned; `lfsd evaluate` re-scores without writing).
-    `show_progress`: a progress bar on a terminal (a command of its own; not inside a Prefect run's log)."""
+    `show_progress`: a progress bar on a terminal (a command of its own; not inside a Prefect run's log).
+    `history`: the step records this step follows (default: `previous`'s; a removal passes its own)."""
     import torch
 
     from components.evaluation.embedder import load_evaluator
@@ -57,7 +68,8 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes), enabled=show_progress) as advance:
         step = evaluator.score_step(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes,
                                     advance=advance)
-    history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
+    if history is None:
+        history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
     records = [*history, step_record(step)]
     metrics = sequence_metrics(_steps_from_records(records))
     if record:

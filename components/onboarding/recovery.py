@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.onboarding.dvc_metrics import HISTORY_FILE, METRICS_FILE
+from components.onboarding.erasure import RECORDS_DIR
 from components.onboarding.workspace import CHECKPOINT_RE, Workspace
 
 METRICS_DIR = "metrics"
@@ -43,8 +44,9 @@ def discard_unfinished(ws: Workspace, log: Log) -> list[str]:
         restore_to_head(ws.root, stray)
         removed += stray
     metrics = [rel for rel in uncommitted(ws.root, METRICS_DIR) if rel in (METRICS_FILE, HISTORY_FILE)]
-    restore_to_head(ws.root, metrics)  # written for a commit that never happened
-    removed += metrics
+    records = uncommitted(ws.root, RECORDS_DIR)  # an erasure record whose commit never happened
+    restore_to_head(ws.root, metrics + records)  # written for a commit that never happened
+    removed += metrics + records
     if removed:
         log(f"discarded an unfinished attempt: {', '.join(sorted(set(removed)))}")
     return removed

@@ -106,6 +106,39 @@ def log_and_register(
     return run.info.run_id, version
 
 
+def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluation, lineage: dict[str, str]) -> tuple[str, str]:
+    """The removal's run (kind `removal`: its metrics, the erasure record, the erased concept's measured
+    fidelity) and its model version, tagged `lfsd.forgot` and `lfsd.forgot_reason`; alias `candidate`.
+    Registered once: a rerun finds the version by its checkpoint md5."""
+    import mlflow
+
+    from components.registry import CANDIDATE, log_lifelong_model, set_alias, setup_tracking
+
+    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    name = ws.params.pipeline.model_name
+    done = registered_version(ws, lineage["lfsd.checkpoint_dvc_md5"])
+    if done is not None:
+        return done.run_id, str(done.version)
+    tags = {**lineage, "lfsd.forgot": record.concept, "lfsd.forgot_reason": record.reason,
+            "lfsd.erasure_record": record.git_path(), "lfsd.card_concepts": concepts_tag(card_concepts(checkpoint))}
+    with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "removal"}) as run:
+        m = evaluation.metrics
+        mlflow.log_metrics({k: float(m[k]) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
+                                                      "rcf_class_acc", "new_concept_fidelity", "text_alignment")})
+        mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
+        mlflow.log_metrics({f"erased.{k}": float(v) for k, v in record.measured.items()})
+        log_forgetting_history(m)
+        mlflow.log_dict(dataclasses.asdict(record), "erasure.json")
+        mlflow.log_artifact(str(evaluation.heatmap), "figures")
+        mlflow.log_artifact(str(evaluation.samples), "figures")
+        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
+        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    client = mlflow.MlflowClient()
+    client.update_model_version(name, version, description=version_card(client, name, version))
+    set_alias(name, CANDIDATE, version)
+    return run.info.run_id, version
+
+
 def shots_in(dataset: Path) -> int:
     """The number of images in a versioned concept dataset (its concept.yaml is not a shot)."""
     from components.validation.rules import IMAGE_SUFFIXES

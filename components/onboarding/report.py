@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from components.onboarding.chain import OnboardResult
+from components.onboarding.stepping import OnboardResult
 
 LOCAL_UI = "http://127.0.0.1:5000"  # `lfsd ui`'s default address
 METRICS = ("new_concept_fidelity", "final_fidelity", "avg_forgetting", "rcf_similarity")
@@ -22,7 +22,9 @@ def run_link(run_id: str) -> str:
 def result_markdown(r: OnboardResult) -> str:
     if r.status == "already-onboarded":
         return f"### {r.concept}: already onboarded\n\nDataset `{r.dataset}`; nothing changed."
-    lines = [f"### {r.concept}: model version {r.version}", "",
+    title = f"### {r.concept}: erased; model version {r.version} holds everything else" if r.status == "forgotten" \
+        else f"### {r.concept}: model version {r.version}"
+    lines = [title, "",
              f"- checkpoint `{r.checkpoint}`, dataset `{r.dataset}`",
              f"- gate **{r.gate}**", f"- production is version {r.production}",
              f"- MLflow run: [{r.run_id[:12]}]({run_link(r.run_id)})", "",

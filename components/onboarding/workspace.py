@@ -83,7 +83,10 @@ class Workspace:
         return ledger.names() if ledger else []
 
     def next_checkpoint(self, name: str) -> Path:
-        return self.checkpoint_dir / f"{len(self.checkpoints()) + 1:02d}-{name}"
+        """`checkpoints/NN-name` with NN one past the highest committed (a concept's removal takes its
+        checkpoint out of the chain; its number is not reused)."""
+        numbers = [int(CHECKPOINT_RE.match(p.name).group(1)) for p in self.checkpoints()]
+        return self.checkpoint_dir / f"{max(numbers, default=0) + 1:02d}-{name}"
 
 
 def workspace_root(root: Path | str | None = None) -> Path:

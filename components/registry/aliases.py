@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 
+from components.registry.erasure import refusal
+
 CANDIDATE = "candidate"
 PRODUCTION = "production"
 PREVIOUS_PRODUCTION_TAG = "lfsd.previous_production"
@@ -74,8 +76,12 @@ def _version(c, model_name: str, version: str):
         raise RegistryError(f"{model_name} version {version} does not exist: {exc.message}") from exc
 
 
+FORGOT_TAG = "lfsd.forgot"  # on a version made by removing a concept: it has no dataset of its own
+
+
 def missing_lineage(tags: dict[str, str]) -> list[str]:
-    return [t for t in REQUIRED_LINEAGE_TAGS if not str(tags.get(t, "")).strip()]
+    required = [t for t in REQUIRED_LINEAGE_TAGS if not (t == "lfsd.dataset_dvc_md5" and tags.get(FORGOT_TAG))]
+    return [t for t in required if not str(tags.get(t, "")).strip()]
 
 
 def promote(model_name: str, version: str | int, reason: str, *, client=None) -> str | None:
@@ -86,6 +92,9 @@ def promote(model_name: str, version: str | int, reason: str, *, client=None) ->
     c = _client(client)
     version = str(version)
     mv = _version(c, model_name, version)
+    refused = refusal(model_name, version, mv.tags or {})
+    if refused:
+        raise RegistryError(f"refusing to promote: {refused}")
     missing = missing_lineage(mv.tags or {})
     if missing:
         raise RegistryError(f"refusing to promote {model_name} version {version} to {PRODUCTION!r}: "
@@ -118,7 +127,9 @@ def rollback(model_name: str, *, client=None) -> str:
     if not previous:
         raise RegistryError(f"{model_name} version {current} (production) records no previous production "
                             f"version ({PREVIOUS_PRODUCTION_TAG}): nothing to roll back to")
-    _version(c, model_name, previous)
+    refused = refusal(model_name, previous, _version(c, model_name, previous).tags or {})
+    if refused:
+        raise RegistryError(f"refusing to roll back: {refused}")
     c.set_model_version_tag(model_name, current, ROLLED_BACK_AT_TAG, _now())
     c.set_registered_model_alias(model_name, PRODUCTION, previous)
     return previous

@@ -27,7 +27,9 @@ def render_card(model_name: str, version: str, concepts: list[CardConcept], metr
     lineage, the sample grid and how to generate with it."""
     newest = concepts[-1] if concepts else None
     gate = tags.get("lfsd.gate", "not decided yet")
-    lines = [f"### {model_name} v{version}" + (f": adds `{newest.name}` ({newest.class_word})" if newest else ""),
+    change = (f": removes `{tags['lfsd.forgot']}` (erasure: {tags.get('lfsd.forgot_reason', '')})" if tags.get("lfsd.forgot")
+              else f": adds `{newest.name}` ({newest.class_word})" if newest else "")
+    lines = [f"### {model_name} v{version}" + change,
              "", "| task | concept | trigger token | class word |", "| --- | --- | --- | --- |"]
     lines += [f"| {c.task:02d} | {c.name} | `{c.token}` | {c.class_word} |" for c in concepts]
     lines += ["", f"**Gate: {gate}**" + (f": {tags['lfsd.gate_reason'].split(': ', 1)[-1]}"

@@ -56,7 +56,9 @@ def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: P
     artifacts = {BASE_KEY: str(base_dir)}
     source = {"checkpoints": [], "references": []}
     for entry in ledger.entries:
-        ckpt = checkpoint_dir if entry is ledger.entries[-1] else Path(entry.checkpoint)
+        ckpt = Path(entry.checkpoint)  # as read_ledger resolved it (a removal's chain ends in a checkpoint
+        if not ckpt.is_dir() and entry is ledger.entries[-1]:  # that holds no task of its own)
+            ckpt = checkpoint_dir
         if not ckpt.is_dir():
             raise FileNotFoundError(f"checkpoint {entry.checkpoint!r} of the chain ending in {checkpoint_dir} not found")
         artifacts[checkpoint_key(entry.task)] = str(ckpt)

@@ -62,6 +62,10 @@ def decode_png(text: str):
     return image
 
 
+class ErasedConceptError(RuntimeError):
+    """A model version whose concept was erased: its files are gone and it must not serve."""
+
+
 class LfsdPyfunc(mlflow.pyfunc.PythonModel):
     """Holds no state when pickled; everything is rebuilt from the artifacts in `load_context`."""
 
@@ -73,8 +77,14 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         from components.training.methods import METHODS
 
         arts = context.artifacts
+        raw = Ledger.read(Path(arts[LEDGER_KEY]))
+        gone = [e.name for e in raw.entries if not Path(arts.get(e.checkpoint, "")).is_dir()]
+        if gone:  # deleted by an erasure (registry/erasure.py), or a damaged copy: never load a partial chain
+            raise ErasedConceptError(f"this model version's files for concept(s) {', '.join(gone)} are gone (erased "
+                                     f"on request, see the version's lfsd.erasure tag): it cannot be loaded; "
+                                     f"load the version that replaced it")
         # The logged ledger names artifacts, not paths: map each key to where MLflow put it.
-        ledger = Ledger.read(Path(arts[LEDGER_KEY])).with_paths(lambda key: arts[key])
+        ledger = raw.with_paths(lambda key: arts[key])
         self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY]))
         method = METHODS.get(ledger.method)
         self.icgen = bool(method and method.icgen)

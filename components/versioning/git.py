@@ -5,6 +5,7 @@ never swept into a versioning commit, and a failed commit leaves the real index 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from components.state import ensure_state_dir
@@ -51,8 +52,10 @@ def _cacheinfo(entries: dict[str, str]) -> list[str]:
     return [arg for path, sha in entries.items() for arg in ("--cacheinfo", f"100644,{sha},{path}")]
 
 
-def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str) -> str | None:
-    """Commit `blobs` (repo-relative posix path -> bytes) on top of HEAD and nothing else.
+def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str,
+                 removed: Sequence[str] = ()) -> str | None:
+    """Commit `blobs` (repo-relative posix path -> bytes) and the removal of `removed` on top of HEAD
+    and nothing else.
 
     Returns the new commit sha, or None when HEAD already holds exactly these contents. Hooks run
     (a failing pre-commit hook aborts the commit). The real index is updated afterwards only for
@@ -60,7 +63,8 @@ def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str) -
     """
     head = head_or_none(repo_root)
     shas = {path: write_blob(repo_root, data) for path, data in blobs.items()}
-    if head and all(_tree_sha(repo_root, head, path) == sha for path, sha in shas.items()):
+    if head and all(_tree_sha(repo_root, head, path) == sha for path, sha in shas.items()) \
+            and all(_tree_sha(repo_root, head, path) is None for path in removed):
         return None
     index = ensure_state_dir(repo_root).resolve() / f"git-index-{os.getpid()}"
     index.unlink(missing_ok=True)
@@ -69,6 +73,8 @@ def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str) -
         if head:
             run(["git", "read-tree", head], repo_root, extra_env=tmp_env)
         run(["git", "update-index", "--add", *_cacheinfo(shas)], repo_root, extra_env=tmp_env)
+        if removed:
+            run(["git", "update-index", "--force-remove", "--", *removed], repo_root, extra_env=tmp_env)
         run(["git", *identity_args(repo_root), "commit", "-q", "-m", message], repo_root, extra_env=tmp_env)
     finally:
         index.unlink(missing_ok=True)
@@ -80,11 +86,13 @@ def _tree_sha(repo_root: str | Path, rev: str, path: str) -> str | None:
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
-def stage_blobs(repo_root: str | Path, blobs: dict[str, bytes]) -> None:
+def stage_blobs(repo_root: str | Path, blobs: dict[str, bytes], removed: Sequence[str] = ()) -> None:
     """Point the real index at these blobs (after commit_blobs) so git status shows no phantom
-    deletion or staged diff for the files we just committed."""
+    deletion or staged diff for the files we just committed (or removed)."""
     shas = {path: write_blob(repo_root, data) for path, data in blobs.items()}
     run(["git", "update-index", "--add", *_cacheinfo(shas)], repo_root)
+    if removed:
+        run(["git", "update-index", "--force-remove", "--", *removed], repo_root)
 
 
 def move_head_back(repo_root: str | Path, old: str | None, new: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -91,16 +92,24 @@ def version_path(repo_root: str | Path, rel_path: str | Path, message: str) -> V
 
 
 def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], message: str,
-                  git_files: dict[str, bytes] | None = None) -> list[VersionRecord]:
+                  git_files: dict[str, bytes] | None = None, drop: Sequence[str] = ()) -> list[VersionRecord]:
     """`version_path` for several paths with ONE git commit (an onboarded concept = its dataset and
     its checkpoint in one commit); all-or-nothing across every path. `git_files` (repo-relative path ->
     contents: small files git itself tracks, e.g. the metrics DVC shows) are written and go into the
-    same commit."""
+    same commit. `drop`: tracked data paths taken out in that same commit (their .dvc file and
+    .gitignore entry; the data itself is deleted once the commit exists: an erasure)."""
     root = Path(repo_root).resolve()
     rels = [_normalize(root, p) for p in rel_paths]
     files = [(rel, f"{rel}.dvc", (PurePosixPath(rel).parent / ".gitignore").as_posix()) for rel in rels]
     extra = dict(git_files or {})
-    before = _snapshot(root, list(dict.fromkeys([*(p for _, d, i in files for p in (d, i)), *extra])))
+    dropped = [PurePosixPath(p).as_posix() for p in drop]
+    for rel in dropped:  # the .gitignore without DVC's entry for the dropped path, as HEAD has it otherwise
+        ignore = (PurePosixPath(rel).parent / ".gitignore").as_posix()
+        text = extra.get(ignore) or read_blob(root, f"HEAD:{ignore}") or b""
+        extra[ignore] = "".join(f"{line}\n" for line in text.decode().splitlines()
+                                if line != f"/{PurePosixPath(rel).name}").encode()
+    before = _snapshot(root, list(dict.fromkeys([*(p for _, d, i in files for p in (d, i)), *extra,
+                                                 *(f"{rel}.dvc" for rel in dropped)])))
     try:
         for rel, data in extra.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -108,10 +117,13 @@ def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], messag
         for rel, _, _ in files:
             dvc_step(rel, "dvc add", ["add", rel], root)
         dvc_step(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
-        commit, changed = _commit(root, files, message, extra)
+        commit, changed = _commit(root, files, message, extra, [f"{rel}.dvc" for rel in dropped])
     except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was
         _restore_snapshot(root, before)
         raise
+    for rel in dropped:
+        (root / f"{rel}.dvc").unlink(missing_ok=True)
+        shutil.rmtree(root / rel, ignore_errors=True)
     records = [_record(root, rel, dvc_file, commit, changed) for rel, dvc_file, _ in files]
     for r in records:
         log.info("versioned %s -> %s (%s)", r.path, r.md5, "new commit" if changed else "unchanged")
@@ -150,7 +162,7 @@ def _normalize(root: Path, rel_path: str | Path) -> str:
 
 
 def _commit(root: Path, files: list[tuple[str, str, str]], message: str,
-            extra: dict[str, bytes] | None = None) -> tuple[str, bool]:
+            extra: dict[str, bytes] | None = None, removed: Sequence[str] = ()) -> tuple[str, bool]:
     """Commit the .dvc files (+ gitignore entries, + `extra` files); then point the real index at what
     was committed."""
     old_head = head_or_none(root)
@@ -161,11 +173,11 @@ def _commit(root: Path, files: list[tuple[str, str, str]], message: str,
         commit_side.update(c)
         index_side.update(i)
     label = ", ".join(rel for rel, _, _ in files)
-    new = guarded(label, "git commit", lambda: commit_blobs(root, commit_side, message))
+    new = guarded(label, "git commit", lambda: commit_blobs(root, commit_side, message, removed))
     if new is None:
         return old_head or "", False
     try:
-        guarded(label, "git index", lambda: stage_blobs(root, index_side))
+        guarded(label, "git index", lambda: stage_blobs(root, index_side, removed))
     except BaseException:
         move_head_back(root, old_head, new)
         raise

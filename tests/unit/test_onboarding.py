@@ -122,3 +122,31 @@ def test_onboarding_report_markdown_and_artifact_keys(monkeypatch):
                                      "production": "1", "new_concept_fidelity": 0.812,
                                      "mlflow_run": "http://mlflow.internal:5000/#/runs/abc123"}
     assert artifact_key("onboard", "By_Ruri 2") == "onboard-by-ruri-2"
+
+
+def test_a_removal_keeps_the_history_square_and_never_reuses_a_task_number():
+    from components.evaluation.forgetting import sequence_metrics
+    from components.lifelong.ledger import Ledger, LedgerEntry
+    from components.onboarding.evaluation import _steps_from_records, history_without
+
+    def rec(task, scores):
+        return {"task": task, "rcf_class_acc": 1.0, "rcf_similarity": 0.9,
+                "concepts": [{"name": n, "fidelity": f, "clip_i": f, "text_alignment": 0.2} for n, f in scores]}
+
+    history = [rec(1, [("a", .9)]), rec(2, [("a", .8), ("b", .7)]), rec(3, [("a", .8), ("b", .6), ("c", .5)]),
+               rec(4, [("a", .7), ("b", .6), ("c", .5), ("d", .9)])]
+    pruned = history_without(history, "b")
+    assert [[c["name"] for c in r["concepts"]] for r in pruned] == [["a"], ["a", "c"]]  # b's row gone, d's replaced
+    now = rec(4, [("a", .75), ("c", .45), ("d", .85)])
+    m = sequence_metrics(_steps_from_records([*pruned, now]))
+    assert m["concepts"] == ["a", "c", "d"] and len(m["matrix"]) == 3
+    assert m["avg_forgetting"] == pytest.approx(((.9 - .75) + (.5 - .45)) / 2)
+    assert history_without(history, "d") == [rec(1, [("a", .9)]), rec(2, [("a", .8), ("b", .7)])]  # the newest
+
+    entries = [LedgerEntry(t, n, "cls", f"<{n}>", "", "") for t, n in ((1, "a"), (2, "b"), (3, "c"))]
+    ledger = Ledger("base", "h", "lfs", entries)
+    assert ledger.without("b").names() == ["a", "c"] and ledger.names() == ["a", "b", "c"]
+    assert ledger.without("c").next_task() == 4 and ledger.without("b").next_task() == 4
+    assert ledger.without("b").without("c").next_task() == 4 and ledger.next_task() == 4
+    with pytest.raises(KeyError):
+        ledger.without("zz")

@@ -211,3 +211,37 @@ def test_failed_commit_restores_the_previous_version(repo):
     assert _git_state(repo) == before
     assert (repo / f"{CONCEPT}.dvc").read_bytes() == dvc_v1
     assert (repo / "data" / "concepts" / ".gitignore").read_bytes() == ignore_v1
+
+
+def test_drop_takes_data_out_in_one_commit_and_purge_keeps_shared_objects(repo):
+    """An erasure's commit removes the .dvc file and the .gitignore entry and deletes the folder; the
+    purge deletes its objects from the cache and the remote, except one another dataset still uses."""
+    from components.versioning import version_paths
+    from components.versioning.purge import drop_objects
+
+    cat = "data/concepts/cat"
+    _write_concept(repo / CONCEPT)
+    _write_concept(repo / cat)
+    (repo / cat / "own.bin").write_bytes(b"only the cat has this")
+    version_paths(repo, [CONCEPT, cat], "two concepts")
+    pointer = (repo / f"{cat}.dvc").read_bytes()
+    cache, remote = repo / ".dvc" / "cache" / "files" / "md5", state_dir(repo) / "dvc-remote" / "files" / "md5"
+    own = hashlib.md5(b"only the cat has this").hexdigest()
+    shared = hashlib.md5((repo / cat / "img_0.bin").read_bytes()).hexdigest()
+    assert (cache / own[:2] / own[2:]).is_file() and (remote / own[:2] / own[2:]).is_file()
+
+    (repo / "erasures").mkdir()
+    version_paths(repo, [], "forget cat", git_files={"erasures/cat.json": b"{}\n"}, drop=[cat])
+    assert _git(repo, "ls-tree", "--name-only", "HEAD", "data/concepts/") .splitlines() == ["data/concepts/.gitignore",
+                                                                                           f"{CONCEPT}.dvc"]
+    assert "/cat" not in _git(repo, "show", "HEAD:data/concepts/.gitignore").splitlines()
+    assert not (repo / cat).exists() and not (repo / f"{cat}.dvc").exists()
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+    deleted = drop_objects(repo, [pointer])
+    assert deleted == {"cache": 2, "remote local": 2}  # cat's own file and its .dir listing
+    for store in (cache, remote):
+        assert not (store / own[:2] / own[2:]).exists()
+        assert (store / shared[:2] / shared[2:]).is_file()  # the dog has the same bytes
+    assert drop_objects(repo, [pointer]) == {"cache": 0, "remote local": 0}  # idempotent
+    assert status_clean(repo, [CONCEPT])

@@ -1,0 +1,25 @@
+"""`forget_concept`: the removal chain of `components.onboarding.forget` (an erasure request), each step
+a Prefect task; publishes what was erased as a markdown artifact."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from components.onboarding.forget import forget
+from components.onboarding.report import artifact_key, result_markdown
+from components.onboarding.stepping import OnboardResult
+from components.onboarding.workspace import load_workspace
+from flows.onboard import as_task
+
+
+@flow(name="forget-concept", log_prints=True)
+def forget_concept(name: str, reason: str, workspace: str | None = None, force: bool = False,
+                   wait: bool = True) -> OnboardResult:
+    """Take concept `name` out of the lifelong model and purge its photos everywhere (refused, with
+    nothing changed, for an unknown name, one erased before, or a gate failure while production holds it)."""
+    result = forget(load_workspace(workspace), name, reason, run_step=as_task, log=get_run_logger().info,
+                    wait=wait, force=force)
+    create_markdown_artifact(result_markdown(result), key=artifact_key("forget", result.concept),
+                             description=f"erasure of {result.concept}")
+    return result
