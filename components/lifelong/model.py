@@ -4,6 +4,7 @@ The K/V update of a task is either a peft LoRA adapter on the UNet's cross-atten
 default: adapters stack, earlier ones stay frozen) or the K/V weights themselves (`full-kv`,
 Custom-Diffusion style: the task trains the very weights earlier tasks trained). During a task the
 model also serves as its own teacher theta_{k-1} (`as_teacher`): the new update switched off.
+For serving, `folded` merges the adapters into the K/V weights: the same theta_k at the cost of the base.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class LifelongModel:
     def __init__(self, bundle: DiffusionBundle, ledger: Ledger):
         self.bundle, self.ledger = bundle, ledger
         self._kv_before: dict[str, torch.Tensor] = {}  # K/V weights as the current task found them
+        self.is_folded = False  # adapters merged into the weights (`folded`): serving only, no more tasks
 
     @classmethod
     def from_base(cls, base_dir: Path, method: str) -> "LifelongModel":
@@ -68,12 +70,42 @@ class LifelongModel:
         elif getattr(unet, "peft_config", None):
             unet.disable_adapters()
 
+    def folded(self) -> "LifelongModel":
+        """Merge every task's LoRA into the K/V weights it adapts and drop the adapter modules (in place;
+        returns self): W += s_k B_k A_k for each adapter k, which is what the stack adds to W x anyway.
+
+        Why: with k stacked adapters every cross-attention K/V forward pays k extra low-rank products, so
+        generation slows as the chain grows; folded, the UNet is a plain one again and costs what the base
+        costs, with the same outputs up to float rounding. Full-K/V tasks are already in the weights and
+        stay as they are. Serving only: a folded model cannot begin a task or be its own teacher (both
+        switch single adapters on and off), so training keeps the stacked model. The ledger is kept
+        (lineage, concept names)."""
+        names = self.adapter_names()
+        if self.is_folded or not names:
+            self.is_folded = True
+            return self
+        unet = self.bundle.unet
+        self._activate(names)  # every adapter on, at the scaling the stacked forward uses
+        with torch.no_grad():
+            # diffusers' fuse -> peft LoraLayer.merge per wrapped layer (safe: refuses non-finite results);
+            # unload swaps each peft wrapper back for its base nn.Linear and forgets the peft config.
+            unet.fuse_lora(lora_scale=1.0, safe_fusing=True, adapter_names=names)
+            unet.unload_lora()
+        self.is_folded = True
+        return self
+
+    def _refuse_if_folded(self, what: str) -> None:
+        if self.is_folded:
+            raise RuntimeError(f"cannot {what}: this model's adapters are folded into its weights (serving "
+                               f"only); rebuild it with LifelongModel.from_ledger to train")
+
     def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int,
                    adapter: str = "lora") -> tuple[LedgerEntry, int]:
         """Add the new token and a fresh LoRA (or open the K/V weights); only those are trainable.
         Returns (entry, token id)."""
         from peft import LoraConfig
 
+        self._refuse_if_folded("begin a task")
         if adapter not in ADAPTERS:
             raise ValueError(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
         if name in self.ledger.names():
@@ -117,6 +149,7 @@ class LifelongModel:
     def as_teacher(self):
         """theta_{k-1} inside theta_k: the current task's adapter is switched off, or (full-K/V) the K/V
         weights are swapped back to what they were before the task (the new token is unused either way)."""
+        self._refuse_if_folded("act as the teacher")
         current = self.ledger.entries[-1]
         if current.adapter == "full-kv":
             layers = kv_layers(self.bundle.unet)
@@ -142,5 +175,6 @@ class LifelongModel:
 
     def save_task(self, out: Path, token_id: int, extra: dict | None = None) -> Path:
         """Write the current (last) task's checkpoint: its LoRA or K/V delta, its token, the full ledger."""
+        self._refuse_if_folded("save a task")
         delta = self.kv_delta() if self.ledger.entries[-1].adapter == "full-kv" else None
         return write_task(out, self.bundle, self.ledger, token_id, delta, extra)

@@ -7,10 +7,11 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
     references_NN      the reference images each concept is drawn with (ICGen), the first few by name
     ledger             a copy of the last checkpoint's ledger whose paths are artifact keys, not paths
 
-`load_context` turns the copied ledger's keys back into the local artifact paths and rebuilds the
-model with `LifelongModel.from_ledger`. `predict` takes a DataFrame (`prompt`, optional
-`concept`, `seed`, `steps`) and returns base64-encoded PNGs, which serialise over
-`mlflow models serve` JSON.
+`load_context` turns the copied ledger's keys back into the local artifact paths, rebuilds the
+model with `LifelongModel.from_ledger` and folds its LoRA adapters into the K/V weights (a served
+model never trains; folded, a UNet step costs what the base's does however long the chain).
+`predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
+base64-encoded PNGs, which serialise over `mlflow models serve` JSON.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
                                      f"load the version that replaced it")
         # The logged ledger names artifacts, not paths: map each key to where MLflow put it.
         ledger = raw.with_paths(lambda key: arts[key])
-        self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY]))
+        # Serving never trains: fold the stacked adapters so each step costs what the base costs (the ledger
+        # stays, for lineage and `concepts`).
+        self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY])).folded()
         method = METHODS.get(ledger.method)
         self.icgen = bool(method and method.icgen)
         config = dict(context.model_config or {})  # params.yaml's sampling at logging time
