@@ -194,8 +194,8 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     assert erasure == record
 
     # The same request again: refused, it was erased.
-    rc, out = _lfsd(workspace, args, tmp_path / "again.log", prefect_api)
-    assert rc == 2 and "already erased" in out and "Traceback" not in out
+    with pytest.raises(ErasureRefused, match=f"'{name}' was already erased on .* by .* \\(erasure request #7\\)"):
+        forget(ws, name, "again", log=_quiet)
 
     # An old commit's pointers resolve to nothing: `lfsd pull` there names the erasure, pulls the rest.
     git(workspace, "checkout", "-q", f"HEAD~{1 + 1}")  # before the erasure and the gate-bound commit

@@ -150,3 +150,18 @@ def test_a_removal_keeps_the_history_square_and_never_reuses_a_task_number():
     assert ledger.without("b").without("c").next_task() == 4 and ledger.next_task() == 4
     with pytest.raises(KeyError):
         ledger.without("zz")
+
+
+def test_a_refused_erasure_is_one_line_and_exit_code_2(capsys):
+    import typer
+
+    from components.cli.running import _run_flow
+    from components.onboarding.erasure import ErasureRefused
+
+    def refuse():
+        raise ErasureRefused("'x' was already erased on 2026-12-03 by alice (licence ended)")
+
+    with pytest.raises(typer.Exit) as exit_:
+        _run_flow(refuse)
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == "refused: 'x' was already erased on 2026-12-03 by alice (licence ended)"
