@@ -14,6 +14,8 @@ from components.onboarding.workspace import Workspace
 from components.registry.model_card import CardConcept, concepts_tag, version_card
 
 GATE_TAG = "lfsd.gate"
+SEQUENCE_METRICS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "rcf_class_acc",
+                    "new_concept_fidelity", "text_alignment", "final_clip_i")
 GATE_REASON_TAG = "lfsd.gate_reason"
 
 
@@ -66,7 +68,7 @@ def log_and_register(
     lineage tags; the version gets alias `candidate`. Returns (run_id, version)."""
     import mlflow
 
-    from components.registry import CANDIDATE, log_lifelong_model, set_alias, setup_tracking
+    from components.registry import CANDIDATE, set_alias, setup_tracking
 
     setup_tracking(ws.root, ws.params.pipeline.experiment)
     name = ws.params.pipeline.model_name
@@ -85,25 +87,47 @@ def log_and_register(
         log_dataset_input(lineage["lfsd.dataset_path"], lineage["lfsd.dataset_dvc_md5"], concept, class_word,
                           shots_in(ws.root / lineage["lfsd.dataset_path"]))
         log_training_rows(losses)
-        m = evaluation.metrics
-        mlflow.log_metrics({k: float(m[k]) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
-                                                      "rcf_class_acc", "new_concept_fidelity", "text_alignment",
-                                                      "final_clip_i")})
-        mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
-        log_forgetting_history(m)
+        _log_evaluation(evaluation)
         mlflow.log_metric("train_seconds", train_seconds)
-        mlflow.log_dict({"steps": [evaluation.step], "metrics": m}, "forgetting.json")
-        mlflow.log_artifact(str(evaluation.heatmap), "figures")
-        mlflow.log_artifact(str(evaluation.samples), "figures")
+        mlflow.log_dict({"steps": [evaluation.step], "metrics": evaluation.metrics}, "forgetting.json")
         die_here_if_asked("during-register")
-        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
-        # Registered with its lineage tags in ONE call: a version without them can never exist, so a
-        # rerun after a kill finds the version by its checkpoint md5 instead of registering twice.
-        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+        version = _register_in_run(ws, checkpoint, name, tags)
+    _card_and_candidate(name, version)
+    return run.info.run_id, version
+
+
+def _log_evaluation(evaluation) -> None:
+    """The sequence metrics, this step's gate inputs, the forgetting history and the figures (active run)."""
+    import mlflow
+
+    m = evaluation.metrics
+    mlflow.log_metrics({k: float(m[k]) for k in SEQUENCE_METRICS})
+    mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
+    log_forgetting_history(m)
+    mlflow.log_artifact(str(evaluation.heatmap), "figures")
+    mlflow.log_artifact(str(evaluation.samples), "figures")
+
+
+def _register_in_run(ws: Workspace, checkpoint: Path, name: str, tags: dict[str, str]) -> str:
+    """Log the chain as a pyfunc in the active run and register it with its lineage tags in ONE call: a
+    version without them can never exist, so a rerun after a kill finds the version by its checkpoint md5
+    instead of registering twice. Returns the version."""
+    import mlflow
+
+    from components.registry import log_lifelong_model
+
+    info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
+    return str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+
+
+def _card_and_candidate(name: str, version: str) -> None:
+    import mlflow
+
+    from components.registry import CANDIDATE, set_alias
+
     client = mlflow.MlflowClient()
     client.update_model_version(name, version, description=version_card(client, name, version))
     set_alias(name, CANDIDATE, version)
-    return run.info.run_id, version
 
 
 def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluation, lineage: dict[str, str]) -> tuple[str, str]:
@@ -112,7 +136,7 @@ def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluat
     Registered once: a rerun finds the version by its checkpoint md5."""
     import mlflow
 
-    from components.registry import CANDIDATE, log_lifelong_model, set_alias, setup_tracking
+    from components.registry import setup_tracking
 
     setup_tracking(ws.root, ws.params.pipeline.experiment)
     name = ws.params.pipeline.model_name
@@ -122,20 +146,11 @@ def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluat
     tags = {**lineage, "lfsd.forgot": record.concept, "lfsd.forgot_reason": record.reason,
             "lfsd.erasure_record": record.git_path(), "lfsd.card_concepts": concepts_tag(card_concepts(checkpoint))}
     with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "removal"}) as run:
-        m = evaluation.metrics
-        mlflow.log_metrics({k: float(m[k]) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
-                                                      "rcf_class_acc", "new_concept_fidelity", "text_alignment")})
-        mlflow.log_metrics({f"step.{k}": float(v) for k, v in evaluation.current.items()})
+        _log_evaluation(evaluation)
         mlflow.log_metrics({f"erased.{k}": float(v) for k, v in record.measured.items()})
-        log_forgetting_history(m)
         mlflow.log_dict(dataclasses.asdict(record), "erasure.json")
-        mlflow.log_artifact(str(evaluation.heatmap), "figures")
-        mlflow.log_artifact(str(evaluation.samples), "figures")
-        info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
-        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
-    client = mlflow.MlflowClient()
-    client.update_model_version(name, version, description=version_card(client, name, version))
-    set_alias(name, CANDIDATE, version)
+        version = _register_in_run(ws, checkpoint, name, tags)
+    _card_and_candidate(name, version)
     return run.info.run_id, version
 
 
