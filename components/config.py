@@ -185,6 +185,15 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class SdBaseConfig:
+    """What `lfsd init --base` writes into a new workspace's params.yaml when the base is a Stable
+    Diffusion folder: the KD prompts must be captions that base knows, not the embedded world's."""
+
+    kd_templates: tuple[str, ...]
+    class_candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Params:
     world: WorldConfig
     model: ModelConfig
@@ -199,6 +208,7 @@ class Params:
     gate: GateConfig
     pipeline: PipelineConfig
     runtime: RuntimeConfig
+    sd_base: SdBaseConfig
 
 
 DERIVED = {("model", "image_size"): ("world", "image_size")}  # (section, key) <- (section, key)

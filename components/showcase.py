@@ -41,7 +41,7 @@ def main() -> int:
     rows = []
     for folder in sorted((REPO_ROOT / "examples" / "concepts").iterdir()):
         meta = yaml.safe_load((folder / "concept.yaml").read_text())
-        refs = load_reference_folder(folder, bundle.vae.config.sample_size)
+        refs = load_reference_folder(folder, bundle.image_size)
         prompt = f"a {meta['class_word']} on a white background"
         seeds = list(range(4))
         with_ctx = generate(bundle, [prompt] * 4, seeds, references=refs[None].expand(4, -1, -1, -1, -1),

@@ -64,6 +64,17 @@ def tiny_base_dir(tiny_model_config, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def sd_base_dir(tmp_path_factory):
+    """A tiny base with Stable Diffusion 1.x's exact folder layout and block structure (random weights,
+    64 px): what `python -m components.model.sd_shaped` writes. Built once per session (~2 s)."""
+    from components.model.sd_shaped import build_sd_shaped
+
+    out = tmp_path_factory.mktemp("sd") / "sd-base"
+    build_sd_shaped(out, resolution=64, seed=0)
+    return out
+
+
 @pytest.fixture
 def two_concepts(tmp_path):
     from components.world.concepts import write_concepts

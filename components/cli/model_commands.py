@@ -76,7 +76,7 @@ def generate(
     bundle = load(Path(model))
     refs = None
     if context is not None:
-        refs = load_reference_folder(context, bundle.vae.config.sample_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
+        refs = load_reference_folder(context, bundle.image_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
     images = sample(
         bundle, [prompt] * n, [seed + i for i in range(n)], references=refs,
         steps=steps or params.sampling.steps, guidance_scale=guidance or params.sampling.guidance_scale,

@@ -157,13 +157,15 @@ def init(
 ) -> None:
     """Create a workspace: a git + DVC repository with the base and evaluator models and a params.yaml
     holding only this workspace's own values."""
+    from components.model.base_folder import BaseFolderError
     from components.onboarding.workspace import init_workspace
 
     if directory.exists():
         _fail(f"error: {directory}: already exists; a workspace is created in a new folder")
-    if base is not None and not (base / "unet").is_dir():
-        _fail(f"error: {base}: not a diffusers model folder (no unet/)")
-    root = init_workspace(directory, base_dir=base)
+    try:
+        root = init_workspace(directory, base_dir=base)
+    except BaseFolderError as e:
+        _fail(f"error: not a usable base: {e}", 2)
     typer.echo(f"workspace {root.resolve()} created; onboard with: cd {directory} && lfsd onboard CONCEPT_FOLDER")
 
 

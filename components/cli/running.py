@@ -65,6 +65,7 @@ def _writer(root: str, command: str, no_wait: bool):
 def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
+    from components.lifelong import BaseMismatch
     from components.onboarding.erasure import ErasureRefused
     from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
     from components.registry import RegistryError
@@ -78,6 +79,8 @@ def _run_flow(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ValidationError as e:
         _fail(str(e), 2)
+    except BaseMismatch as e:
+        _fail(f"error: {e}", 2)
     except ErasureRefused as e:
         _fail(f"refused: {e}", 2)
     except WorkspaceBusy as e:

@@ -81,7 +81,7 @@ class ForgettingEvaluator:
         protocol's prompts and seeds, scored against its references; also for a concept the model no
         longer holds (after a removal: its token is then plain text to the tokenizer)."""
         b, n = model.bundle, self.cfg.images_per_prompt
-        refs_all = load_reference_folder(entry.references, b.vae.config.sample_size, limit=64)
+        refs_all = load_reference_folder(entry.references, b.image_size, limit=64)
         prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
         refs = None
         if icgen and self.cfg.use_references:

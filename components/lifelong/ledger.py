@@ -102,6 +102,19 @@ def relativize_ledger(checkpoint: Path, root: Path) -> Ledger:
     return ledger
 
 
+class BaseMismatch(ValueError):
+    """The base folder is not the one the chain was trained on: theta_k would be rebuilt on other weights."""
+
+
+def verify_base(base_dir: Path, base_hash: str) -> None:
+    """Raise BaseMismatch naming the folder unless its content hash is the chain's `base_hash`."""
+    actual = folder_hash(base_dir)
+    if actual != base_hash:
+        raise BaseMismatch(f"{base_dir}: base hash {actual[:12]}... differs from {base_hash[:12]}..., the base the "
+                           f"chain was trained on; restore that base (e.g. `git checkout -- models/base` or "
+                           f"`dvc pull models/base.dvc`) or start a new workspace for this one (`lfsd init DIR --base`)")
+
+
 def folder_hash(folder: Path) -> str:
     """sha256 over (relative path, content) of every file: the base's identity."""
     h = hashlib.sha256()

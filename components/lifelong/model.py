@@ -18,7 +18,7 @@ from components.config import ADAPTERS
 from components.lifelong.checkpoint import (
     LORA_TARGETS, adapter_name, add_token, apply_task, kv_layers, write_task,
 )
-from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger
+from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger, verify_base
 from components.model.pipeline import DiffusionBundle, load
 
 
@@ -39,8 +39,7 @@ class LifelongModel:
         """Rebuild theta_k from a ledger whose paths are absolute: the base (verified by hash) plus every
         task's token and K/V update, in order."""
         base_dir = Path(base_dir or ledger.base)
-        if folder_hash(base_dir) != ledger.base_hash:
-            raise ValueError(f"{base_dir}: base hash differs from the one the chain was trained on")
+        verify_base(base_dir, ledger.base_hash)
         model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method, retired=ledger.retired))
         for entry in ledger.entries:
             apply_task(model.bundle, entry)

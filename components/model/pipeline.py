@@ -31,10 +31,24 @@ class DiffusionBundle:
     unet: torch.nn.Module
     context_encoder: ContextEncoder
     scheduler: object  # DDPMScheduler used for training; sampling builds a DDIMScheduler from its config
+    # False for a base folder without a trained context path (a plain SD folder): the path attached is
+    # fresh and output-neutral, so ICGen would be a no-op and methods run without it (`uses_icgen`).
+    has_context_path: bool = True
 
     @property
     def latent_scale(self) -> float:
         return float(self.vae.config.scaling_factor)
+
+    @property
+    def image_size(self) -> int:
+        """Pixels per side the base generates and is trained at: the UNet's latent size times the VAE's
+        downsampling (read from the configs, never assumed: 32 for the world base, 512 for SD 1.5)."""
+        return int(self.unet.config.sample_size) * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the UNet predicts: "epsilon" (SD 1.x, the world base) or "v_prediction" (SD 2.x 768)."""
+        return str(self.scheduler.config.get("prediction_type", "epsilon"))
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"text_encoder": self.text_encoder, "vae": self.vae, "unet": self.unet, "context_encoder": self.context_encoder}
@@ -170,6 +184,12 @@ def save(bundle: DiffusionBundle, out: Path, extra: dict | None = None) -> None:
     (out / "lfsd_index.json").write_text(json.dumps(index, indent=2))
 
 
+def has_trained_context_path(path: Path) -> bool:
+    """A saved lfsd bundle carries its trained context path (`context_encoder/` + the IP-Adapter file);
+    a Stable Diffusion folder does not."""
+    return (Path(path) / "context_encoder").is_dir() and (Path(path) / IP_ADAPTER_FILE).is_file()
+
+
 def load(path: Path, context_embed_dim: int = 64) -> DiffusionBundle:
     """Load a saved bundle or a local Stable Diffusion folder. A folder without a context path gets a
     fresh (untrained, output-neutral) one, so every model in lfsd has the same interface."""
@@ -191,6 +211,7 @@ def load(path: Path, context_embed_dim: int = 64) -> DiffusionBundle:
         context_encoder = ContextEncoder.from_pretrained(path / "context_encoder")
     else:
         context_encoder = ContextEncoder(embed_dim=context_embed_dim)
+    has_context_path = has_trained_context_path(path)
     if (path / IP_ADAPTER_FILE).is_file():
         flat = load_file(path / IP_ADAPTER_FILE)
         state: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
@@ -200,4 +221,4 @@ def load(path: Path, context_embed_dim: int = 64) -> DiffusionBundle:
     else:
         state = fresh_ip_adapter_state(unet, context_encoder.config.embed_dim)
     attach_context_path(unet, state)
-    return DiffusionBundle(tokenizer, text_encoder, vae, unet, context_encoder, scheduler).eval()
+    return DiffusionBundle(tokenizer, text_encoder, vae, unet, context_encoder, scheduler, has_context_path).eval()

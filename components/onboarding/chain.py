@@ -58,6 +58,9 @@ def _onboard_locked(ws: Workspace, folder: Path, launcher, step: Timed, parent_r
         result = step("train", steps.train, ws, dataset, out, previous, launcher, reported.append, attempt)
         resumed = f", resumed after step {result.resumed_from_step} of a killed attempt" if result.resumed_from_step else ""
         log(f"trained {out.name} in {result.seconds:.1f} s ({result.step_seconds * 1000:.0f} ms/step{resumed})")
+        icgen = steps.icgen_tag(out).get("lfsd.icgen", "on")
+        if icgen.startswith("off"):  # never a silent downgrade: said here, and tagged on the run and the version
+            log(f"ICGen {icgen}: {out.name} trained without it (tag lfsd.icgen)")
         evaluation = step("evaluate", steps.evaluate_forgetting, ws, out, previous)
         log("forgetting: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluation.current.items()))
         data_rec, ckpt_rec = step("version_checkpoint", steps.version_checkpoint, ws, dataset, out,

@@ -57,7 +57,7 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     from components.model.pipeline import load
     from components.progress import progress
     from components.lifelong import LifelongModel
-    from components.training.methods import get_method
+    from components.training.methods import uses_icgen
 
     torch.set_num_threads(ws.params.runtime.threads)
     clip, dino = load_evaluator(ws.evaluator_dir)
@@ -66,7 +66,7 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
     evaluator.base_rcf_images(load(ws.base_dir), classes)
     with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes), enabled=show_progress) as advance:
-        step = evaluator.score_step(model, icgen=get_method(model.ledger.method).icgen, rcf_classes=classes,
+        step = evaluator.score_step(model, icgen=uses_icgen(model.ledger.method, model.bundle.has_context_path), rcf_classes=classes,
                                     advance=advance)
     if history is None:
         history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []

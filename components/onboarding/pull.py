@@ -39,7 +39,8 @@ def pull(ws: Workspace) -> list[str]:
     from components.versioning import restore
     from components.versioning.git import committed_names
 
-    targets = [f"{folder}/{n.removesuffix('.dvc')}" for folder in (ws.params.pipeline.data_dir, ws.params.pipeline.checkpoint_dir)
+    folders = ("models", ws.params.pipeline.data_dir, ws.params.pipeline.checkpoint_dir)  # models/: a DVC-tracked SD base
+    targets = [f"{folder}/{n.removesuffix('.dvc')}" for folder in folders
                for n in committed_names(ws.root, folder) if n.endswith(".dvc")]
     erased = {path: r for r in erasure_records_everywhere(ws) for path in (r.dataset, r.checkpoint)}
     wanted = [t for t in targets if t not in erased]

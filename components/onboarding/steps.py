@@ -24,11 +24,16 @@ from components.onboarding.workspace import Workspace
 
 
 def validate(ws: Workspace, folder: Path) -> ConceptSubmission:
-    """Raises ValidationError naming every bad file and why; changes nothing."""
+    """Raises ValidationError naming every bad file and why, or BaseMismatch when the workspace's base is not
+    the one its chain was trained on; changes nothing."""
+    from components.lifelong import verify_base
     from components.validation import require_valid
 
     p = ws.params.pipeline
     report = require_valid(Path(folder), min_shots=p.min_shots, max_shots=p.max_shots, learned_names=ws.learned_names())
+    ledger = ws.ledger()
+    if ledger is not None:
+        verify_base(ws.base_dir, ledger.base_hash)
     return submission_of(report)
 
 
@@ -94,7 +99,16 @@ def lineage_tags(ws: Workspace, data_rec, ckpt_rec) -> dict[str, str]:
         "lfsd.checkpoint_dvc_md5": ckpt_rec.md5, "lfsd.checkpoint_path": ckpt_rec.path,
         "lfsd.git_commit": ckpt_rec.commit, "lfsd.base_hash": ledger.base_hash, "lfsd.method": ledger.method,
         "lfsd.ledger": ",".join(ledger.names()),
-    }
+    } | icgen_tag(ws.root / ckpt_rec.path)
+
+
+def icgen_tag(checkpoint: Path) -> dict[str, str]:
+    """`lfsd.icgen`: whether the task trained with ICGen, and why not (a base without a context path)."""
+    from components.lifelong.checkpoint import TRAINING_FILE
+
+    training = checkpoint / TRAINING_FILE
+    status = json.loads(training.read_text()).get("icgen") if training.is_file() else None
+    return {"lfsd.icgen": status} if status else {}
 
 
 def register(ws: Workspace, **kwargs) -> tuple[str, str]:

@@ -112,25 +112,46 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
                    base_dir: Path | None = None) -> Path:
     """A new, empty workspace: a git repository with the base and evaluator of `models_from`, its
     params.yaml (with `params_overrides` per section), DVC initialised with the local default remote,
-    one initial commit. For a separate deployment checkout, benchmarks and tests (`base_dir`: another base)."""
+    one initial commit. For a separate deployment checkout, benchmarks and tests (`base_dir`: another base).
+
+    A Stable Diffusion folder as `base_dir` is checked first (BaseFolderError naming the bad file; nothing
+    is created), versioned with DVC rather than git (gigabytes), and gets the `sd_base` training values
+    (KD captions that base knows) in the workspace's params.yaml unless `params_overrides` sets them."""
     import shutil
 
     import yaml
 
+    from components.model.base_folder import check_base_folder
     from components.onboarding.dvc_metrics import DVC_YAML_SECTIONS
-    from components.versioning import ensure_dvc_repo
+    from components.versioning import ensure_dvc_repo, push_path
     from components.versioning.git import commit_all, init_repo
 
     root = Path(root)
+    sd_base = base_dir is not None and is_sd_folder(Path(base_dir))
+    if base_dir is not None:
+        check_base_folder(Path(base_dir))
+    overrides = {k: dict(v) for k, v in (params_overrides or {}).items()}
+    if sd_base:
+        sd = load_params().sd_base
+        training = overrides.setdefault("training", {})
+        training.setdefault("kd_templates", list(sd.kd_templates))
+        training.setdefault("class_candidates", list(sd.class_candidates))
     root.mkdir(parents=True)
     shutil.copytree(base_dir or Path(models_from) / "models" / "base", root / "models" / "base")
     shutil.copytree(Path(models_from) / "models" / "evaluator", root / "models" / "evaluator")
     header = "# This workspace's values where they differ from lfsd's params.yaml (which holds every default).\n"
-    (root / "params.yaml").write_text(header + yaml.safe_dump(params_overrides or {}, sort_keys=False))
+    (root / "params.yaml").write_text(header + yaml.safe_dump(overrides, sort_keys=False))
     (root / ".gitignore").write_text(".lfsd/\n")
     (root / "dvc.yaml").write_text("# What `dvc metrics show` and `dvc plots show` read (written by each onboarding).\n"
                                    + yaml.safe_dump(DVC_YAML_SECTIONS, sort_keys=False))
     init_repo(root)
     ensure_dvc_repo(root)
+    if sd_base:
+        push_path(root, "models/base")
     commit_all(root, "lfsd workspace")
     return root
+
+
+def is_sd_folder(base_dir: Path) -> bool:
+    """A diffusers Stable Diffusion folder (model_index.json), not an lfsd bundle (lfsd_index.json)."""
+    return (base_dir / "model_index.json").is_file() and not (base_dir / "lfsd_index.json").is_file()

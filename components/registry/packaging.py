@@ -41,18 +41,17 @@ def model_signature():
 def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: Path) -> tuple[dict[str, str], dict]:
     """The `artifacts` mapping for log_model plus a metadata summary. The copied ledger and the
     reference images are written under `staging`; the base and checkpoints are used in place."""
-    from components.lifelong import LEDGER_FILE, folder_hash, read_ledger
+    from components.lifelong import LEDGER_FILE, read_ledger, verify_base
     from components.model.references import IMAGE_SUFFIXES
-    from components.training.methods import METHODS
+    from components.model.pipeline import has_trained_context_path
+    from components.training.methods import uses_icgen
 
     checkpoint_dir, base_dir = Path(checkpoint_dir).resolve(), Path(base_dir).resolve()
     ledger = read_ledger(checkpoint_dir)
     if not ledger.entries:
         raise ValueError(f"{checkpoint_dir}: the ledger lists no concepts")
-    if folder_hash(base_dir) != ledger.base_hash:
-        raise ValueError(f"{base_dir}: base hash differs from the one {checkpoint_dir} was trained on")
-    method = METHODS.get(ledger.method)
-    icgen = bool(method and method.icgen)
+    verify_base(base_dir, ledger.base_hash)
+    icgen = uses_icgen(ledger.method, has_trained_context_path(base_dir))
     artifacts = {BASE_KEY: str(base_dir)}
     source = {"checkpoints": [], "references": []}
     for entry in ledger.entries:

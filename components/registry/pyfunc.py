@@ -75,7 +75,7 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
 
         from components.lifelong import Ledger, LifelongModel
         from components.model.references import load_reference_folder
-        from components.training.methods import METHODS
+        from components.training.methods import uses_icgen
 
         arts = context.artifacts
         raw = Ledger.read(Path(arts[LEDGER_KEY]))
@@ -89,12 +89,11 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         # Serving never trains: fold the stacked adapters so each step costs what the base costs (the ledger
         # stays, for lineage and `concepts`).
         self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY])).folded()
-        method = METHODS.get(ledger.method)
-        self.icgen = bool(method and method.icgen)
+        self.icgen = uses_icgen(ledger.method, self.model.bundle.has_context_path)
         config = dict(context.model_config or {})  # params.yaml's sampling at logging time
         self.default_steps = int(config["steps"])
         self.guidance_scale = float(config["guidance_scale"])
-        self.image_size = int(self.model.bundle.vae.config.sample_size)
+        self.image_size = self.model.bundle.image_size
         self.references: dict[str, torch.Tensor] = {}
         if self.icgen:
             for entry in self.model.ledger.entries:

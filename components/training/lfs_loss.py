@@ -144,6 +144,14 @@ def clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the objective
 
+def denoising_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the base's UNet predicts at (x_t, t), read from its scheduler config: the noise (epsilon: SD
+    1.x, the world base) or the velocity (v_prediction: SD 2.x 768)."""
+    if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    return noise
+
+
 class LFSObjective:
     """Everything task k's loss needs, prepared once (shots' latents, teacher bank, prior images);
     `loss(step, rng)` draws one batch and returns (L, per-term values)."""
@@ -152,7 +160,8 @@ class LFSObjective:
                  class_candidates: list[str], previous_subjects: list[str]):
         self.model, self.method, self.cfg, self.task = model, method, cfg, model.ledger.entries[-1].task
         b = model.bundle
-        self.images = concept.load_images(b.vae.config.sample_size)  # (K, 3, H, W): the only files a task reads
+        self.icgen = method.icgen and b.has_context_path  # off on a base without a context path (methods.uses_icgen)
+        self.images = concept.load_images(b.image_size)  # (K, 3, H, W): the only files a task reads
         with torch.no_grad():
             self.latent_dist = b.vae.encode(self.images).latent_dist
         self.prompt = concept.prompt()
@@ -168,7 +177,7 @@ class LFSObjective:
         """(B, 1, E): for each picked shot the other shots' embedding (leave-one-out), zeros if dropped."""
         cfg, k = self.cfg, self.images.shape[0]
         context = torch.zeros(cfg.batch_size, 1, ctx_dim)
-        if self.method.icgen and k > 1:
+        if self.icgen and k > 1:
             keep = torch.from_numpy(rng.random(cfg.batch_size) >= cfg.icgen_context_dropout)
             if keep.any():
                 refs = torch.stack([self.images[[j for j in range(k) if j != int(i)]] for i in picks[keep]])  # (B', K-1, 3, H, W)
@@ -186,7 +195,8 @@ class LFSObjective:
         context = self._icgen_context(picks, rng, ctx_dim)
         noise = torch.randn_like(latents)
         t = torch.randint(0, n_train, (cfg.batch_size,))
-        x_in, t_in, p_in, c_in, targets = [b.scheduler.add_noise(latents, noise, t)], [t], [self.prompt] * cfg.batch_size, [context], [noise]
+        x_in, t_in, p_in, c_in, targets = [b.scheduler.add_noise(latents, noise, t)], [t], [self.prompt] * cfg.batch_size, [context], \
+            [denoising_target(b.scheduler, latents, noise, t)]
         n_main = cfg.batch_size
         if self.prior is not None:
             idx = torch.from_numpy(rng.integers(len(self.prior[0]), size=cfg.prior_batch_size))
@@ -196,7 +206,7 @@ class LFSObjective:
             t_in.append(p_t)
             p_in = p_in + [self.prior[1][i] for i in idx.tolist()]
             c_in.append(torch.zeros(cfg.prior_batch_size, 1, ctx_dim))
-            targets.append(p_noise)
+            targets.append(denoising_target(b.scheduler, self.prior[0][idx], p_noise, p_t))
             n_main += cfg.prior_batch_size
         kd: KDBatch | None = None
         if self.bank is not None:

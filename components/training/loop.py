@@ -22,7 +22,7 @@ from components.lifelong import LifelongModel
 from components.training import resume as resumable
 from components.training.concept import Concept
 from components.training.lfs_loss import LFSObjective
-from components.training.methods import Method
+from components.training.methods import Method, icgen_status
 
 Report = Callable[[dict], None]
 
@@ -118,5 +118,6 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
     step_seconds = float(np.median(step_times[1:] if len(step_times) > 1 else step_times)) if step_times else 0.0
     model.save_task(out, token_id, extra={"method": method.name, "steps": cfg.steps, "seconds": seconds,
                                           "step_seconds": step_seconds, "relevant_prompts": objective.relevant,
+                                          "icgen": icgen_status(method.name, b.has_context_path),
                                           "final": losses[-1]})
     return TaskResult(Path(out), seconds, step_seconds, losses, objective.relevant, resumed_from_step=first - 1)

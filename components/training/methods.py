@@ -32,3 +32,23 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
+
+
+NO_CONTEXT_PATH = "off: the base has no trained context path (no context_encoder/ and ip_adapter.safetensors)"
+
+
+def uses_icgen(method_name: str, has_context_path: bool) -> bool:
+    """Whether ICGen is on for a chain of `method_name` on this base. A plain Stable Diffusion folder has no
+    trained context path (lfsd attaches an output-neutral one), so ICGen would train and draw with a path
+    that does nothing: the method then runs without it, and the run and the model version say so
+    (`icgen_status`, tag `lfsd.icgen`) instead of a silent downgrade."""
+    method = METHODS.get(method_name)
+    return bool(method and method.icgen and has_context_path)
+
+
+def icgen_status(method_name: str, has_context_path: bool) -> str:
+    """"on", "not used by <method>", or why it is off: the value of the `lfsd.icgen` tag."""
+    method = METHODS.get(method_name)
+    if not (method and method.icgen):
+        return f"not used by {method_name}"
+    return "on" if has_context_path else NO_CONTEXT_PATH

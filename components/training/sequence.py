@@ -52,7 +52,7 @@ def run_sequence(
         if evaluator is not None:
             classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
             evaluator.base_rcf_images(base.bundle, classes)
-            step = evaluator.score_step(model, icgen=method.icgen, rcf_classes=classes)
+            step = evaluator.score_step(model, icgen=method.icgen and model.bundle.has_context_path, rcf_classes=classes)
             steps.append(step)
             log(f"[{method_name}]   fidelity " + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
                 + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}")

@@ -69,7 +69,7 @@ def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_d
     model = LifelongModel.from_checkpoint(checkpoint, base)
     refs = None
     if references_dir is not None:
-        refs = load_reference_folder(references_dir, model.bundle.vae.config.sample_size, 3)[None]
+        refs = load_reference_folder(references_dir, model.bundle.image_size, 3)[None]
     return to_uint8(generate(model.bundle, [prompt], [seed], references=refs, steps=STEPS,
                              guidance_scale=load_params().sampling.guidance_scale))[0]
 
