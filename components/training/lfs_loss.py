@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from components.config import TrainingConfig
 from components.lifelong import LifelongModel
+from components.model.losses import denoising_target
 from components.model.pipeline import encode_prompts
 from components.model.sampling import denoise, generate
 from components.training.concept import Concept
@@ -143,13 +144,6 @@ def clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the objective
-
-def denoising_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """What the base's UNet predicts at (x_t, t), read from its scheduler config: the noise (epsilon: SD
-    1.x, the world base) or the velocity (v_prediction: SD 2.x 768)."""
-    if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
-        return scheduler.get_velocity(latents, noise, t)
-    return noise
 
 
 class LFSObjective:

@@ -69,37 +69,11 @@ def test_fresh_context_path_is_output_neutral(tiny_model_config):
     assert torch.allclose(with_ctx, without, atol=1e-5)
 
 
-def _write_tiny_sd_folder(path):
-    """A random Stable-Diffusion-shaped folder: SD block layout, 8x VAE, CLIP text encoder, tokenizer."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tok = build_clip_tokenizer(16)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
-        sample_size=64,
-    )
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, max_position_embeddings=16,
-                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                        pad_token_id=tok.pad_token_id))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
-                                   scheduler=PNDMScheduler(skip_prk_steps=True), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(path)
-
-
-def test_stable_diffusion_folder_trains_and_samples_through_the_same_code(tmp_path):
-    _write_tiny_sd_folder(tmp_path / "sd")
-    assert (tmp_path / "sd" / "model_index.json").is_file()
-    bundle = load(tmp_path / "sd")
+def test_stable_diffusion_folder_trains_and_samples_through_the_same_code(sd_base_dir, tmp_path):
+    assert (sd_base_dir / "model_index.json").is_file()
+    bundle = load(sd_base_dir)
+    assert bundle.image_size == 64 and bundle.prediction_type == "epsilon"  # read from its configs
+    assert not bundle.has_context_path  # an SD folder has none: ICGen is off on it (methods.uses_icgen)
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     latents = bundle.encode_images(images)
     assert latents.shape == (2, 4, 8, 8)  # latent space through its 8x VAE
@@ -117,3 +91,33 @@ def test_stable_diffusion_folder_trains_and_samples_through_the_same_code(tmp_pa
     assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
     save(bundle, tmp_path / "saved")
     assert load(tmp_path / "saved").unet.config.cross_attention_dim == 32
+
+
+def test_lfsd_sampling_on_an_sd_folder_is_the_stock_pipelines_sampling(sd_base_dir):
+    """The one DDIM loop draws what diffusers' StableDiffusionPipeline draws from the same seed: what makes
+    exported LoRA/embedding files reproduce `lfsd generate` in stock tools."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    bundle = load(sd_base_dir)
+    ours = generate(bundle, ["a photo of a dog"], [7], steps=4, guidance_scale=7.5)
+    pipe = StableDiffusionPipeline.from_pretrained(sd_base_dir)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False,
+                                               steps_offset=1)
+    theirs = pipe("a photo of a dog", num_inference_steps=4, guidance_scale=7.5, output_type="pt",
+                  generator=torch.Generator().manual_seed(7)).images
+    assert theirs.shape == (1, 3, 64, 64)
+    assert torch.allclose((ours + 1) / 2, theirs, atol=1e-5)
+
+
+def test_the_training_target_follows_the_bases_prediction_type():
+    """epsilon bases learn the noise, v_prediction bases (SD 2.x 768) the velocity."""
+    from diffusers import DDPMScheduler
+
+    from components.model.losses import denoising_target
+
+    x, noise, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.tensor([10, 900])
+    eps = DDPMScheduler(prediction_type="epsilon")
+    v = DDPMScheduler(prediction_type="v_prediction")
+    assert torch.equal(denoising_target(eps, x, noise, t), noise)
+    a = v.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.allclose(denoising_target(v, x, noise, t), a.sqrt() * noise - (1 - a).sqrt() * x, atol=1e-6)
