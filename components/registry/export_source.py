@@ -1,0 +1,239 @@
+"""The read side of `lfsd export`: one registered version's concepts, fetched and checked.
+
+Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base
+is named by the ledger's hash, so only `MLmodel`, the ledger, those files and (for the architecture
+tag) the base's `unet/config.json` are downloaded, never the base's weights or the reference photos.
+Everything is checked here, before export.py writes a byte: an unknown URI, a missing or unreadable
+file (named by its path inside the model) is an ExportError; an erased version or a full-K/V task an
+ExportRefused. A full-K/V task changed the K/V weights themselves (a full-rank delta, not a LoRA), so
+no LoRA file reproduces the version, and exporting the other concepts alone would draw something else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.registry import lora_formats as lf
+
+SD_DOWN = ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+SD_UP = ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # mlflow's codes for an unknown version/alias/file
+
+
+class ExportError(RuntimeError):
+    """The version cannot be exported: unknown URI, or a file missing or corrupted (names which)."""
+
+
+class ExportRefused(ExportError):
+    """The version must not be exported (erased), or cannot be exactly (a full-K/V task)."""
+
+
+@dataclass
+class ConceptExport:
+    name: str
+    token: str
+    class_word: str
+    task: int
+    lora: lf.LoraPairs  # scale folded into B
+    embedding: object  # (D,) tensor
+    steps: int | None
+
+    def summary(self) -> dict:
+        return {"name": self.name, "token": self.token, "class_word": self.class_word, "task": self.task,
+                "rank": lf.rank_of(self.lora), "steps": self.steps}
+
+
+@dataclass
+class VersionExport:
+    uri: str
+    model_name: str
+    model_version: str
+    base: dict  # name, hash, ss_version, architecture, resolution
+    concepts: list[ConceptExport] = field(default_factory=list)
+    steps: int | None = None  # the version's sampling defaults (model_config), for the README
+    guidance_scale: float | None = None
+
+    @property
+    def stem(self) -> str:
+        """File stem of merged files: `<model>-v<version>` (a run's model: `run-<id>`)."""
+        return safe_name(f"{self.model_name}-v{self.model_version}" if self.model_version else self.model_name)
+
+
+def safe_name(text: str) -> str:
+    """`text` as a file stem every OS and tool accepts (concept names already are; model names may not be)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "lfsd"
+
+
+def _resolve(uri: str) -> tuple[str, str, str]:
+    """(URI pinned to a version, model name, version) for models:/NAME/N, models:/NAME@ALIAS or runs:/ID/PATH.
+    Refuses an erased version; an unknown one is an ExportError naming it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from components.registry.erasure import refusal
+
+    if uri.startswith("runs:/"):
+        run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+        if not run_id or "/" not in uri.removeprefix("runs:/"):
+            raise ExportError(f"{uri}: expected runs:/RUN_ID/MODEL_PATH")
+        return uri, f"run-{run_id[:12]}", ""
+    ref = uri.removeprefix("models:/") if uri.startswith("models:/") else None
+    if not ref or not ("@" in ref or re.fullmatch(r"[^/]+/\d+", ref)):
+        raise ExportError(f"{uri}: not a registered version URI (expected models:/NAME/N, models:/NAME@ALIAS "
+                          f"or runs:/RUN_ID/MODEL_PATH)")
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, number)
+    except MlflowException as e:
+        if e.error_code not in NOT_FOUND:
+            raise  # the registry itself failed (unreachable, ...): not a statement about this URI
+        raise ExportError(f"{uri}: no such registered model version ({str(e).splitlines()[0]})") from e
+    refused = refusal(name, str(mv.version), mv.tags or {})
+    if refused:
+        raise ExportRefused(refused)
+    return f"models:/{name}/{mv.version}", name, str(mv.version)
+
+
+class _Artifacts:
+    """Downloads single files of one logged model into a scratch folder; a missing file is an ExportError
+    naming its path inside the model."""
+
+    def __init__(self, uri: str, work: Path):
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self.uri, self.work = uri, work
+        try:
+            self.repo = get_artifact_repository(uri)
+        except Exception as e:  # noqa: BLE001 - any resolution failure is "no such model"
+            raise ExportError(f"{uri}: cannot open the model's artifacts ({str(e).splitlines()[0]})") from e
+
+    def get(self, path: str, required: bool = True) -> Path | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            local = Path(self.repo.download_artifacts(path, str(self.work)))
+        except (MlflowException, OSError) as e:
+            if isinstance(e, MlflowException) and e.error_code not in NOT_FOUND:
+                raise  # the artifact store failed, not the file
+            if not required:
+                return None
+            raise ExportError(f"{self.uri}: {path}: missing from the registered model "
+                              f"({str(e).strip().splitlines()[-1]})") from e
+        if not local.is_file():
+            if not required:
+                return None
+            raise ExportError(f"{self.uri}: {path}: missing from the registered model (not a file)")
+        return local
+
+
+def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file; anything unreadable is an ExportError naming `label`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, header JSON errors alike
+        raise ExportError(f"{label}: not a valid safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+
+
+def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
+    """What the metadata says of the base. The kohya/modelspec architecture comes from the UNet's block
+    layout: SD 1.x's (cross-attention width 1024: 2.x), else lfsd's own world base, whose LoRA keys only
+    load onto that base."""
+    cfg = unet_config or {}
+    sd = (cfg.get("down_block_types") == SD_DOWN and cfg.get("up_block_types") == SD_UP
+          and not cfg.get("addition_embed_type"))
+    if sd and cfg.get("cross_attention_dim") == 1024:
+        version, arch = "sd_v2", "stable-diffusion-v2-512"
+    elif sd:
+        version, arch = "sd_v1", "stable-diffusion-v1"
+    else:
+        version, arch = ("lfsd_world", "lfsd-world") if cfg else ("unknown", "unknown")
+    resolution = int(cfg["sample_size"]) * 8 if sd and cfg.get("sample_size") else None
+    return {"name": name, "hash": base_hash, "ss_version": version, "architecture": arch, "resolution": resolution}
+
+
+def read_version(uri: str, work: Path) -> VersionExport:
+    """Everything the export writes, read and checked: the version (not erased), its ledger (no full-K/V
+    task), per concept its LoRA (peft keys, one scale) and its token. Downloads go to `work`."""
+    import yaml
+
+    from components.lifelong.checkpoint import EMBEDS_FILE, LORA_DIR, LORA_WEIGHTS, TRAINING_FILE
+    from components.lifelong.ledger import Ledger
+    from components.registry.pyfunc import BASE_KEY, LEDGER_KEY
+
+    pinned, model_name, version = _resolve(uri)
+    arts = _Artifacts(pinned, Path(work))
+    try:
+        mlmodel = yaml.safe_load(arts.get("MLmodel").read_text())
+        flavor = mlmodel["flavors"]["python_function"]
+        specs = flavor.get("artifacts") or {}
+        paths = {key: spec["path"] for key, spec in specs.items()}
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{uri}: MLmodel: not an lfsd model ({e})") from e
+    if LEDGER_KEY not in paths:
+        raise ExportError(f"{uri}: MLmodel names no `{LEDGER_KEY}` artifact: not an lfsd model")
+    try:
+        ledger = Ledger.read(arts.get(paths[LEDGER_KEY]))
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{uri}: {paths[LEDGER_KEY]}: not a valid ledger ({e})") from e
+    if not ledger.entries:
+        raise ExportError(f"{uri}: the ledger lists no concepts")
+    full = [e.name for e in ledger.entries if e.adapter != "lora"]
+    if full:
+        raise ExportRefused(
+            f"{uri}: concept(s) {', '.join(full)} were learned as full K/V updates (training.adapter: full-kv): "
+            f"such a task changed the cross-attention K/V weights themselves (a full-rank delta, not a LoRA), so "
+            f"no LoRA file reproduces this version; export a version whose concepts were all learned with "
+            f"adapter: lora")
+
+    config = flavor.get("config") or {}
+    base_uri = (specs.get(BASE_KEY) or {}).get("uri") or BASE_KEY
+    unet_cfg = None
+    if BASE_KEY in paths:
+        cfg_file = arts.get(f"{paths[BASE_KEY]}/unet/config.json", required=False)
+        unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
+    out = VersionExport(uri, model_name, version, base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
+                        steps=config.get("steps"), guidance_scale=config.get("guidance_scale"))
+
+    for entry in ledger.entries:
+        if entry.checkpoint not in paths:
+            raise ExportError(f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
+                              f"the model (erased or damaged)")
+        folder = paths[entry.checkpoint]
+        lora_path = f"{folder}/{LORA_DIR}/{LORA_WEIGHTS}"
+        emb_path = f"{folder}/{EMBEDS_FILE}"
+        tensors, meta = _read_safetensors(arts.get(lora_path), f"{uri}: {lora_path}")
+        try:
+            config_json = meta.get("lora_adapter_metadata")
+            pairs = lf.peft_pairs(tensors, lf.lora_scale(json.loads(config_json) if config_json else None))
+        except (lf.LoraFormatError, ValueError, KeyError) as e:
+            raise ExportError(f"{uri}: {lora_path}: not an lfsd LoRA ({e})") from e
+        embeds, _ = _read_safetensors(arts.get(emb_path), f"{uri}: {emb_path}")
+        vector = embeds.get(entry.token)
+        if vector is None or vector.numel() == 0 or (vector.ndim > 1 and vector.shape[0] != 1):
+            raise ExportError(f"{uri}: {emb_path}: holds no single embedding for {entry.token} "
+                              f"(keys: {', '.join(embeds) or 'none'})")
+        steps = None
+        training = arts.get(f"{folder}/{TRAINING_FILE}", required=False)
+        if training is not None:
+            try:
+                steps = int(json.loads(training.read_text()).get("steps"))
+            except (ValueError, TypeError, AttributeError):
+                steps = None
+        out.concepts.append(ConceptExport(entry.name, entry.token, entry.class_word, entry.task, pairs,
+                                          vector.reshape(-1), steps))
+    return out
