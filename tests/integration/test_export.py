@@ -209,7 +209,7 @@ def test_metadata_reads_back(registry, exports):
             assert meta["lfsd.class_word"] == ("cross,heart" if merged else {"byruri": "cross", "xubyzo": "heart"}[f.stem])
             assert meta["lfsd.model_name"] == NAME and meta["lfsd.model_version"] == "1"
             assert len(meta["lfsd.base_hash"]) == 64 and meta["ss_sd_model_hash"] == meta["lfsd.base_hash"]
-            assert meta["ss_sd_model_name"] == "base" and meta["ss_base_model_version"] == "sd_v1"
+            assert meta["ss_sd_model_name"] == "sd-base" and meta["ss_base_model_version"] == "sd_v1"
             assert meta["modelspec.trigger_phrase"] == tokens.replace(",", ", ")
             assert meta["ss_max_train_steps"] == ("8" if merged else "4")
             assert all(t in json.loads(meta["ss_tag_frequency"])[meta["ss_output_name"]] for t in tokens.split(","))
