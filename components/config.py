@@ -136,6 +136,8 @@ class ForgettingConfig:
     steps: int
     guidance_scale: float
     use_references: bool  # ICGen at generation time (only for methods trained with it)
+    sample_size: int  # bounded protocol: earlier concepts scored per step besides the new one (0: every one, always)
+    full_every: int  # bounded protocol: every N-th task scores every concept (0: never on a schedule)
 
 
 @dataclass(frozen=True)

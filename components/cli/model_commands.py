@@ -173,3 +173,23 @@ def benchmark_forgetting(
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
 
 
+@bench_app.command("scale")
+def benchmark_scale(
+    n: int = typer.Option(50, min=1, help="Concepts in the sequence (world concepts, drawn with --seed)."),
+    seed: int = typer.Option(0, help="Seed of the concept sequence and of training."),
+    methods: str = typer.Option("lfs,finetune", help="Comma-separated methods."),
+    shots: int = typer.Option(4, min=1, help="Shots per concept."),
+    json_out: Path = typer.Option(Path("docs/figures/scale.json"), "--json", help="Where to write the rows."),
+    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
+    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    work: Path = typer.Option(Path("outputs/benchmark-scale"), help="Scratch folder (concepts, checkpoints)."),
+    overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.steps=50 (repeatable)."),
+) -> None:
+    """Teach a long sequence; per step k record forgetting, cost, storage, load and generation time."""
+    from benchmarks.scale import run
+
+    report = run(n, seed, methods.split(","), json_out, model, evaluator, work, shots=shots, overrides=overrides,
+                 log=typer.echo)
+    typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
+
+

@@ -51,6 +51,7 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     `history`: the step records this step follows (default: `previous`'s; a removal passes its own)."""
     import torch
 
+    from components.evaluation.bounded import last_row_forgetting, last_scored_steps, needs_full_row, step_plan
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
     from components.evaluation.plots import save_heatmap, save_samples
@@ -63,25 +64,36 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     clip, dino = load_evaluator(ws.evaluator_dir)
     evaluator = ForgettingEvaluator(clip, dino, ws.params.forgetting)
     model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir)
-    classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
-    evaluator.base_rcf_images(load(ws.base_dir), classes)
-    with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes), enabled=show_progress) as advance:
-        step = evaluator.score_step(model, icgen=uses_icgen(model.ledger.method, model.bundle.has_context_path), rcf_classes=classes,
-                                    advance=advance)
+    entries, f = model.ledger.entries, ws.params.forgetting
     if history is None:
         history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
-    records = [*history, step_record(step)]
+    plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], history), f.sample_size, f.full_every)
+    classes = list(dict.fromkeys(entries[i].class_word for i in (range(len(entries)) if plan is None else plan)))
+    evaluator.base_rcf_images(load(ws.base_dir), classes)
+    icgen = uses_icgen(model.ledger.method, model.bundle.has_context_path)
+    with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes, plan), enabled=show_progress) as advance:
+        step = evaluator.score_step(model, icgen=icgen, rcf_classes=classes, advance=advance, only=plan)
+    protocol = "full" if plan is None else "bounded"
+    records = [*history, step_record(step) | {"protocol": protocol}]
     metrics = sequence_metrics(_steps_from_records(records))
+    if plan is not None and needs_full_row(last_row_forgetting(metrics["matrix"]), ws.params.gate.max_avg_forgetting):
+        rest = evaluator.score_step(model, icgen=icgen, rcf_classes=[], only=[i for i in range(len(entries)) if i not in plan])
+        order = {e.name: i for i, e in enumerate(entries)}
+        step.concepts = sorted([*step.concepts, *rest.concepts], key=lambda c: order[c.name])
+        step.samples |= rest.samples
+        protocol = "bounded, then the full row (the sample came near the gate's avg_forgetting bound)"
+        records[-1] = step_record(step) | {"protocol": protocol}
+        metrics = sequence_metrics(_steps_from_records(records))
     if record:
         (Path(checkpoint) / FORGETTING_FILE).write_text(json.dumps({"steps": records, "metrics": metrics}, indent=2))
     names = metrics["concepts"]
     figures_dir.mkdir(parents=True, exist_ok=True)
     heatmap = save_heatmap(metrics["matrix"], names, f"{model.ledger.method}: fidelity A[k][j]", figures_dir / "forgetting_heatmap.png")
-    samples = save_samples(step.samples, names, figures_dir / "samples.png")
+    samples = save_samples(step.samples, [n for n in names if n in step.samples], figures_dir / "samples.png")
     current = {
         "new_concept_fidelity": step.concepts[-1].fidelity,
         "rcf_similarity": step.rcf_similarity,
         "rcf_class_acc": step.rcf_class_acc,
         "avg_forgetting": metrics["avg_forgetting"],
     }
-    return StepEvaluation(metrics, step_record(step), current, heatmap, samples)
+    return StepEvaluation(metrics, records[-1], current, heatmap, samples)

@@ -118,3 +118,41 @@ def test_benchmark_runs_land_in_mlflow_with_the_onboarding_metric_names(tmp_path
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+
+
+SCALE_FIELDS = {"k", "avg_forgetting", "final_fidelity", "rcf_preservation", "fidelity_first", "train_s", "eval_s",
+                "step_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb"}
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_records_every_field_per_step(tmp_path, tiny_base_dir):
+    """`lfsd benchmark scale` on a tiny sequence (n = 4, the bounded protocol sampling 1 earlier concept):
+    one row per step with every field the issue names, each of the right kind."""
+    import json
+    import math
+
+    from benchmarks.scale import run
+    from components.config import REPO_ROOT
+
+    out = tmp_path / "scale.json"
+    sets = ["training.steps=2", "training.batch_size=2", "training.kd_batch_size=2", "training.kd_trajectories=2",
+            "training.kd_teacher_steps=2", "forgetting.images_per_prompt=1", "forgetting.rcf_seeds=1",
+            "forgetting.steps=2", "forgetting.sample_size=1", "forgetting.full_every=0", "sampling.steps=2"]
+    run(4, 3, ["lfs"], out, tiny_base_dir, REPO_ROOT / "models" / "evaluator", tmp_path / "work",
+        shots=3, overrides=sets, log=lambda s: None)
+    report = json.loads(out.read_text())
+    assert report["base_bytes"] > 0 and set(report["methods"]) == {"lfs"}
+    for method in ("lfs",):
+        rows = report["methods"][method]["steps"]
+        assert [r["k"] for r in rows] == [1, 2, 3, 4]
+        for r in rows:
+            assert SCALE_FIELDS <= set(r), SCALE_FIELDS - set(r)
+            assert all(r[f] > 0 for f in ("train_s", "eval_s", "step_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb"))
+            assert r["step_s"] >= r["train_s"] + r["eval_s"]
+            assert all(math.isfinite(r[f]) for f in ("avg_forgetting", "final_fidelity", "rcf_preservation", "fidelity_first"))
+            assert 0 < r["eval_bounded_s"] <= r["eval_s"]
+        assert rows[0]["avg_forgetting"] == 0.0 and rows[0]["fidelity_first"] == rows[0]["final_fidelity"]
+        assert [r["bytes_total"] for r in rows] == [sum(x["bytes_added"] for x in rows[:i + 1]) for i in range(4)]
+        # steps 3 and 4 sample 1 of their earlier concepts: the estimate comes from fewer scores
+        assert [r["est_protocol"] for r in rows] == ["full", "full", "bounded (2 of 3)", "bounded (2 of 4)"]
+        assert rows[1]["est_avg_forgetting"] == rows[1]["avg_forgetting"]

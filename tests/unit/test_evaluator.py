@@ -36,3 +36,40 @@ def test_sequence_metrics_follow_the_protocol_definitions():
     assert abs(m["bwt"] - (-0.25)) < 1e-9
     assert abs(m["new_concept_fidelity"] - (0.8 + 0.9 + 0.95) / 3) < 1e-9
     assert abs(m["rcf_preservation"] - 0.9) < 1e-9
+
+
+def test_the_bounded_plan_is_fixed_size_round_robin_over_every_concept_and_full_on_schedule():
+    from components.evaluation.bounded import last_scored_steps, step_plan
+
+    assert step_plan([0, 1, 2, 3], 4, 10) is None  # up to sample_size + 1 concepts: always the full row
+    assert step_plan(list(range(19)), 4, 10) is None  # the 20th concept's step: on the full_every schedule
+    assert step_plan(list(range(29)), 0, 10) is None  # sample_size 0: the full protocol
+    records: list[dict] = []  # what the steps scored, step by step, as forgetting.json holds them
+    for n in range(1, 51):
+        names = [f"c{j}" for j in range(n)]
+        plan = step_plan(last_scored_steps(names[:-1], records), 4, 0)
+        scored = range(n) if plan is None else plan
+        if n > 5:
+            assert len(plan) == 5 and plan[-1] == n - 1  # 4 earlier + the new one, whatever n
+        records.append({"concepts": [{"name": names[j]} for j in scored]})
+    for j in range(49):  # every concept is scored again within ceil((n - 1) / 4) steps of the last time
+        hits = [i for i, r in enumerate(records) if {"name": f"c{j}"} in r["concepts"]]
+        gaps = [b - a for a, b in zip(hits, hits[1:] + [len(records)])]
+        assert max(gaps) <= 13, (j, hits)
+
+
+def test_a_partial_last_row_gives_the_mean_over_what_it_scored_and_a_full_row_the_exact_values():
+    from components.evaluation.bounded import last_row_forgetting, needs_full_row
+
+    full = [_step(1, [0.8]), _step(2, [0.6, 0.9]), _step(3, [0.5, 0.7, 0.95])]
+    partial = full[:2] + [StepEval(3, [ConceptScore("c1", 0.7, 0, 0), ConceptScore("c2", 0.95, 0, 0)], 1.0, 0.9)]
+    m = sequence_metrics(partial)
+    assert m["concepts"] == ["c0", "c1", "c2"] and m["matrix"][2][0] != m["matrix"][2][0]  # c0 unscored: NaN
+    assert abs(m["avg_forgetting"] - 0.2) < 1e-9  # c1 only: 0.9 - 0.7
+    assert abs(m["final_fidelity"] - (0.7 + 0.95) / 2) < 1e-9
+    assert last_row_forgetting(m["matrix"]) == [0.9 - 0.7]
+    assert [round(f, 9) for f in last_row_forgetting(sequence_metrics(full)["matrix"])] == [0.3, 0.2]
+    # the gate's doubt: clearly inside the bound -> no; a sampled concept over it, or a wide sample -> yes
+    assert not needs_full_row([0.01, 0.02, 0.0, 0.015], 0.15)
+    assert needs_full_row([0.01, 0.02, 0.0, 0.2], 0.15)
+    assert needs_full_row([0.14, -0.1, 0.14, -0.1], 0.05)

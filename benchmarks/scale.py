@@ -1,0 +1,181 @@
+"""Lifelong at scale: teach a long world sequence and record, per step k, what the chain costs and keeps.
+
+    lfsd benchmark scale --n 50 --seed 0 --methods lfs,finetune --json docs/figures/scale-seed0.json
+
+Per step k (one JSON row): the full protocol's avg_forgetting and final fidelity over everything learned
+so far, the fidelity of concepts 1, 10 and 25 (forgetting curves), RCF preservation over the classes seen
+so far; the bounded protocol's estimate of the same from the same scores (`components/evaluation/
+bounded.py`: what the pipeline computes at that step, since every score is a deterministic function of the
+model, the prompts and the seeds); seconds of training, of full and of bounded evaluation, of the whole
+step; bytes the step adds to storage (its checkpoint and its normalised shots: what DVC versions) and the
+total; the time to load theta_k for serving (from disk, adapters folded) and to generate one batch with it
+(and with the stacked model); peak and current RSS. Training and scoring are the pipeline's own code
+(`train_task`, `ForgettingEvaluator`) run in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+GEN_BATCH, GEN_SEED = 4, 1234
+TRACKED = (1, 10, 25)  # concepts whose fidelity is followed from the step they were learned on
+
+
+def _bytes(*folders: Path) -> int:
+    return sum(p.stat().st_size for f in folders for p in Path(f).rglob("*") if p.is_file())
+
+
+def _rss_mb() -> tuple[float, float]:
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return round(peak, 1), round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def _score_row(evaluator, model, icgen: bool, base_bundle) -> tuple[list, dict[str, float], dict, dict[str, float]]:
+    """The full row, each item timed: (concept scores, seconds per concept, RCF per class, seconds per class)."""
+    import numpy as np
+
+    from components.evaluation.forgetting import rcf_prompts
+
+    scores, concept_s = [], {}
+    for entry in model.ledger.entries:
+        t0 = time.perf_counter()
+        scores.append(evaluator.score_concept(model, entry, icgen)[0])
+        concept_s[entry.name] = time.perf_counter() - t0
+    rcf, class_s = {}, {}
+    for cls in dict.fromkeys(e.class_word for e in model.ledger.entries):
+        t0 = time.perf_counter()
+        evaluator.base_rcf_images(base_bundle, [cls])
+        pairs = [evaluator.score_rcf_prompt(model, p) for p in rcf_prompts([cls])]
+        rcf[cls] = (float(np.mean([a for a, _ in pairs])), float(np.mean([s for _, s in pairs])))
+        class_s[cls] = time.perf_counter() - t0
+    return scores, concept_s, rcf, class_s
+
+
+def _step(task: int, scores, rcf: dict, classes) -> "object":
+    import numpy as np
+
+    from components.evaluation.forgetting import StepEval
+
+    picked = [rcf[c] for c in classes]
+    return StepEval(task, list(scores), float(np.mean([a for a, _ in picked])), float(np.mean([s for _, s in picked])))
+
+
+def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator, work: Path, log=print) -> list[dict]:
+    """One method over the whole sequence; returns one row per step."""
+    from components.evaluation.bounded import last_scored_steps, step_plan
+    from components.evaluation.forgetting import sequence_metrics, step_record
+    from components.lifelong import LifelongModel
+    from components.model.sampling import generate
+    from components.onboarding.evaluation import _steps_from_records
+    from components.training.concept import read_concept
+    from components.training.loop import train_task
+    from components.training.methods import get_method
+
+    method, f = get_method(method_name), params.forgetting
+    model = LifelongModel.from_base(base, method_name)
+    base_bundle = LifelongModel.from_base(base, method_name).bundle
+    full_steps, bounded_records, rows, total = [], [], [], 0
+    for k, folder in enumerate(dirs, start=1):
+        t_step = time.perf_counter()
+        concept = read_concept(folder)
+        cfg = dataclasses.replace(params.training, seed=params.training.seed * 100 + k, method=method_name)
+        out = work / f"{k:02d}-{concept.name}"
+        t0 = time.perf_counter()
+        train_task(model, concept, method, cfg, out)
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores, concept_s, rcf, class_s = _score_row(evaluator, model, method.icgen and model.bundle.has_context_path, base_bundle)
+        eval_s = time.perf_counter() - t0
+        entries = model.ledger.entries
+        classes_all = list(dict.fromkeys(e.class_word for e in entries))
+        full_steps.append(_step(k, scores, rcf, classes_all))
+        full = sequence_metrics(full_steps)
+        # The bounded protocol at this step: its plan from what it scored before, the same scores.
+        plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], bounded_records), f.sample_size, f.full_every)
+        picked = list(range(len(entries))) if plan is None else plan
+        classes = list(dict.fromkeys(entries[i].class_word for i in picked))
+        bounded_records.append(step_record(_step(k, [scores[i] for i in picked], rcf, classes)))
+        est = sequence_metrics(_steps_from_records(bounded_records))
+        eval_bounded_s = sum(concept_s[entries[i].name] for i in picked) + sum(class_s[c] for c in classes)
+        added = _bytes(out, folder)
+        total += added
+        t0 = time.perf_counter()
+        served = LifelongModel.from_checkpoint(out, base).folded()
+        load_s = time.perf_counter() - t0
+        prompts = [f"a {e.token} {e.class_word} on a white background" for e in entries[-GEN_BATCH:]]
+        prompts = (prompts * GEN_BATCH)[:GEN_BATCH]
+        seeds = [GEN_SEED + i for i in range(GEN_BATCH)]
+        timings = {}
+        for label, m in (("generate_s", served), ("generate_stacked_s", model)):
+            t0 = time.perf_counter()
+            generate(m.bundle, prompts, seeds, steps=params.sampling.steps, guidance_scale=params.sampling.guidance_scale)
+            timings[label] = round(time.perf_counter() - t0, 3)
+        del served
+        peak, rss = _rss_mb()
+        names = full["concepts"]
+        row = {
+            "k": k, "concept": concept.name,
+            "avg_forgetting": full["avg_forgetting"], "final_fidelity": full["final_fidelity"],
+            "rcf_preservation": full["rcf_preservation"], "rcf_similarity": full_steps[-1].rcf_similarity,
+            "new_concept_fidelity": full["matrix"][-1][k - 1],
+            **{("fidelity_first" if j == 1 else f"fidelity_{j}"): (full["matrix"][-1][j - 1] if k >= j else None)
+               for j in TRACKED},
+            "est_avg_forgetting": est["avg_forgetting"], "est_final_fidelity": est["final_fidelity"],
+            "est_protocol": "full" if plan is None else f"bounded ({len(picked)} of {k})",
+            "train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "eval_bounded_s": round(eval_bounded_s, 3),
+            "load_s": round(load_s, 3), **timings, "bytes_added": added, "bytes_total": total,
+            "peak_rss_mb": peak, "rss_mb": rss, "kd_prompts": len(json.loads((out / "training.json").read_text())
+                                                                    .get("relevant_prompts", [])),
+        }
+        row["step_s"] = round(time.perf_counter() - t_step, 3)
+        rows.append(row)
+        log(f"[{method_name}] k={k} {concept.name}: forgetting {row['avg_forgetting']:.3f} (est {row['est_avg_forgetting']:.3f}), "
+            f"final {row['final_fidelity']:.3f}, train {train_s:.1f} s, eval {eval_s:.1f} s (bounded {eval_bounded_s:.1f} s), "
+            f"load {load_s:.2f} s, gen {timings['generate_s']:.2f}/{timings['generate_stacked_s']:.2f} s, "
+            f"{names and len(names)} concepts, rss {rss:.0f} MB")
+    return rows
+
+
+def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evaluator_dir: Path, work: Path,
+        shots: int = 4, overrides: list[str] = (), log=print) -> dict:
+    import shutil
+
+    import torch
+
+    from benchmarks.forgetting import apply_overrides
+    from components.config import load_params
+    from components.evaluation.embedder import load_evaluator
+    from components.evaluation.forgetting import ForgettingEvaluator
+    from components.world.concepts import write_concepts
+
+    params = apply_overrides(load_params(), overrides)
+    params = dataclasses.replace(params, training=dataclasses.replace(params.training, seed=seed))
+    torch.set_num_threads(params.runtime.threads)
+    work = Path(work)
+    shutil.rmtree(work, ignore_errors=True)
+    dirs = write_concepts(work / "concepts", n=n, shots=shots, seed=seed)
+    clip, dino = load_evaluator(evaluator_dir)
+    report = {
+        "command": f"lfsd benchmark scale --n {n} --seed {seed} --methods {','.join(methods)} --json {out_json}"
+                   + "".join(f" --set {o}" for o in overrides),
+        "machine": f"{platform.machine()}, torch threads {params.runtime.threads}",
+        "base_bytes": _bytes(base), "n": n, "seed": seed, "shots": shots,
+        "concepts": [d.name for d in dirs],
+        "forgetting": dataclasses.asdict(params.forgetting), "training": dataclasses.asdict(params.training),
+        "methods": {},
+    }
+    start = time.time()
+    for method in methods:
+        evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
+        report["methods"][method] = {"steps": run_method(method, dirs, params, base, evaluator, work / method, log=log)}
+        report["wall_seconds"] = round(time.time() - start, 1)
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(json.dumps(report, indent=2))  # after each method: a long run keeps what it has
+    return report
