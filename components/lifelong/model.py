@@ -1,7 +1,8 @@
 """theta_k: a base bundle with the token and K/V update of every task so far applied.
 
 The K/V update of a task is either a peft LoRA adapter on the UNet's cross-attention K/V (`lora`, the
-default: adapters stack, earlier ones stay frozen) or the K/V weights themselves (`full-kv`,
+default: adapters stack, earlier ones stay frozen; a task may fold the frozen ones into the weights
+first, `begin_task(fold_frozen=True)`, so its steps cost the same at any k) or the K/V weights themselves (`full-kv`,
 Custom-Diffusion style: the task trains the very weights earlier tasks trained). During a task the
 model also serves as its own teacher theta_{k-1} (`as_teacher`): the new update switched off.
 For serving, `folded` merges the adapters into the K/V weights: the same theta_k at the cost of the base.
@@ -29,6 +30,7 @@ class LifelongModel:
         self.bundle, self.ledger = bundle, ledger
         self._kv_before: dict[str, torch.Tensor] = {}  # K/V weights as the current task found them
         self.is_folded = False  # adapters merged into the weights (`folded`): serving only, no more tasks
+        self._merged: set[str] = set()  # earlier tasks' adapters merged into the weights by `begin_task`
 
     @classmethod
     def from_base(cls, base_dir: Path, method: str) -> "LifelongModel":
@@ -59,7 +61,8 @@ class LifelongModel:
 
     def adapter_names(self) -> list[str]:
         """The peft adapters theta_k is made of (full-K/V tasks have none: their delta is in the weights)."""
-        return [adapter_name(e.task) for e in self.ledger.entries if e.adapter == "lora"]
+        return [adapter_name(e.task) for e in self.ledger.entries
+                if e.adapter == "lora" and adapter_name(e.task) not in self._merged]
 
     def _activate(self, names: list[str]) -> None:
         unet = self.bundle.unet
@@ -79,10 +82,15 @@ class LifelongModel:
         stay as they are. Serving only: a folded model cannot begin a task or be its own teacher (both
         switch single adapters on and off), so training keeps the stacked model. The ledger is kept
         (lineage, concept names)."""
+        if not self.is_folded:
+            self._merge_live_adapters()
+        self.is_folded = True
+        return self
+
+    def _merge_live_adapters(self) -> None:
         names = self.adapter_names()
-        if self.is_folded or not names:
-            self.is_folded = True
-            return self
+        if not names:
+            return
         unet = self.bundle.unet
         self._activate(names)  # every adapter on, at the scaling the stacked forward uses
         with torch.no_grad():
@@ -90,8 +98,7 @@ class LifelongModel:
             # unload swaps each peft wrapper back for its base nn.Linear and forgets the peft config.
             unet.fuse_lora(lora_scale=1.0, safe_fusing=True, adapter_names=names)
             unet.unload_lora()
-        self.is_folded = True
-        return self
+        self._merged.update(names)
 
     def _refuse_if_folded(self, what: str) -> None:
         if self.is_folded:
@@ -99,9 +106,15 @@ class LifelongModel:
                                f"only); rebuild it with LifelongModel.from_ledger to train")
 
     def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int,
-                   adapter: str = "lora") -> tuple[LedgerEntry, int]:
+                   adapter: str = "lora", fold_frozen: bool = False) -> tuple[LedgerEntry, int]:
         """Add the new token and a fresh LoRA (or open the K/V weights); only those are trainable.
-        Returns (entry, token id)."""
+        Returns (entry, token id).
+
+        `fold_frozen`: first merge the earlier tasks' adapters into the K/V weights (the same theta_{k-1}
+        up to float rounding). Why: with k stacked adapters every forward pays k low-rank products, so
+        task 50 would train ~2.6x slower than task 1 (benchmarks/fold_speed.py); folded, a task costs
+        the same at any k. Off for a method that reads the earlier adapters themselves (C-LoRA's penalty).
+        The per-task files are untouched: only the current task is saved, as before."""
         from peft import LoraConfig
 
         self._refuse_if_folded("begin a task")
@@ -109,6 +122,8 @@ class LifelongModel:
             raise ValueError(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}")
         if name in self.ledger.names():
             raise ValueError(f"concept {name!r} is already learned")
+        if fold_frozen:
+            self._merge_live_adapters()
         task = self.ledger.next_task()
         entry = LedgerEntry(task, name, class_word, f"<{name}>", str(Path(references).resolve()),
                             str(Path(checkpoint).resolve()), adapter)

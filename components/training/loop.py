@@ -69,7 +69,7 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
     if method.c_lora and cfg.adapter != "lora":
         raise ValueError(f"method c-lora penalises LoRA updates; it needs training.adapter: lora, not {cfg.adapter!r}")
     entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out),
-                                       cfg.lora_rank, cfg.adapter)
+                                       cfg.lora_rank, cfg.adapter, fold_frozen=not method.c_lora)
     objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous_subjects)
 
     emb = b.text_encoder.get_input_embeddings().weight

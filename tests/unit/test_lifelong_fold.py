@@ -141,3 +141,25 @@ def test_the_served_model_is_folded_and_still_lists_its_concepts(chain, tmp_path
     served.load_context(SimpleNamespace(artifacts=arts, model_config={"steps": 2, "guidance_scale": 3.0}))
     assert served.concepts() == ["aa", "bb", "cc"]
     assert served.model.is_folded and _peft_layers(served.model.bundle.unet) == []
+
+
+def test_a_new_task_folds_the_frozen_adapters_and_its_teacher_is_still_theta_k_minus_1(chain):
+    """`begin_task(fold_frozen=True)` (what training does): the earlier LoRAs are merged into the weights,
+    only the new task's adapter is a live peft module (a step costs the same at any k), and the teacher
+    view predicts what the stacked theta_{k-1} predicts; the next task's files hold only its own LoRA."""
+    stacked = LifelongModel.from_checkpoint(chain)
+    before = _eps(stacked)
+    model = LifelongModel.from_checkpoint(chain)
+    _, token_id = model.begin_task("dd", "star", "refs", str(chain.parent / "04-dd-folded"), rank=4, fold_frozen=True)
+    assert model.adapter_names() == ["task4"]  # tasks 1 and 3 merged, task 2 was full-K/V
+    with model.as_teacher():
+        assert torch.allclose(_eps(model), before, atol=1e-5)
+    out = model.save_task(chain.parent / "04-dd-folded", token_id)
+    from safetensors.torch import load_file
+
+    keys = load_file(out / "unet_lora" / "pytorch_lora_weights.safetensors").keys()
+    assert keys and all("lora_A" in k or "lora_B" in k for k in keys)
+    rebuilt = LifelongModel.from_checkpoint(out)  # the chain's four tasks, stacked as stored
+    assert rebuilt.adapter_names() == ["task1", "task3", "task4"]
+    with torch.no_grad():  # the new LoRA's B starts at zero: theta_4 draws what theta_3 drew
+        assert torch.allclose(_eps(rebuilt), before, atol=1e-5)
