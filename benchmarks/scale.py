@@ -67,8 +67,10 @@ def _step(task: int, scores, rcf: dict, classes) -> "object":
     return StepEval(task, list(scores), float(np.mean([a for a, _ in picked])), float(np.mean([s for _, s in picked])))
 
 
-def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator, work: Path, log=print) -> list[dict]:
-    """One method over the whole sequence; returns one row per step."""
+def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator, work: Path, log=print,
+               on_row=None) -> list[dict]:
+    """One method over the whole sequence; returns one row per step (`on_row(rows)` after each: a long run
+    keeps what it has measured)."""
     from components.evaluation.bounded import last_scored_steps, step_plan
     from components.evaluation.forgetting import sequence_metrics, step_record
     from components.lifelong import LifelongModel
@@ -136,6 +138,8 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         }
         row["step_s"] = round(time.perf_counter() - t_step, 3)
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
         log(f"[{method_name}] k={k} {concept.name}: forgetting {row['avg_forgetting']:.3f} (est {row['est_avg_forgetting']:.3f}), "
             f"final {row['final_fidelity']:.3f}, train {train_s:.1f} s, eval {eval_s:.1f} s (bounded {eval_bounded_s:.1f} s), "
             f"load {load_s:.2f} s, gen {timings['generate_s']:.2f}/{timings['generate_stacked_s']:.2f} s, "
@@ -172,10 +176,14 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
         "methods": {},
     }
     start = time.time()
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+
+    def save(method: str, rows: list[dict]) -> None:  # after every step: a long run keeps what it has measured
+        report["methods"][method] = {"steps": rows}
+        report["wall_seconds"] = round(time.time() - start, 1)
+        Path(out_json).write_text(json.dumps(report, indent=2))
+
     for method in methods:
         evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
-        report["methods"][method] = {"steps": run_method(method, dirs, params, base, evaluator, work / method, log=log)}
-        report["wall_seconds"] = round(time.time() - start, 1)
-        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_json).write_text(json.dumps(report, indent=2))  # after each method: a long run keeps what it has
+        run_method(method, dirs, params, base, evaluator, work / method, log=log, on_row=lambda rows, m=method: save(m, rows))
     return report
