@@ -37,19 +37,21 @@ def _rss_mb() -> tuple[float, float]:
     return round(peak, 1), round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
-def _score_row(evaluator, model, icgen: bool, base_bundle) -> tuple[list, dict[str, float], dict, dict[str, float]]:
-    """The full row, each item timed: (concept scores, seconds per concept, RCF per class, seconds per class)."""
+def _score_row(evaluator, model, icgen: bool, base_bundle, only: list[int]) -> tuple[dict, dict[str, float], dict, dict[str, float]]:
+    """The ledger positions `only`, each item timed: (score per position, seconds per concept, RCF per class
+    of those concepts, seconds per class)."""
     import numpy as np
 
     from components.evaluation.forgetting import rcf_prompts
 
-    scores, concept_s = [], {}
-    for entry in model.ledger.entries:
+    entries = model.ledger.entries
+    scores, concept_s = {}, {}
+    for i in only:
         t0 = time.perf_counter()
-        scores.append(evaluator.score_concept(model, entry, icgen)[0])
-        concept_s[entry.name] = time.perf_counter() - t0
+        scores[i] = evaluator.score_concept(model, entries[i], icgen)[0]
+        concept_s[entries[i].name] = time.perf_counter() - t0
     rcf, class_s = {}, {}
-    for cls in dict.fromkeys(e.class_word for e in model.ledger.entries):
+    for cls in dict.fromkeys(entries[i].class_word for i in only):
         t0 = time.perf_counter()
         evaluator.base_rcf_images(base_bundle, [cls])
         pairs = [evaluator.score_rcf_prompt(model, p) for p in rcf_prompts([cls])]
@@ -68,9 +70,11 @@ def _step(task: int, scores, rcf: dict, classes) -> "object":
 
 
 def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator, work: Path, log=print,
-               on_row=None) -> list[dict]:
+               on_row=None, reference_every: int = 1) -> list[dict]:
     """One method over the whole sequence; returns one row per step (`on_row(rows)` after each: a long run
-    keeps what it has measured)."""
+    keeps what it has measured). The reference (full-protocol) row is scored at every `reference_every`-th
+    step and the last (1: every step, the exact definition; its O(k^2) cost is what the bounded protocol
+    avoids); between them only what the bounded protocol scores is, and the reference fields are None."""
     from components.evaluation.bounded import last_scored_steps, step_plan
     from components.evaluation.forgetting import sequence_metrics, step_record
     from components.lifelong import LifelongModel
@@ -83,7 +87,7 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
     method, f = get_method(method_name), params.forgetting
     model = LifelongModel.from_base(base, method_name)
     base_bundle = LifelongModel.from_base(base, method_name).bundle
-    full_steps, bounded_records, rows, total = [], [], [], 0
+    measured, bounded_records, rows, total = [], [], [], 0
     for k, folder in enumerate(dirs, start=1):
         t_step = time.perf_counter()
         concept = read_concept(folder)
@@ -92,16 +96,18 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         t0 = time.perf_counter()
         train_task(model, concept, method, cfg, out)
         train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores, concept_s, rcf, class_s = _score_row(evaluator, model, method.icgen and model.bundle.has_context_path, base_bundle)
-        eval_s = time.perf_counter() - t0
         entries = model.ledger.entries
-        classes_all = list(dict.fromkeys(e.class_word for e in entries))
-        full_steps.append(_step(k, scores, rcf, classes_all))
-        full = sequence_metrics(full_steps)
-        # The bounded protocol at this step: its plan from what it scored before, the same scores.
+        # The bounded protocol at this step: its plan from what it scored before (it uses the same scores).
         plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], bounded_records), f.sample_size, f.full_every)
         picked = list(range(len(entries))) if plan is None else plan
+        reference = reference_every <= 1 or k % reference_every == 0 or k == len(dirs)
+        scored = list(range(len(entries))) if reference else picked
+        t0 = time.perf_counter()
+        scores, concept_s, rcf, class_s = _score_row(evaluator, model, method.icgen and model.bundle.has_context_path,
+                                                     base_bundle, scored)
+        eval_s = time.perf_counter() - t0
+        measured.append(_step(k, [scores[i] for i in scored], rcf, list(rcf)))
+        full = sequence_metrics(measured) if reference else None
         classes = list(dict.fromkeys(entries[i].class_word for i in picked))
         bounded_records.append(step_record(_step(k, [scores[i] for i in picked], rcf, classes)))
         est = sequence_metrics(_steps_from_records(bounded_records))
@@ -121,14 +127,13 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
             timings[label] = round(time.perf_counter() - t0, 3)
         del served
         peak, rss = _rss_mb()
-        names = full["concepts"]
+        at = {i: scores[i].fidelity for i in scored}
         row = {
-            "k": k, "concept": concept.name,
-            "avg_forgetting": full["avg_forgetting"], "final_fidelity": full["final_fidelity"],
-            "rcf_preservation": full["rcf_preservation"], "rcf_similarity": full_steps[-1].rcf_similarity,
-            "new_concept_fidelity": full["matrix"][-1][k - 1],
-            **{("fidelity_first" if j == 1 else f"fidelity_{j}"): (full["matrix"][-1][j - 1] if k >= j else None)
-               for j in TRACKED},
+            "k": k, "concept": concept.name, "reference": reference,
+            "avg_forgetting": full and full["avg_forgetting"], "final_fidelity": full and full["final_fidelity"],
+            "rcf_preservation": full and full["rcf_preservation"], "rcf_similarity": measured[-1].rcf_similarity,
+            "new_concept_fidelity": at[k - 1],
+            **{("fidelity_first" if j == 1 else f"fidelity_{j}"): at.get(j - 1) for j in TRACKED},
             "est_avg_forgetting": est["avg_forgetting"], "est_final_fidelity": est["final_fidelity"],
             "est_protocol": "full" if plan is None else f"bounded ({len(picked)} of {k})",
             "train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "eval_bounded_s": round(eval_bounded_s, 3),
@@ -140,15 +145,15 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         rows.append(row)
         if on_row is not None:
             on_row(rows)
-        log(f"[{method_name}] k={k} {concept.name}: forgetting {row['avg_forgetting']:.3f} (est {row['est_avg_forgetting']:.3f}), "
-            f"final {row['final_fidelity']:.3f}, train {train_s:.1f} s, eval {eval_s:.1f} s (bounded {eval_bounded_s:.1f} s), "
+        log(f"[{method_name}] k={k} {concept.name}: forgetting {row['avg_forgetting'] if reference else float('nan'):.3f} "
+            f"(est {row['est_avg_forgetting']:.3f}), train {train_s:.1f} s, eval {eval_s:.1f} s (bounded {eval_bounded_s:.1f} s), "
             f"load {load_s:.2f} s, gen {timings['generate_s']:.2f}/{timings['generate_stacked_s']:.2f} s, "
-            f"{names and len(names)} concepts, rss {rss:.0f} MB")
+            f"{len(scored)} of {k} concepts scored, rss {rss:.0f} MB")
     return rows
 
 
 def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evaluator_dir: Path, work: Path,
-        shots: int = 4, overrides: list[str] = (), log=print) -> dict:
+        shots: int = 4, overrides: list[str] = (), log=print, reference_every: int = 1) -> dict:
     import shutil
 
     import torch
@@ -168,7 +173,9 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
     clip, dino = load_evaluator(evaluator_dir)
     report = {
         "command": f"lfsd benchmark scale --n {n} --seed {seed} --methods {','.join(methods)} --json {out_json}"
+                   + (f" --reference-every {reference_every}" if reference_every > 1 else "")
                    + "".join(f" --set {o}" for o in overrides),
+        "reference_every": reference_every,
         "machine": f"{platform.machine()}, torch threads {params.runtime.threads}",
         "base_bytes": _bytes(base), "n": n, "seed": seed, "shots": shots,
         "concepts": [d.name for d in dirs],
@@ -185,5 +192,6 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
 
     for method in methods:
         evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
-        run_method(method, dirs, params, base, evaluator, work / method, log=log, on_row=lambda rows, m=method: save(m, rows))
+        run_method(method, dirs, params, base, evaluator, work / method, log=log,
+                   on_row=lambda rows, m=method: save(m, rows), reference_every=reference_every)
     return report

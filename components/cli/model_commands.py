@@ -184,12 +184,14 @@ def benchmark_scale(
     evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
     work: Path = typer.Option(Path("outputs/benchmark-scale"), help="Scratch folder (concepts, checkpoints)."),
     overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.steps=50 (repeatable)."),
+    reference_every: int = typer.Option(1, min=1, help="Score the full row (the reference) every N steps and the last; "
+                                        "1: every step (exact, O(k^2) generations over the sequence)."),
 ) -> None:
     """Teach a long sequence; per step k record forgetting, cost, storage, load and generation time."""
     from benchmarks.scale import run
 
     report = run(n, seed, methods.split(","), json_out, model, evaluator, work, shots=shots, overrides=overrides,
-                 log=typer.echo)
+                 log=typer.echo, reference_every=reference_every)
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
 
 
