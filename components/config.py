@@ -144,6 +144,7 @@ class ForgettingConfig:
 class RayConfig:
     """Ray Train for one task. RAY_ADDRESS (env) points at a cluster; unset = a local Ray in-process."""
 
+    enabled: bool  # false: the pipeline trains in the onboarding process (same loop; no Ray, no resume of a killed training)
     num_workers: int
     use_gpu: bool
     cpus_per_worker: int  # also the worker's torch/OMP thread count (Ray does not set it)

@@ -50,11 +50,14 @@ def train_env(cfg: RayConfig) -> None:
 def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
     """ray.init once per process. RAY_ADDRESS set: connect to that cluster. Unset: a local Ray with
     `num_workers * cpus_per_worker` CPUs, no dashboard, its temp dir under `state_dir` (see
-    `ray_temp_dir`). Later calls do nothing, whatever their arguments.
+    `ray_temp_dir`). Later calls do nothing, whatever their arguments; so does any call with
+    `ray.enabled: false` (the pipeline then trains without Ray).
 
     Worker and controller logs stay in the session's log folder unless LFSD_RAY_LOG_TO_DRIVER=1:
     without a dashboard the Train controller's helpers log a State-API warning every second, and a
     failed run's worker traceback comes back in the raised error anyway."""
+    if not cfg.enabled:
+        return
     import ray
 
     train_env(cfg)

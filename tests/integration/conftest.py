@@ -20,6 +20,10 @@ FAST = {  # params.yaml overrides: seconds per concept instead of minutes
     "ray": {"cpus_per_worker": 1, "checkpoint_every": 2},
     "gate": {"max_avg_forgetting": 1.0, "min_rcf_similarity": -1.0, "min_new_concept_fidelity": -1.0},
 }
+# For tests of what is not about Ray (the writer lock, the schedule, remote stores): training in the
+# onboarding process saves ~30 s of Ray start-up per onboarding. Ray Train itself is exercised by
+# test_pipeline, test_ray_job, test_ray_cluster, test_writers' SIGKILL test and test_sd_base.
+NO_RAY = {"ray": {**FAST["ray"], "enabled": False}}
 
 
 def git(root: Path, *args: str) -> str:

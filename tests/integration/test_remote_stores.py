@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import git, make_workspace
+from tests.integration.conftest import NO_RAY, git, make_workspace
 from tests.integration.remote_services import ServiceUnavailable, check_postgres_runnable, remote_stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,7 +69,7 @@ def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
     with pytest.MonkeyPatch.context() as mp:  # init_workspace reads LFSD_STATE_DIR (the Makefile exports it)
         mp.setenv("LFSD_STATE_DIR", env["LFSD_STATE_DIR"])
         mp.setenv("LFSD_WORKSPACE", env["LFSD_WORKSPACE"])
-        make_workspace(root, tiny_base_dir)
+        make_workspace(root, tiny_base_dir, NO_RAY)
     from components.world.concepts import write_concepts
 
     (concept,) = write_concepts(tmp / "concepts", n=1, shots=3, seed=5)

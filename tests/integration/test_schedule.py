@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, git, make_workspace
+from tests.integration.conftest import NO_RAY, REPO, git, make_workspace
 from tests.integration.services import free_port, wait_http
 
 DEPLOYMENT = "onboard-inbox/lfsd-inbox"
@@ -168,7 +168,7 @@ def test_schedule_onboards_settled_folders_once_and_survives_restarts(tmp_path, 
     try:
         server = launch("prefect server", server_cmd, server_env, "prefect-server.log")
         # while the server starts: the workspace, a valid concept and an invalid one (a single shot)
-        make_workspace(root, tiny_base_dir, overrides={"pipeline": {"inbox_settle_seconds": 1}})
+        make_workspace(root, tiny_base_dir, overrides={"pipeline": {"inbox_settle_seconds": 1}, **NO_RAY})
         good = write_concepts(tmp_path / "incoming", n=1, shots=3, seed=5)[0]
         bad = write_concepts(tmp_path / "incoming-bad", n=1, shots=3, seed=6)[0]
         for shot in sorted(bad.glob("*.png"))[1:]:

@@ -96,18 +96,26 @@ def test_sd_shaped_base_onboards_two_concepts_and_serves_from_production(sd_work
     assert Image.open(png).size[0] >= 64
 
 
-def test_a_base_whose_hash_changed_is_refused_by_name_and_nothing_changes(sd_workspace, prefect_api):
+def test_a_base_whose_hash_changed_is_refused_by_name_and_nothing_changes(sd_workspace, monkeypatch):
+    """Another checkpoint copied over models/base: the onboarding chain refuses in its validate step, before
+    anything is written (the CLI turns BaseMismatch into one line and exit 2: tests/unit/test_onboarding.py)."""
+    from components.lifelong import BaseMismatch
+    from components.onboarding.chain import onboard
+    from components.onboarding.workspace import load_workspace
+    from components.training.launch import in_process
+
     ws, _ = sd_workspace
+    monkeypatch.setenv("LFSD_STATE_DIR", str(ws / ".lfsd"))
     weights = ws / "models" / "base" / "unet" / "diffusion_pytorch_model.safetensors"
     saved = weights.read_bytes()
     before = state_snapshot(ws)
     try:
         weights.write_bytes(saved[:-4] + bytes(4))  # another base in the same place
-        proc = _lfsd(ws, "onboard", str(REPO / "examples" / "concepts" / "02-vikovi"), prefect_api=prefect_api)
+        with pytest.raises(BaseMismatch, match=f"{ws / 'models' / 'base'}: base hash .* differs"):
+            onboard(load_workspace(ws), REPO / "examples" / "concepts" / "02-vikovi", launcher=in_process(1),
+                    log=lambda s: None)
     finally:
         weights.write_bytes(saved)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"{ws / 'models' / 'base'}: base hash" in proc.stderr and "differs" in proc.stderr, proc.stderr
     assert state_snapshot(ws) == before
 
 

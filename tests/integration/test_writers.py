@@ -117,6 +117,10 @@ def test_two_writers_at_once_end_in_one_chain(workspace, tmp_path):
     from components.world.concepts import write_concepts
 
     c1, c2 = write_concepts(tmp_path / "in", n=2, shots=3, seed=11)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["ray"]["enabled"] = False  # the lock is the subject here, not Ray (conftest.NO_RAY)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    git(workspace, "commit", "-qam", "train in-process")
     first = _start(workspace, ["onboard", str(c1)], tmp_path / "a.log")
     time.sleep(3)
     second = _start(workspace, ["onboard", str(c2)], tmp_path / "b.log")

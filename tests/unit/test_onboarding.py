@@ -165,3 +165,18 @@ def test_a_refused_erasure_is_one_line_and_exit_code_2(capsys):
         _run_flow(refuse)
     assert exit_.value.exit_code == 2
     assert capsys.readouterr().err.strip() == "refused: 'x' was already erased on 2026-12-03 by alice (licence ended)"
+
+
+def test_a_changed_base_is_one_line_and_exit_code_2(capsys):
+    import typer
+
+    from components.cli.running import _run_flow
+    from components.lifelong import BaseMismatch
+
+    def refuse():
+        raise BaseMismatch("/ws/models/base: base hash 1234... differs from abcd..., the base the chain was trained on")
+
+    with pytest.raises(typer.Exit) as exit_:
+        _run_flow(refuse)
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err.strip().startswith("error: /ws/models/base: base hash 1234... differs")
