@@ -48,16 +48,6 @@ def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> 
                       req.out, references=req.references, report=report, hooks=hooks)
 
 
-def pipeline_launcher(params, state_dir: Path) -> Launcher:
-    """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), or without Ray the
-    same loop in the onboarding process (`in_process`, runtime.threads)."""
-    if params.ray.enabled:
-        from components.training.ray_job import on_ray
-
-        return on_ray(params.ray, state_dir)
-    return in_process(params.runtime.threads)
-
-
 def in_process(threads: int) -> Launcher:
     """A launcher that trains here, with `threads` torch threads (tests, the overhead benchmark). On a
     terminal a bar with an ETA follows the steps (stderr); off one, nothing is drawn."""
