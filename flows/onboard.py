@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from components.onboarding.chain import OnboardResult, onboard
+from components.onboarding.chain import OnboardResult, launcher, onboard
 from components.onboarding.report import artifact_key, result_markdown
 from components.onboarding.workspace import load_workspace
 
@@ -35,7 +35,7 @@ def onboard_concept(concept_dir: str, workspace: str | None = None, parent_run_i
                     wait: bool = True) -> OnboardResult:
     """Teach one concept folder to the lifelong model. Bad input fails in `validate` and changes
     nothing; the same folder twice is a no-op; a failed gate ends Completed with the reason recorded."""
-    from components.onboarding.steps import launcher
+
 
     ws = load_workspace(workspace)
     result = onboard(ws, Path(concept_dir), launcher=launcher(ws), run_step=as_task,

@@ -23,7 +23,16 @@ from components.onboarding.lock import writer_lock
 from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
 from components.onboarding.workspace import Workspace
 
-__all__ = ["OnboardResult", "onboard", "run_plain"]
+__all__ = ["OnboardResult", "launcher", "onboard", "run_plain"]
+
+
+def launcher(ws: Workspace):
+    """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), or without Ray the
+    same loop in the onboarding process (runtime.threads threads)."""
+    from components.training.launch import in_process
+    from components.training.ray_job import on_ray
+
+    return on_ray(ws.params.ray, ws.state_dir) if ws.params.ray.enabled else in_process(ws.params.runtime.threads)
 
 
 def onboard(ws: Workspace, folder: Path, *, launcher, run_step: StepRunner = run_plain,

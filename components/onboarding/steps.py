@@ -52,15 +52,6 @@ def attempt_name(out: Path, previous: Path | None, dataset_md5: str, method: str
     return f"{out.name}-{key}"
 
 
-def launcher(ws: Workspace):
-    """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), or without Ray the
-    same loop in the onboarding process (runtime.threads threads)."""
-    from components.training.launch import in_process
-    from components.training.ray_job import on_ray
-
-    return on_ray(ws.params.ray, ws.state_dir) if ws.params.ray.enabled else in_process(ws.params.runtime.threads)
-
-
 def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launcher, report: Callable[[dict], None],
           run_name: str | None = None):
     """theta_{k-1} (`previous`, or the base) + the concept -> theta_k in `out`, by `launcher`."""
