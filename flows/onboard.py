@@ -35,8 +35,6 @@ def onboard_concept(concept_dir: str, workspace: str | None = None, parent_run_i
                     wait: bool = True) -> OnboardResult:
     """Teach one concept folder to the lifelong model. Bad input fails in `validate` and changes
     nothing; the same folder twice is a no-op; a failed gate ends Completed with the reason recorded."""
-
-
     ws = load_workspace(workspace)
     result = onboard(ws, Path(concept_dir), launcher=launcher(ws), run_step=as_task,
                      parent_run_id=parent_run_id, log=get_run_logger().info, wait=wait)
