@@ -195,3 +195,25 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
         run_method(method, dirs, params, base, evaluator, work / method, log=log,
                    on_row=lambda rows, m=method: save(m, rows), reference_every=reference_every)
     return report
+
+
+def table(report: dict, every: int = 5) -> str:
+    """A markdown table of a scale report: k = 1 and every `every`-th step (the reference steps)."""
+    lines = ["| method | k | train s | eval s (run / bounded) | load s | generate s (folded / stacked) | KiB added | "
+             "RSS MB | avg forgetting (full) | estimate (bounded) | concept 1 fidelity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for method, body in report["methods"].items():
+        for r in body["steps"]:
+            if r["k"] == 1 or r["k"] % every == 0:
+                lines.append(f"| {method} | {r['k']} | {r['train_s']:.1f} | {r['eval_s']:.1f} / {r['eval_bounded_s']:.1f} | "
+                             f"{r['load_s']:.2f} | {r['generate_s']:.2f} / {r['generate_stacked_s']:.2f} | "
+                             f"{r['bytes_added'] / 1024:.0f} | {r['rss_mb']:.0f} | {fmt(r['avg_forgetting'])} | "
+                             f"{r['est_avg_forgetting']:.3f} | {fmt(r['fidelity_first'])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.scale REPORT.json: the table docs/results.md shows
+    import sys
+
+    print(table(json.loads(Path(sys.argv[1]).read_text())))
