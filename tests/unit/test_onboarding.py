@@ -152,31 +152,32 @@ def test_a_removal_keeps_the_history_square_and_never_reuses_a_task_number():
         ledger.without("zz")
 
 
-def test_a_refused_erasure_is_one_line_and_exit_code_2(capsys):
+REFUSALS = {  # what the command refuses -> the one line it prints (exit code 2 for each)
+    "erased": ("components.onboarding.erasure:ErasureRefused",
+               "'x' was already erased on 2026-12-03 by alice (licence ended)",
+               "refused: 'x' was already erased on 2026-12-03 by alice (licence ended)"),
+    "changed-base": ("components.lifelong:BaseMismatch",
+                     "/ws/models/base: base hash 1234... differs from abcd..., the base the chain was trained on",
+                     "error: /ws/models/base: base hash 1234... differs from abcd..., the base the chain was trained on"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refusal_is_one_line_and_exit_code_2(case, capsys):
+    import importlib
+
     import typer
 
     from components.cli.running import _run_flow
-    from components.onboarding.erasure import ErasureRefused
+
+    where, message, line = REFUSALS[case]
+    module, name = where.split(":")
+    error = getattr(importlib.import_module(module), name)
 
     def refuse():
-        raise ErasureRefused("'x' was already erased on 2026-12-03 by alice (licence ended)")
+        raise error(message)
 
     with pytest.raises(typer.Exit) as exit_:
         _run_flow(refuse)
     assert exit_.value.exit_code == 2
-    assert capsys.readouterr().err.strip() == "refused: 'x' was already erased on 2026-12-03 by alice (licence ended)"
-
-
-def test_a_changed_base_is_one_line_and_exit_code_2(capsys):
-    import typer
-
-    from components.cli.running import _run_flow
-    from components.lifelong import BaseMismatch
-
-    def refuse():
-        raise BaseMismatch("/ws/models/base: base hash 1234... differs from abcd..., the base the chain was trained on")
-
-    with pytest.raises(typer.Exit) as exit_:
-        _run_flow(refuse)
-    assert exit_.value.exit_code == 2
-    assert capsys.readouterr().err.strip().startswith("error: /ws/models/base: base hash 1234... differs")
+    assert capsys.readouterr().err.strip() == line
