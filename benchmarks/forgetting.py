@@ -87,8 +87,8 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
 
 
 def apply_overrides(params, overrides: list[str]):
-    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` on top of params.yaml, for
-    development runs. Values are YAML, checked by the config's own coercion and validation. Anything else
+    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` / `runtime.threads=N` on top of
+    params.yaml, for development runs (threads: quality runs side by side on a small machine). Values are YAML, checked by the config's own coercion and validation. Anything else
     is refused."""
     import yaml
 
@@ -97,8 +97,9 @@ def apply_overrides(params, overrides: list[str]):
     for item in overrides:
         name, sep, value = item.partition("=")
         section, _, key = name.partition(".")
-        if not sep or section not in ("training", "forgetting", "sampling"):
-            raise ValueError(f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE or sampling.KEY=VALUE")
+        if not sep or section not in ("training", "forgetting", "sampling", "runtime"):
+            raise ValueError(f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE, sampling.KEY=VALUE "
+                             f"or runtime.threads=N")
         current = getattr(params, section)
         if key not in {f.name for f in dataclasses.fields(current)}:
             raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")

@@ -115,7 +115,7 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         added = _bytes(out, folder)
         total += added
         t0 = time.perf_counter()
-        served = LifelongModel.from_checkpoint(out, base).folded()
+        served = LifelongModel.from_checkpoint(out, base, fold=True).folded()
         load_s = time.perf_counter() - t0
         prompts = [f"a {e.token} {e.class_word} on a white background" for e in entries[-GEN_BATCH:]]
         prompts = (prompts * GEN_BATCH)[:GEN_BATCH]

@@ -111,6 +111,7 @@ class TrainingConfig:
     lambda_kd: float
     kd_batch_size: int
     kd_related_classes: int
+    kd_previous_subjects: int  # at most this many earlier concepts in a task's relevant prompts (bounded in k)
     kd_teacher_steps: int
     kd_trajectories: int
     kd_refresh_every: int

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from components.lifelong.ledger import LEDGER_FILE, Ledger, LedgerEntry
+from components.lifelong.lora_pairs import lora_scale, peft_pairs
 from components.model.tokenizer import add_placeholder_token
 
 LORA_DIR = "unet_lora"
@@ -49,6 +50,51 @@ def add_token(bundle, entry: LedgerEntry, embedding: torch.Tensor | None = None)
         with torch.no_grad():
             bundle.text_encoder.get_input_embeddings().weight[token_id] = embedding
     return token_id
+
+
+def add_tokens(bundle, entries: list[LedgerEntry]) -> list[int]:
+    """Every entry's token at once, each set to its saved embedding; returns their ids (ledger order, the
+    ids one-at-a-time adds would give). Why at once: each resize copies the whole embedding table (SD's
+    49,408 x 768), so k resizes made loading theta_k O(k) in copies."""
+    from safetensors.torch import load_file
+
+    tokenizer, text_encoder = bundle.tokenizer, bundle.text_encoder
+    tokens = [e.token for e in entries]
+    vocab = tokenizer.get_vocab()  # a fresh dict per call (25 ms on CLIP's): once
+    taken = [t for t in tokens if t in vocab]
+    if taken or len(set(tokens)) != len(tokens):
+        raise ValueError(f"placeholder token {(taken or tokens)[0]} already exists")
+    vectors = [load_file(Path(e.checkpoint) / EMBEDS_FILE)[e.token] for e in entries]
+    tokenizer.add_tokens(tokens)
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weight = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        for token_id, vector in zip(ids, vectors):
+            weight[token_id] = vector
+    return ids
+
+
+def add_lora_delta(unet: torch.nn.Module, ckpt: Path) -> None:
+    """W += scale * B @ A on each K/V layer the task's LoRA file adapts: what its peft adapter adds to W x,
+    and what peft's own merge computes (same order, same products), without injecting an adapter."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(ckpt) / LORA_DIR / LORA_WEIGHTS
+    with safe_open(str(path), framework="pt") as f:
+        config = (f.metadata() or {}).get("lora_adapter_metadata")
+        state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    pairs = peft_pairs(state, lora_scale(json.loads(config) if config else None))
+    layers = kv_layers(unet)
+    unknown = sorted(set(pairs) - set(layers))
+    if unknown:
+        raise ValueError(f"{path}: LoRA module {unknown[0]} is not a cross-attention K/V layer of this base")
+    with torch.no_grad():
+        for module, (a, b) in pairs.items():
+            weight = layers[module].weight
+            weight += (b @ a).to(weight.dtype)
 
 
 def add_kv_delta(unet: torch.nn.Module, delta: dict[str, torch.Tensor], where: Path) -> None:

@@ -63,7 +63,7 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     torch.set_num_threads(ws.params.runtime.threads)
     clip, dino = load_evaluator(ws.evaluator_dir)
     evaluator = ForgettingEvaluator(clip, dino, ws.params.forgetting)
-    model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir)
+    model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir, fold=True)  # same outputs, cost flat in k
     entries, f = model.ledger.entries, ws.params.forgetting
     if history is None:
         history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []

@@ -15,7 +15,8 @@ def register_and_gate(ws, step, checkpoint, concept, class_word, losses, train_s
                        ckpt_rec, parent_run_id, log):
     run_id, version = step("register", steps.register, ws, checkpoint=checkpoint, concept=concept,
                            class_word=class_word, losses=losses, train_seconds=train_seconds, evaluation=evaluation,
-                           lineage=steps.lineage_tags(ws, data_rec, ckpt_rec), parent_run_id=parent_run_id)
+                           lineage=steps.lineage_tags(ws, data_rec, ckpt_rec), parent_run_id=parent_run_id,
+                           stage_seconds=dict(step.times))
     decision, production = step("gate", steps.gate, ws, version, evaluation)
     log(f"{concept}: version {version}, gate {decision.summary()}; production is version {production}")
     return run_id, version, decision, production

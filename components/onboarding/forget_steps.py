@@ -64,8 +64,8 @@ def score_erased(ws: Workspace, record: ErasureRecord, previous: Path, out: Path
     evaluator = ForgettingEvaluator(*load_evaluator(ws.evaluator_dir), ws.params.forgetting)
     base = LifelongModel.from_base(ws.base_dir, read_ledger(previous).method)
     out_scores = {}
-    for label, model in (("before", LifelongModel.from_checkpoint(previous, ws.base_dir)),
-                         ("after", LifelongModel.from_checkpoint(out, ws.base_dir)), ("base", base)):
+    for label, model in (("before", LifelongModel.from_checkpoint(previous, ws.base_dir, fold=True)),
+                         ("after", LifelongModel.from_checkpoint(out, ws.base_dir, fold=True)), ("base", base)):
         out_scores[f"fidelity_{label}"] = round(evaluator.score_concept(model.eval(), entry, icgen=False)[0].fidelity, 6)
     return out_scores
 

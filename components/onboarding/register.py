@@ -63,9 +63,12 @@ def log_and_register(
     evaluation,
     lineage: dict[str, str],
     parent_run_id: str | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> tuple[str, str]:
     """One run per concept (nested under `parent_run_id` if given) and a new model version with the
-    lineage tags; the version gets alias `candidate`. Returns (run_id, version)."""
+    lineage tags; the version gets alias `candidate`. Returns (run_id, version). `stage_seconds`: how long
+    each step before registration took (`seconds.<step>` metrics: where an onboarding's time goes, per
+    run, comparable in the MLflow UI as the chain grows)."""
     import mlflow
 
     from components.registry import CANDIDATE, set_alias, setup_tracking
@@ -89,6 +92,8 @@ def log_and_register(
         log_training_rows(losses)
         _log_evaluation(evaluation)
         mlflow.log_metric("train_seconds", train_seconds)
+        if stage_seconds:
+            mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in stage_seconds.items()})
         mlflow.log_dict({"steps": [evaluation.step], "metrics": evaluation.metrics}, "forgetting.json")
         die_here_if_asked("during-register")
         version = _register_in_run(ws, checkpoint, name, tags)

@@ -8,8 +8,8 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
     ledger             a copy of the last checkpoint's ledger whose paths are artifact keys, not paths
 
 `load_context` turns the copied ledger's keys back into the local artifact paths, rebuilds the
-model with `LifelongModel.from_ledger` and folds its LoRA adapters into the K/V weights (a served
-model never trains; folded, a UNet step costs what the base's does however long the chain).
+model with `LifelongModel.from_ledger(fold=True)`: every LoRA added into the K/V weights as it is read (a
+served model never trains; folded, loading and a UNet step cost what the base's do however long the chain).
 `predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
 base64-encoded PNGs, which serialise over `mlflow models serve` JSON.
 """
@@ -86,9 +86,9 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
                                      f"load the version that replaced it")
         # The logged ledger names artifacts, not paths: map each key to where MLflow put it.
         ledger = raw.with_paths(lambda key: arts[key])
-        # Serving never trains: fold the stacked adapters so each step costs what the base costs (the ledger
-        # stays, for lineage and `concepts`).
-        self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY])).folded()
+        # Serving never trains: fold the adapters as they are read, so loading and each step cost what the
+        # base's do (the ledger stays, for lineage and `concepts`).
+        self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY]), fold=True).folded()
         self.icgen = uses_icgen(ledger.method, self.model.bundle.has_context_path)
         config = dict(context.model_config or {})  # params.yaml's sampling at logging time
         self.default_steps = int(config["steps"])

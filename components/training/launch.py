@@ -30,11 +30,15 @@ Launcher = Callable[[TrainRequest, Report | None], TaskResult]
 
 
 def previous_model(req: TrainRequest):
-    """theta_{k-1}: rebuilt from the previous checkpoint, or the bare base for the first task."""
+    """theta_{k-1}: rebuilt from the previous checkpoint, or the bare base for the first task. Folded as it
+    is read (what `begin_task(fold_frozen=True)` would do next anyway, bitwise), so loading is flat in k;
+    C-LoRA, whose penalty reads the earlier adapters, gets them stacked."""
     from components.lifelong import LifelongModel
+    from components.training.methods import get_method
 
     if req.previous_checkpoint:
-        return LifelongModel.from_checkpoint(Path(req.previous_checkpoint), Path(req.base_dir))
+        return LifelongModel.from_checkpoint(Path(req.previous_checkpoint), Path(req.base_dir),
+                                             fold=not get_method(req.method).c_lora)
     return LifelongModel.from_base(Path(req.base_dir), req.method)
 
 

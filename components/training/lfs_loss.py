@@ -5,9 +5,9 @@
         + lambda_kd * L_kd(student vs teacher, relevant prompts)   data-free KD, against RCF
         [+ lambda_clora * sum (|dW_prev| * dW_new)^2]          C-LoRA baseline only
 
-Relevant prompts: the class word, its nearest class words in the text encoder's own embedding space
-and the prompts of earlier concepts, each through the caption templates the base knows, plus "" (the
-unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update switched
+Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own
+embedding space and at most `kd_previous_subjects` earlier concepts, each through the caption templates
+the base knows, plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update switched
 off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t, prompt)
 is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every` steps.
 No image, real or stored, is used: the KD term costs the student one batched forward pass.
@@ -31,31 +31,8 @@ from components.model.losses import denoising_target
 from components.model.pipeline import encode_prompts
 from components.model.sampling import denoise, generate
 from components.training.concept import Concept
+from components.training.kd_prompts import relevant_prompts
 from components.training.methods import Method
-
-
-# ---------------------------------------------------------------- relevant prompts (what KD pins down)
-
-@torch.no_grad()
-def nearest_class_words(tokenizer, text_encoder, class_word: str, candidates: list[str], k: int) -> list[str]:
-    """The k candidates whose pooled text embedding ("a {word}") is most cosine-similar to the class word's."""
-    others = [c for c in candidates if c != class_word]
-    if k <= 0 or not others:
-        return []
-    ids = tokenizer([f"a {w}" for w in [class_word, *others]], padding="max_length", truncation=True,
-                    max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    pooled = F.normalize(text_encoder(ids).pooler_output, dim=-1)  # (1 + N, D)
-    sims = pooled[1:] @ pooled[0]
-    return [others[i] for i in sims.argsort(descending=True)[:k].tolist()]
-
-
-def relevant_prompts(tokenizer, text_encoder, class_word: str, candidates: list[str], k_related: int,
-                     previous_subjects: list[str], templates: tuple[str, ...]) -> list[str]:
-    """Subjects (class word, nearest classes, earlier "<name> class") x caption templates, then ""."""
-    related = nearest_class_words(tokenizer, text_encoder, class_word, candidates, k_related)
-    subjects = [class_word, *related, *previous_subjects]
-    prompts = [t.format(s) for s in subjects for t in templates] + [""]
-    return list(dict.fromkeys(prompts))
 
 
 # ---------------------------------------------------------------- the teacher's own inputs
@@ -151,7 +128,7 @@ class LFSObjective:
     `loss(step, rng)` draws one batch and returns (L, per-term values)."""
 
     def __init__(self, model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig,
-                 class_candidates: list[str], previous_subjects: list[str]):
+                 class_candidates: list[str], previous: list[tuple[str, str]]):
         self.model, self.method, self.cfg, self.task = model, method, cfg, model.ledger.entries[-1].task
         b = model.bundle
         self.icgen = method.icgen and b.has_context_path  # off on a base without a context path (methods.uses_icgen)
@@ -163,7 +140,8 @@ class LFSObjective:
         self.bank: TeacherBank | None = None
         if method.kd:
             self.relevant = relevant_prompts(b.tokenizer, b.text_encoder, concept.class_word, class_candidates,
-                                             cfg.kd_related_classes, previous_subjects, cfg.kd_templates)
+                                             cfg.kd_related_classes, previous, cfg.kd_templates,
+                                             cfg.kd_previous_subjects, self.task)
             self.bank = TeacherBank(model, self.relevant, cfg)
         self.prior = prior_latents(model, concept, cfg) if method.prior else None
 

@@ -65,12 +65,12 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     b = model.bundle
-    previous_subjects = [f"{e.token} {e.class_word}" for e in model.ledger.entries]
+    previous = [(f"{e.token} {e.class_word}", e.class_word) for e in model.ledger.entries]  # (subject, class)
     if method.c_lora and cfg.adapter != "lora":
         raise ValueError(f"method c-lora penalises LoRA updates; it needs training.adapter: lora, not {cfg.adapter!r}")
     entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out),
                                        cfg.lora_rank, cfg.adapter, fold_frozen=not method.c_lora)
-    objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous_subjects)
+    objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous)
 
     emb = b.text_encoder.get_input_embeddings().weight
     row_mask = torch.zeros(emb.shape[0], 1)

@@ -156,3 +156,10 @@ def test_the_scale_benchmark_records_every_field_per_step(tmp_path, tiny_base_di
         # steps 3 and 4 sample 1 of their earlier concepts: the estimate comes from fewer scores
         assert [r["est_protocol"] for r in rows] == ["full", "full", "bounded (2 of 3)", "bounded (2 of 4)"]
         assert rows[1]["est_avg_forgetting"] == rows[1]["avg_forgetting"]
+    # The paired cost probe on the chain this run left: theta_1 against theta_4, interleaved.
+    from benchmarks.scale_cost import TASKS, measure
+
+    cost = measure(tmp_path / "work" / "lfs", 1, tiny_base_dir, REPO_ROOT / "models" / "evaluator", sets, log=lambda s: None)
+    assert (cost["k1"], cost["kn"], cost["method"]) == (1, 4, "lfs")
+    assert all(cost["median"][label][t] > 0 for label in ("k1", "kn") for t in TASKS)
+    assert cost["ratio_kn_over_k1"]["train"] == round(cost["median"]["kn"]["train"] / cost["median"]["k1"]["train"], 3)

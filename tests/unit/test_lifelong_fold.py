@@ -163,3 +163,43 @@ def test_a_new_task_folds_the_frozen_adapters_and_its_teacher_is_still_theta_k_m
     assert rebuilt.adapter_names() == ["task1", "task3", "task4"]
     with torch.no_grad():  # the new LoRA's B starts at zero: theta_4 draws what theta_3 drew
         assert torch.allclose(_eps(rebuilt), before, atol=1e-5)
+
+
+def test_loading_folded_is_the_stacked_model_folded_and_can_still_train(chain):
+    """`from_checkpoint(fold=True)` adds each LoRA into the K/V weights as it reads it and all tokens in one
+    resize (loading flat in k): the weights of stacking the adapters and folding them (up to the order of
+    float additions: here the full-K/V delta of task 2 lands between the LoRAs, as in training; a pure LoRA
+    chain is bitwise equal), the same tokens and vocabulary, no peft layer; and it begins the next task
+    like a stacked model."""
+    stacked = LifelongModel.from_checkpoint(chain).folded()
+    direct = LifelongModel.from_checkpoint(chain, fold=True)
+    assert _peft_layers(direct.bundle.unet) == [] and direct.ledger.names() == ["aa", "bb", "cc"]
+    a, b = stacked.bundle.unet.state_dict(), direct.bundle.unet.state_dict()
+    assert sorted(a) == sorted(b) and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    assert stacked.bundle.tokenizer.get_vocab() == direct.bundle.tokenizer.get_vocab()
+    assert torch.equal(stacked.bundle.text_encoder.get_input_embeddings().weight,
+                       direct.bundle.text_encoder.get_input_embeddings().weight)
+    before = _eps(direct)
+    _, token_id = direct.begin_task("ee", "ring", "refs", str(chain.parent / "04-ee"), rank=4, fold_frozen=True)
+    assert direct.adapter_names() == ["task4"]
+    with direct.as_teacher():
+        assert torch.equal(_eps(direct), before)
+
+
+def test_loading_folded_refuses_a_lora_file_for_another_base(chain, tmp_path):
+    """A LoRA whose module is not a K/V layer of this base is an error naming the file, not a silent skip."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / chain.name
+    shutil.copytree(chain, bad)
+    lora = bad / "unet_lora" / "pytorch_lora_weights.safetensors"
+    state = {k.replace("attn2.to_k", "attn1.to_k"): v for k, v in load_file(lora).items()}
+    save_file(state, lora)
+    from components.lifelong import read_ledger
+
+    ledger = read_ledger(chain)
+    ledger.entries[-1] = replace(ledger.entries[-1], checkpoint=str(bad))
+    with pytest.raises(ValueError, match=r"pytorch_lora_weights.safetensors: LoRA module .*attn1.to_k"):
+        LifelongModel.from_ledger(ledger, fold=True)

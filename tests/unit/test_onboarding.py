@@ -26,13 +26,30 @@ def test_gate_passes_only_when_every_bound_holds(params):
 
 
 def test_relevant_prompts_render_every_subject_through_the_templates(tiny_bundle):
-    from components.training.lfs_loss import relevant_prompts
+    from components.training.kd_prompts import relevant_prompts
 
     prompts = relevant_prompts(tiny_bundle.tokenizer, tiny_bundle.text_encoder, "star", ["star", "heart", "ring", "cross"],
-                               1, ["<zorudo> square"], ("a {} on a white background", "a {} on a gray background"))
+                               1, [("<zorudo> square", "square")], ("a {} on a white background", "a {} on a gray background"),
+                               max_previous=12, task=2)
     assert prompts[:2] == ["a star on a white background", "a star on a gray background"]
     assert "a <zorudo> square on a gray background" in prompts and prompts[-1] == ""
     assert len(prompts) == 3 * 2 + 1  # class word, 1 related class, 1 previous concept; x2 templates; + ""
+
+
+def test_earlier_subjects_are_bounded_near_classes_first_and_the_rest_rotate():
+    from components.training.kd_prompts import earlier_subjects
+
+    previous = [(f"<c{i}> {cls}", cls) for i, cls in enumerate(["star", "ring", "cross", "heart", "star", "ring",
+                                                                  "cross", "heart", "square", "square"])]
+    assert earlier_subjects(previous[:3], ["star"], limit=3, task=4) == [s for s, _ in previous[:3]]  # under the bound: all
+    picked = earlier_subjects(previous, ["star", "heart"], limit=6, task=11)
+    assert len(picked) == 6 and picked == sorted(picked, key=lambda s: int(s[2:s.index(">")]))  # bounded, ledger order
+    assert {"<c0> star", "<c3> heart", "<c4> star", "<c7> heart"} <= set(picked)  # the near classes always
+    covered = set()
+    for task in range(11, 11 + 3):  # 6 others, room 2: every earlier concept is pinned within 3 tasks
+        covered |= set(earlier_subjects(previous, ["star", "heart"], limit=6, task=task))
+    assert covered == {s for s, _ in previous}
+    assert len(earlier_subjects(previous, ["star", "heart", "ring", "cross", "square"], limit=4, task=1)) == 4
 
 
 def test_ledger_paths_become_workspace_relative_and_still_resolve(tmp_path, monkeypatch):

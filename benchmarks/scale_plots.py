@@ -1,0 +1,115 @@
+"""The curves of `lfsd benchmark scale` runs: flat JSON for `dvc plots` and PNG figures for docs/results.md.
+
+    python -m benchmarks.scale_plots docs/figures/scale/lfs-seed0.json docs/figures/scale/lfs-seed1.json \
+        docs/figures/scale/finetune-seed0.json --out docs/figures/scale
+
+Writes, per report, `curves-METHOD-seedS.json` (one record per step, only finite numbers: what `dvc plots
+show` reads, see dvc.yaml) and three figures over all reports: forgetting.png (avg_forgetting: the full
+protocol where it was scored, the bounded protocol's estimate at every step; concept 1's fidelity),
+cost.png (seconds of training, bounded and full evaluation, loading and one generation batch per step),
+storage.png (bytes added per step against 1% of the base).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+CURVE_FIELDS = ("avg_forgetting", "est_avg_forgetting", "final_fidelity", "fidelity_first", "rcf_similarity",
+                "train_s", "eval_s", "eval_bounded_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb")
+
+
+def runs(reports: list[Path]) -> list[tuple[str, list[dict], dict]]:
+    """(label "METHOD seed S", rows, report) for every method of every report."""
+    out = []
+    for path in reports:
+        report = json.loads(Path(path).read_text())
+        for method, body in report["methods"].items():
+            out.append((f"{method} seed {report['seed']}", body["steps"], report))
+    return out
+
+
+def curves(rows: list[dict]) -> list[dict]:
+    """One record per step with the finite numeric fields (None -> left out, as dvc plots expects)."""
+    return [{"k": r["k"], **{f: r[f] for f in CURVE_FIELDS if isinstance(r.get(f), (int, float)) and math.isfinite(r[f])}}
+            for r in rows]
+
+
+def _series(rows: list[dict], field: str) -> tuple[list[int], list[float]]:
+    pts = [(r["k"], r[field]) for r in rows if isinstance(r.get(field), (int, float))]
+    return [k for k, _ in pts], [v for _, v in pts]
+
+
+def figures(all_runs, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, rows, _ in all_runs:
+        line, = a.plot(*_series(rows, "est_avg_forgetting"), lw=1, alpha=0.7, label=f"{label} (bounded estimate)")
+        a.plot(*_series(rows, "avg_forgetting"), "o", color=line.get_color(), label=f"{label} (full protocol)")
+        ks, first = _series(rows, "fidelity_first")
+        b.plot(ks, first, "o-", ms=3, color=line.get_color(), label=label)
+        if first:
+            b.axhline(0.9 * first[0], ls="--", c=line.get_color(), lw=0.6)  # the target: 90% of step 1
+    a.axhline(0.05, ls="--", c="gray", lw=0.8)
+    a.set(xlabel="concepts learned k", ylabel="avg_forgetting", title="Forgetting as the chain grows")
+    b.set(xlabel="concepts learned k", ylabel="fidelity of concept 1", title="Concept 1 (scored where the protocol scored it)")
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    paths.append(_save(fig, out / "forgetting.png"))
+
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    for label, rows, _ in all_runs:
+        for ax, fields in zip(axes, (("train_s",), ("eval_bounded_s", "eval_s"), ("load_s",), ("generate_s",))):
+            for f in fields:
+                ax.plot(*_series(rows, f), lw=1, ls="-" if f != "eval_s" else ":", label=f"{label}" + (" full" if f == "eval_s" else ""))
+    for ax, title in zip(axes, ("training s / step", "evaluation s / step (bounded; full dotted)", "load theta_k s", "generate 1 batch s")):
+        ax.set(xlabel="k", title=title)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    paths.append(_save(fig, out / "cost.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, rows, report in all_runs:
+        ks, added = _series(rows, "bytes_added")
+        ax.plot(ks, [b / 1024 for b in added], lw=1, label=label)
+    base = all_runs[0][2]["base_bytes"]
+    ax.axhline(base * 0.01 / 1024, ls="--", c="gray", lw=0.8, label="1% of the base")
+    ax.set(xlabel="k", ylabel="KiB added by step k", title="Storage per step (checkpoint + shots)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / "storage.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("reports", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("docs/figures/scale"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    all_runs = runs(args.reports)
+    for label, rows, _ in all_runs:
+        method, seed = label.split(" seed ")
+        (args.out / f"curves-{method}-seed{seed}.json").write_text(json.dumps(curves(rows), indent=1))
+    for p in figures(all_runs, args.out):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()
