@@ -97,10 +97,54 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def targets(all_runs, cost: dict | None = None) -> str:
+    """The issue's targets at the last step, measured: a markdown table (one row per target and run)."""
+    def last_ref(rows):
+        return next(r for r in reversed(rows) if r.get("avg_forgetting") is not None)
+
+    lines = ["| target | run | measured | met |", "| --- | --- | --- | --- |"]
+    add = lambda t, run, value, ok: lines.append(f"| {t} | {run} | {value} | {'yes' if ok else '**no**'} |")  # noqa: E731
+    finetune = {rep["seed"]: last_ref(rows) for label, rows, rep in all_runs if label.startswith("finetune ")}
+    for label, rows, rep in all_runs:
+        end, first = last_ref(rows), rows[0]
+        if label.startswith("lfs "):
+            add("avg_forgetting <= 0.05", label, f"{end['avg_forgetting']:.3f} (k = {end['k']})", end["avg_forgetting"] <= 0.05)
+            if rep["seed"] in finetune:
+                ft = finetune[rep["seed"]]["avg_forgetting"]
+                add("<= half of finetune's", label, f"{end['avg_forgetting']:.3f} vs {ft:.3f} (x{end['avg_forgetting'] / ft:.2f})",
+                    end["avg_forgetting"] <= ft / 2)
+            ratio = end["fidelity_first"] / first["fidelity_first"]
+            add("concept 1 >= 90% of its step-1 fidelity", label,
+                f"{end['fidelity_first']:.3f} / {first['fidelity_first']:.3f} = {ratio:.0%}", ratio >= 0.9)
+        refs = [r for r in rows if r.get("avg_forgetting") is not None and r["est_protocol"] != "full"]
+        if refs:
+            worst = max(refs, key=lambda r: abs(r["est_avg_forgetting"] - r["avg_forgetting"]))
+            add("bounded estimate vs full row (no target: its error)", label,
+                f"max |error| {abs(worst['est_avg_forgetting'] - worst['avg_forgetting']):.3f} at k = {worst['k']}", True)
+        bounded = [r["eval_bounded_s"] for r in rows if r["est_protocol"] != "full"]
+        if bounded:
+            half = len(bounded) // 2
+            early, late = sorted(bounded[:half])[half // 2], sorted(bounded[half:])[(len(bounded) - half) // 2]
+            add("bounded evaluation flat in k (median, 2nd half / 1st half of the bounded steps)", label,
+                f"{late:.1f} / {early:.1f} s = x{late / early:.2f}", late / early <= 1.2)
+        share = end["bytes_added"] / rep["base_bytes"]
+        add("bytes per step <= 1% of the base", label, f"{end['bytes_added'] / 1024:.0f} KiB = {share:.2%}", share <= 0.01)
+        rss = rows[-1]["peak_rss_mb"] / first["peak_rss_mb"]
+        add("peak RSS at the last step <= 1.2x step 1", label, f"{rows[-1]['peak_rss_mb']:.0f} / {first['peak_rss_mb']:.0f} MB = x{rss:.2f}", rss <= 1.2)
+    if cost:
+        name = f"{cost['method']}, paired probe k = {cost['kn']} vs 1"
+        for task, bound in (("train", 1.2), ("generate", 1.1), ("load", 1.5), ("score", 1.2)):
+            r = cost["ratio_kn_over_k1"][task]
+            add(f"{task} at k = {cost['kn']} <= {bound}x k = 1" + (" (one concept's scoring: no target)" if task == "score" else ""),
+                name, f"{cost['median']['kn'][task]:.2f} / {cost['median']['k1'][task]:.2f} s = x{r:.2f}", r <= bound)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/figures/scale"))
+    ap.add_argument("--cost", type=Path, default=None, help="A benchmarks/scale_cost report: its ratios join the targets.")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     all_runs = runs(args.reports)
@@ -109,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / f"curves-{method}-seed{seed}.json").write_text(json.dumps(curves(rows), indent=1))
     for p in figures(all_runs, args.out):
         print(p)
+    print(targets(all_runs, json.loads(args.cost.read_text()) if args.cost else None))
 
 
 if __name__ == "__main__":
