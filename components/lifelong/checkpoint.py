@@ -75,9 +75,10 @@ def add_tokens(bundle, entries: list[LedgerEntry]) -> list[int]:
     return ids
 
 
-def add_lora_delta(unet: torch.nn.Module, ckpt: Path) -> None:
-    """W += scale * B @ A on each K/V layer the task's LoRA file adapts: what its peft adapter adds to W x,
-    and what peft's own merge computes (same order, same products), without injecting an adapter."""
+def add_lora_delta(layers: dict[str, torch.nn.Linear], ckpt: Path) -> None:
+    """W += scale * B @ A on each K/V layer (`kv_layers(unet)`, found once per chain, not per task) the
+    task's LoRA file adapts: what its peft adapter adds to W x, and what peft's own merge computes (same
+    order, same products), without injecting an adapter."""
     import json
 
     from safetensors import safe_open
@@ -87,7 +88,6 @@ def add_lora_delta(unet: torch.nn.Module, ckpt: Path) -> None:
         config = (f.metadata() or {}).get("lora_adapter_metadata")
         state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     pairs = peft_pairs(state, lora_scale(json.loads(config) if config else None))
-    layers = kv_layers(unet)
     unknown = sorted(set(pairs) - set(layers))
     if unknown:
         raise ValueError(f"{path}: LoRA module {unknown[0]} is not a cross-attention K/V layer of this base")

@@ -55,13 +55,14 @@ class LifelongModel:
         model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method, retired=ledger.retired))
         if fold:
             add_tokens(model.bundle, ledger.entries)
+            layers = kv_layers(model.bundle.unet)
         for entry in ledger.entries:
             if not fold:
                 apply_task(model.bundle, entry)
             elif entry.adapter == "full-kv":
                 add_kv_delta(model.bundle.unet, load_file(Path(entry.checkpoint) / KV_DIR / KV_WEIGHTS), Path(entry.checkpoint))
             else:
-                add_lora_delta(model.bundle.unet, Path(entry.checkpoint))
+                add_lora_delta(layers, Path(entry.checkpoint))
                 model._merged.add(adapter_name(entry.task))
             model.ledger.entries.append(entry)
         model._activate(model.adapter_names())
