@@ -152,8 +152,20 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
     return rows
 
 
+def parse_order(text: str, n: int) -> list[int]:
+    """"1-15,20,19" -> [1, ..., 15, 20, 19]: positions in the n-concept sequence, each at most once."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    if not out or len(set(out)) != len(out) or not all(1 <= i <= n for i in out):
+        raise ValueError(f"--order {text!r}: positions must be distinct and within 1..{n}")
+    return out
+
+
 def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evaluator_dir: Path, work: Path,
-        shots: int = 4, overrides: list[str] = (), log=print, reference_every: int = 1) -> dict:
+        shots: int = 4, overrides: list[str] = (), log=print, reference_every: int = 1,
+        stop_after: int | None = None, order: list[int] | None = None) -> dict:
     import shutil
 
     import torch
@@ -170,10 +182,15 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
     work = Path(work)
     shutil.rmtree(work, ignore_errors=True)
     dirs = write_concepts(work / "concepts", n=n, shots=shots, seed=seed)
+    if order:  # a counterfactual of the same draw: these concepts (1-based positions), in this order
+        dirs = [dirs[i - 1] for i in order]
+    dirs = dirs[:stop_after]  # the first concepts of the same n-concept sequence (the draw depends on n)
     clip, dino = load_evaluator(evaluator_dir)
     report = {
         "command": f"lfsd benchmark scale --n {n} --seed {seed} --methods {','.join(methods)} --json {out_json}"
                    + (f" --reference-every {reference_every}" if reference_every > 1 else "")
+                   + (f" --stop-after {stop_after}" if stop_after else "")
+                   + (f" --order {','.join(map(str, order))}" if order else "")
                    + "".join(f" --set {o}" for o in overrides),
         "reference_every": reference_every,
         "machine": f"{platform.machine()}, torch threads {params.runtime.threads}",

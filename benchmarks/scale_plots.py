@@ -7,7 +7,9 @@ Writes, per report, `curves-METHOD-seedS.json` (one record per step, only finite
 show` reads, see dvc.yaml) and three figures over all reports: forgetting.png (avg_forgetting: the full
 protocol where it was scored, the bounded protocol's estimate at every step; concept 1's fidelity),
 cost.png (seconds of training, bounded and full evaluation, loading and one generation batch per step),
-storage.png (bytes added per step against 1% of the base).
+storage.png (bytes added per step against 1% of the base). With `--pipeline REPORT` (benchmarks/scale_pipeline.py:
+the real `lfsd onboard` per concept), also `curves-pipeline-seedS.json`, pipeline.png (each flow step's seconds
+and what each store holds, per k) and a table of the first and last steps' medians.
 """
 
 from __future__ import annotations
@@ -140,11 +142,59 @@ def targets(all_runs, cost: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+PIPELINE_STAGES = ("validate", "version_dataset", "train", "evaluate", "version_checkpoint")
+PIPELINE_STORES = ("bytes_mlflow_artifacts", "bytes_dvc_cache", "bytes_git", "bytes_checkpoints")
+
+
+def pipeline_rows(report: dict) -> list[dict]:
+    """The pipeline report's steps, with `other_s`: the command's wall time outside the five flow steps
+    MLflow timed (process start and imports, the ephemeral Prefect API, registration, the gate)."""
+    return [{**r, "other_s": r["step_s"] - sum(r.get(s) or 0 for s in PIPELINE_STAGES)} for r in report["steps"]]
+
+
+def pipeline_figure(report: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = pipeline_rows(report)
+    ks = [r["k"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    a.stackplot(ks, *[[r.get(s) or 0 for r in rows] for s in (*PIPELINE_STAGES, "other_s")],
+                labels=[*PIPELINE_STAGES, "other (start, Prefect API, register, gate)"], alpha=0.8)
+    a.plot(ks, [r["train_s"] for r in rows], "k:", lw=1, label="training loop inside the Ray worker")
+    a.set(xlabel="concepts learned k", ylabel="s", title="One `lfsd onboard` per concept: seconds per step")
+    a.legend(fontsize=6, loc="upper left")
+    for field in PIPELINE_STORES:
+        b.plot(ks, [r[field] / 2**20 for r in rows], lw=1.2, label=field.removeprefix("bytes_"))
+    b.axhline(report["base_bytes"] / 2**20, ls="--", c="gray", lw=0.8, label="the base")
+    b.set(xlabel="concepts learned k", ylabel="MiB held", title="What each store holds after step k")
+    b.legend(fontsize=7)
+    return _save(fig, out / "pipeline.png")
+
+
+def pipeline_table(report: dict, n: int = 5) -> str:
+    """Median seconds of each flow step over the first and the last `n` steps, and their ratio."""
+    rows = pipeline_rows(report)
+    first, last = rows[:n], rows[-n:]
+    med = lambda rs, f: sorted(r.get(f) or 0 for r in rs)[len(rs) // 2]  # noqa: E731
+    lines = [f"| step (median, k = {first[0]['k']}-{first[-1]['k']} / k = {last[0]['k']}-{last[-1]['k']}) | first s | last s | ratio |",
+             "| --- | --- | --- | --- |"]
+    for f in (*PIPELINE_STAGES, "train_s", "other_s", "step_s"):
+        a, b = med(first, f), med(last, f)
+        lines.append(f"| {f} | {a:.1f} | {b:.1f} | x{b / a:.2f} |" if a else f"| {f} | {a:.1f} | {b:.1f} | - |")
+    grow = (rows[-1]["bytes_mlflow_artifacts"] - rows[0]["bytes_mlflow_artifacts"]) / max(1, len(rows) - 1)
+    lines.append(f"| MLflow artifact store per step (mean over k = 2-{rows[-1]['k']}) | | {grow / 2**20:.2f} MiB | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/figures/scale"))
     ap.add_argument("--cost", type=Path, default=None, help="A benchmarks/scale_cost report: its ratios join the targets.")
+    ap.add_argument("--pipeline", type=Path, default=None, help="A benchmarks/scale_pipeline report: its figure and table.")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     all_runs = runs(args.reports)
@@ -154,6 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     for p in figures(all_runs, args.out):
         print(p)
     print(targets(all_runs, json.loads(args.cost.read_text()) if args.cost else None))
+    if args.pipeline:
+        report = json.loads(args.pipeline.read_text())
+        fields = ("k", "step_s", "train_s", "other_s", *PIPELINE_STAGES, *PIPELINE_STORES)
+        (args.out / f"curves-pipeline-seed{report['seed']}.json").write_text(json.dumps(
+            [{f: r[f] for f in fields if isinstance(r.get(f), (int, float))} for r in pipeline_rows(report)], indent=1))
+        print(pipeline_figure(report, args.out))
+        print(pipeline_table(report))
 
 
 if __name__ == "__main__":

@@ -186,12 +186,17 @@ def benchmark_scale(
     overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.steps=50 (repeatable)."),
     reference_every: int = typer.Option(1, min=1, help="Score the full row (the reference) every N steps and the last; "
                                         "1: every step (exact, O(k^2) generations over the sequence)."),
+    stop_after: int = typer.Option(None, min=1, help="Teach only the first N concepts of the n-concept sequence "
+                                   "(a diagnosis of its early steps: the sequence drawn depends on --n)."),
+    order: str = typer.Option(None, help="Teach these concepts of the n-concept sequence, in this order: 1-based "
+                              "positions and ranges, e.g. 1-15,20,21,22,19 (a counterfactual of the same draw)."),
 ) -> None:
     """Teach a long sequence; per step k record forgetting, cost, storage, load and generation time."""
-    from benchmarks.scale import run
+    from benchmarks.scale import parse_order, run
 
     report = run(n, seed, methods.split(","), json_out, model, evaluator, work, shots=shots, overrides=overrides,
-                 log=typer.echo, reference_every=reference_every)
+                 log=typer.echo, reference_every=reference_every, stop_after=stop_after,
+                 order=parse_order(order, n) if order else None)
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
 
 

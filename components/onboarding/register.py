@@ -121,7 +121,7 @@ def _register_in_run(ws: Workspace, checkpoint: Path, name: str, tags: dict[str,
 
     from components.registry import log_lifelong_model
 
-    info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags)
+    info = log_lifelong_model(checkpoint, ws.base_dir, name="model", tags=tags, share_with=name)
     return str(mlflow.register_model(info.model_uri, name, tags=tags).version)
 
 

@@ -1,4 +1,4 @@
-"""MLflow packaging and registry of lifelong models: a self-contained pyfunc, alias-based promotion.
+"""MLflow packaging and registry of lifelong models: a pyfunc that needs only the artifact store, alias-based promotion.
 
     from components.registry import setup_tracking, log_lifelong_model, register_version, promote
 

@@ -1,8 +1,8 @@
 """The read side of `lfsd export`: one registered version's concepts, fetched and checked.
 
 Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base
-is named by the ledger's hash, so only `MLmodel`, the ledger, those files and (for the architecture
-tag) the base's `unet/config.json` are downloaded, never the base's weights or the reference photos.
+is named by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the
+architecture tag) the base's `unet/config.json`, from this version or the one storing them, are downloaded, never the base's weights or the reference photos.
 Everything is checked here, before export.py writes a byte: an unknown URI, a missing or unreadable
 file (named by its path inside the model) is an ExportError; an erased version or a full-K/V task an
 ExportRefused. A full-K/V task changed the K/V weights themselves (a full-rank delta, not a LoRA), so
@@ -170,6 +170,7 @@ def read_version(uri: str, work: Path) -> VersionExport:
     from components.lifelong.checkpoint import EMBEDS_FILE, LORA_DIR, LORA_WEIGHTS, TRAINING_FILE
     from components.lifelong.ledger import Ledger
     from components.registry.pyfunc import BASE_KEY, LEDGER_KEY
+    from components.registry.shared_artifacts import INDEX_KEY, read_index
 
     pinned, model_name, version = _resolve(uri)
     arts = _Artifacts(pinned, Path(work))
@@ -200,35 +201,45 @@ def read_version(uri: str, work: Path) -> VersionExport:
             f"no LoRA file reproduces this version; export a version whose concepts were all learned with "
             f"adapter: lora")
 
+    index = read_index(arts.get(paths[INDEX_KEY]) if INDEX_KEY in paths else None)
+
+    def locate(key: str) -> tuple[_Artifacts, str] | None:  # in this model, or in the version storing it
+        if key in paths:
+            return arts, f"{paths[key]}/"
+        if key in index["shared"]:
+            (scratch := Path(work) / "shared" / key).mkdir(parents=True, exist_ok=True)
+            return _Artifacts(index["shared"][key]["uri"], scratch), ""
+        return None
+
     config = flavor.get("config") or {}
     base_uri = (specs.get(BASE_KEY) or {}).get("uri") or BASE_KEY
-    unet_cfg = None
-    if BASE_KEY in paths:
-        cfg_file = arts.get(f"{paths[BASE_KEY]}/unet/config.json", required=False)
-        unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
+    base = locate(BASE_KEY)
+    cfg_file = base[0].get(f"{base[1]}unet/config.json", required=False) if base is not None else None
+    unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
     out = VersionExport(uri, model_name, version, base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
                         steps=config.get("steps"), guidance_scale=config.get("guidance_scale"))
 
     for entry in ledger.entries:
-        if entry.checkpoint not in paths:
+        found = locate(entry.checkpoint)
+        if found is None:
             raise ExportError(f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
                               f"the model (erased or damaged)")
-        folder = paths[entry.checkpoint]
-        lora_path = f"{folder}/{LORA_DIR}/{LORA_WEIGHTS}"
-        emb_path = f"{folder}/{EMBEDS_FILE}"
-        tensors, meta = _read_safetensors(arts.get(lora_path), f"{uri}: {lora_path}")
+        store, folder = found
+        lora_path = f"{folder}{LORA_DIR}/{LORA_WEIGHTS}"
+        emb_path = f"{folder}{EMBEDS_FILE}"
+        tensors, meta = _read_safetensors(store.get(lora_path), f"{uri}: {lora_path}")
         try:
             config_json = meta.get("lora_adapter_metadata")
             pairs = lf.peft_pairs(tensors, lf.lora_scale(json.loads(config_json) if config_json else None))
         except (lf.LoraFormatError, ValueError, KeyError) as e:
             raise ExportError(f"{uri}: {lora_path}: not an lfsd LoRA ({e})") from e
-        embeds, _ = _read_safetensors(arts.get(emb_path), f"{uri}: {emb_path}")
+        embeds, _ = _read_safetensors(store.get(emb_path), f"{uri}: {emb_path}")
         vector = embeds.get(entry.token)
         if vector is None or vector.numel() == 0 or (vector.ndim > 1 and vector.shape[0] != 1):
             raise ExportError(f"{uri}: {emb_path}: holds no single embedding for {entry.token} "
                               f"(keys: {', '.join(embeds) or 'none'})")
         steps = None
-        training = arts.get(f"{folder}/{TRAINING_FILE}", required=False)
+        training = store.get(f"{folder}{TRAINING_FILE}", required=False)
         if training is not None:
             try:
                 steps = int(json.loads(training.read_text()).get("steps"))

@@ -1,6 +1,7 @@
 """How a lifelong chain becomes an MLflow model: the artifacts it carries (the base, every task
 checkpoint, the references each concept is drawn with, a ledger that names artifacts instead of
-paths), its signature and pinned requirements, and logging/registering it in the active run."""
+paths, an index of their hashes and of those stored once in an earlier version: shared_artifacts.py),
+its signature and pinned requirements, and logging/registering it in the active run."""
 
 from __future__ import annotations
 
@@ -101,17 +102,21 @@ def log_lifelong_model(
     registered_model_name: str | None = None,
     tags: dict[str, str] | None = None,
     *,
+    share_with: str | None = None,
     steps: int | None = None,
     guidance_scale: float | None = None,
 ):
     """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name`
     in the active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version`
     needs a run) and, with `registered_model_name`, register it; `tags` go on the logged model and, when registered, on the new model version.
+    With `share_with` (a registered model's name), the base, checkpoints and references its newest version
+    already stores with the same hash are not copied again: the version's index points at them.
     Returns mlflow's ModelInfo (`registered_model_version` is set when registered)."""
     import mlflow
 
     import components
     from components.config import load_params
+    from components.registry import shared_artifacts as shared
 
     sampling = load_params().sampling  # the served model samples as `lfsd generate` does
     steps = sampling.steps if steps is None else steps
@@ -121,6 +126,12 @@ def log_lifelong_model(
         # An input example would make mlflow load the model and run a full generation to validate it.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         artifacts, summary = stage_artifacts(checkpoint_dir, base_dir, Path(tmp))
+        # The base's hash is the one stage_artifacts verified; the rest are small folders.
+        hashes = shared.content_hashes(artifacts, skip=(LEDGER_KEY, BASE_KEY)) | {BASE_KEY: summary["base_hash"]}
+        stored = shared.stored_by_newest(mlflow.MlflowClient(), share_with) if share_with else {}
+        artifacts, kept_elsewhere = shared.split_shared(artifacts, hashes, stored)
+        artifacts[shared.INDEX_KEY] = str(shared.write_index(Path(tmp), hashes, kept_elsewhere))
+        summary["shared"] = sorted(kept_elsewhere)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=LfsdPyfunc(),

@@ -1,4 +1,4 @@
-"""The lifelong model as an MLflow pyfunc: a self-contained artifact that needs nothing but itself.
+"""The lifelong model as an MLflow pyfunc: it needs nothing but its artifact store (no workspace, no checkout).
 
 Logged artifacts (each under `artifacts/` of the MLflow model):
 
@@ -6,8 +6,10 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
     checkpoint_NN      every task checkpoint of the chain (LoRA + token + ledger), task NN = 01, 02, ...
     references_NN      the reference images each concept is drawn with (ICGen), the first few by name
     ledger             a copy of the last checkpoint's ledger whose paths are artifact keys, not paths
+    index              the hash of each artifact above and, for those the version before already stored,
+                       where they are (shared_artifacts.py): those are not copied again, but downloaded here
 
-`load_context` turns the copied ledger's keys back into the local artifact paths, rebuilds the
+`load_context` fetches the shared artifacts (checking their hashes), turns the copied ledger's keys back into the local artifact paths, rebuilds the
 model with `LifelongModel.from_ledger(fold=True)`: every LoRA added into the K/V weights as it is read (a
 served model never trains; folded, loading and a UNet step cost what the base's do however long the chain).
 `predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -77,9 +80,20 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         from components.model.references import load_reference_folder
         from components.training.methods import uses_icgen
 
-        arts = context.artifacts
+        from components.registry.shared_artifacts import INDEX_KEY, fetch_shared, read_index
+
+        arts = dict(context.artifacts)
+        index = read_index(arts.get(INDEX_KEY))
+        if index["shared"]:  # stored once in an earlier version: download them (kept alive with the model)
+            self._shared_dir = tempfile.TemporaryDirectory(prefix="lfsd-shared-")
+            fetched, missing = fetch_shared(index, Path(self._shared_dir.name))
+            arts |= fetched
+            if BASE_KEY in missing:
+                raise FileNotFoundError(f"this model version's base is {missing[BASE_KEY]}: the artifact store lost "
+                                        f"the version that stores it")
         raw = Ledger.read(Path(arts[LEDGER_KEY]))
-        gone = [e.name for e in raw.entries if not Path(arts.get(e.checkpoint, "")).is_dir()]
+        here = lambda key: not key or (key in arts and Path(arts[key]).exists())  # noqa: E731
+        gone = [e.name for e in raw.entries if not (here(e.checkpoint) and here(e.references))]
         if gone:  # deleted by an erasure (registry/erasure.py), or a damaged copy: never load a partial chain
             raise ErasedConceptError(f"this model version's files for concept(s) {', '.join(gone)} are gone (erased "
                                      f"on request, see the version's lfsd.erasure tag): it cannot be loaded; "

@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "lfsd-export-test"
 STEPS = 4
 SEED = 3
-TOL = 1e-4  # max abs pixel difference in [0, 1]; measured ~2e-6 (stacked/unfused peft vs lfsd's folded K/V)
+# Max abs pixel difference in [0, 1], a quarter of one 8-bit level (3.9e-3) over the whole sampling loop.
+# Measured: stacked/unfused peft vs lfsd's folded K/V 2e-6 on one CPU (Intel), 1.05e-4 on another (AMD EPYC,
+# 2026-12-04, the same code: float kernels differ); the merged export 7.6e-6.
+TOL = 1e-3
+LORA_MATTERS = 1e-2  # tokens without the LoRA draw something at least this far off
 CONCEPTS = ["00-byruri", "01-xubyzo"]  # examples/concepts: byruri (cross), xubyzo (heart)
 PROMPT = "a <byruri> cross next to a <xubyzo> heart"
 CASES = [("diffusers", False), ("diffusers", True), ("kohya", False), ("kohya", True)]
@@ -153,7 +157,7 @@ def test_the_loras_matter(registry, exports, lfsd_image):
     """Tokens alone (no LoRA) draw something else: the comparison above can fail."""
     want, guidance = lfsd_image
     got = _draw(_stock(registry[0], exports[("diffusers", False)], "diffusers", False, lora=False), guidance)
-    assert (got - want).abs().max().item() > 100 * TOL
+    assert (got - want).abs().max().item() > LORA_MATTERS
 
 
 def _deltas(pipe) -> dict[str, torch.Tensor]:
