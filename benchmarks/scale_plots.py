@@ -174,10 +174,11 @@ def pipeline_figure(report: dict, out: Path) -> Path:
     return _save(fig, out / "pipeline.png")
 
 
-def pipeline_table(report: dict, n: int = 5) -> str:
-    """Median seconds of each flow step over the first and the last `n` steps, and their ratio."""
+def pipeline_table(report: dict, n: int = 5, first_k: int = 1) -> str:
+    """Median seconds of each flow step over `n` steps from k = `first_k` and over the last `n`, and their
+    ratio (`first_k` > 1 sets aside early steps that shared the machine with something heavier)."""
     rows = pipeline_rows(report)
-    first, last = rows[:n], rows[-n:]
+    first, last = rows[first_k - 1:first_k - 1 + n], rows[-n:]
     med = lambda rs, f: sorted(r.get(f) or 0 for r in rs)[len(rs) // 2]  # noqa: E731
     lines = [f"| step (median, k = {first[0]['k']}-{first[-1]['k']} / k = {last[0]['k']}-{last[-1]['k']}) | first s | last s | ratio |",
              "| --- | --- | --- | --- |"]
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/figures/scale"))
     ap.add_argument("--cost", type=Path, default=None, help="A benchmarks/scale_cost report: its ratios join the targets.")
     ap.add_argument("--pipeline", type=Path, default=None, help="A benchmarks/scale_pipeline report: its figure and table.")
+    ap.add_argument("--pipeline-first", type=int, default=1, help="The pipeline table's first window starts at this k.")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     all_runs = runs(args.reports)
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / f"curves-pipeline-seed{report['seed']}.json").write_text(json.dumps(
             [{f: r[f] for f in fields if isinstance(r.get(f), (int, float))} for r in pipeline_rows(report)], indent=1))
         print(pipeline_figure(report, args.out))
-        print(pipeline_table(report))
+        print(pipeline_table(report, first_k=args.pipeline_first))
 
 
 if __name__ == "__main__":

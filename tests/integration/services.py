@@ -14,10 +14,20 @@ import urllib.request
 from pathlib import Path
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before by this process: the OS may give the same free port to two
+    binds in a row once the first socket is closed, and a command line that names it twice (Ray's client
+    server and dashboard ports, CI 2026-12-04) refuses to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def mlflow_cli() -> list[str]:

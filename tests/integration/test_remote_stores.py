@@ -58,7 +58,8 @@ def stores(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
-    """A workspace (tiny base, fast params) with one concept onboarded through the CLI against `stores`.
+    """A workspace (tiny base, fast params) with two concepts onboarded through the CLI against `stores`
+    (version 2 shares the base and task 1 with version 1: registry/shared_artifacts.py).
     Yields (workspace root, the CLI's output, the environment it ran with)."""
     tmp = tmp_path_factory.mktemp("remote")
     root = tmp / "ws"
@@ -72,12 +73,14 @@ def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
         make_workspace(root, tiny_base_dir, NO_RAY)
     from components.world.concepts import write_concepts
 
-    (concept,) = write_concepts(tmp / "concepts", n=1, shots=3, seed=5)
-    proc = subprocess.run([sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(root)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
-    (tmp / "onboard.log").write_text(f"{proc.stdout}\n--- stderr ---\n{proc.stderr}")
-    assert proc.returncode == 0, f"onboard exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    yield root, proc.stdout, env
+    out = ""
+    for concept in write_concepts(tmp / "concepts", n=2, shots=3, seed=5):
+        proc = subprocess.run([sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(root)],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
+        (tmp / f"onboard-{concept.name}.log").write_text(f"{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+        assert proc.returncode == 0, f"onboard exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        out += proc.stdout
+    yield root, out, env
 
 
 def test_onboard_via_cli_lands_in_postgres_and_s3(stores, onboarded):
@@ -85,7 +88,7 @@ def test_onboard_via_cli_lands_in_postgres_and_s3(stores, onboarded):
 
     root, out, _ = onboarded
     name = MODEL
-    assert "model version 1" in out and "production = 1" in out, out
+    assert "model version 2" in out and "production = 2" in out, out
     # Nothing fell back to the workspace's own sqlite store.
     assert not (root / ".lfsd" / "mlflow" / "mlflow.db").exists()
 
@@ -97,25 +100,29 @@ def test_onboard_via_cli_lands_in_postgres_and_s3(stores, onboarded):
         aliases = dict(cur.fetchall())
         cur.execute("SELECT run_uuid, status, name FROM runs")
         runs = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
-        cur.execute("SELECT key, value FROM model_version_tags WHERE name = %s AND version = 1", (name,))
+        cur.execute("SELECT key, value FROM model_version_tags WHERE name = %s AND version = 2", (name,))
         version_tags = dict(cur.fetchall())
-    assert [(v, s) for v, _, s in versions] == [(1, "READY")]
-    run_id = versions[0][1]
-    assert runs[run_id][0] == "FINISHED"
-    assert aliases.get("production") == 1
+    assert sorted((v, s) for v, _, s in versions) == [(1, "READY"), (2, "READY")]
+    assert all(runs[run_id][0] == "FINISHED" for _, run_id, _ in versions)
+    assert aliases.get("production") == 2
     for tag in ("lfsd.dataset_dvc_md5", "lfsd.checkpoint_dvc_md5", "lfsd.git_commit"):
-        assert version_tags.get(tag), f"model version 1 has no {tag} tag in PostgreSQL"
+        assert version_tags.get(tag), f"model version 2 has no {tag} tag in PostgreSQL"
     assert version_tags["lfsd.git_commit"] == git(root, "rev-parse", "HEAD")
 
     # S3 holds the model's files, under the server's --artifacts-destination.
     client = mlflow.MlflowClient(tracking_uri=stores.uri, registry_uri=stores.uri)
-    location = client.get_model_version_download_uri(name, "1")
-    assert location.startswith("mlflow-artifacts:/"), location  # uploaded through the server's proxy
-    prefix = stores.artifacts.removeprefix(f"s3://{BUCKET}/") + "/" + location.removeprefix("mlflow-artifacts:/").strip("/")
-    keys = stores.s3.keys(prefix + "/")
-    names = {k.rsplit("/", 1)[-1] for k in keys}
-    assert {"MLmodel", "python_model.pkl"} <= names, keys[:20]
-    assert any(k.endswith(".safetensors") for k in keys), keys[:20]  # the weights, not just metadata
+    stored = {}
+    for version in ("1", "2"):
+        location = client.get_model_version_download_uri(name, version)
+        assert location.startswith("mlflow-artifacts:/"), location  # uploaded through the server's proxy
+        prefix = stores.artifacts.removeprefix(f"s3://{BUCKET}/") + "/" + location.removeprefix("mlflow-artifacts:/").strip("/")
+        stored[version] = keys = stores.s3.keys(prefix + "/")
+        names = {k.rsplit("/", 1)[-1] for k in keys}
+        assert {"MLmodel", "python_model.pkl", "index.json"} <= names, keys[:20]
+        assert any(k.endswith(".safetensors") for k in keys), keys[:20]  # the weights, not just metadata
+    # Version 2 stores its own task only: the base and task 1 are version 1's (its index points there).
+    assert any("/artifacts/base/" in k for k in stored["1"]) and not any("/artifacts/base/" in k for k in stored["2"])
+    assert len(stored["2"]) < len(stored["1"])
 
 
 FRESH = r"""
@@ -123,7 +130,8 @@ import json, sys
 import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 out = model.predict(pd.DataFrame({"prompt": ["a circle on a white background"], "seed": [0], "steps": [2]}))
-print("RESULT" + json.dumps({"n": len(out), "images": out["image"].tolist(), "seeds": out["seed"].tolist()}))
+print("RESULT" + json.dumps({"n": len(out), "images": out["image"].tolist(), "seeds": out["seed"].tolist(),
+                             "concepts": model.unwrap_python_model().concepts()}))
 """
 
 
@@ -139,6 +147,7 @@ def test_fresh_process_loads_production_from_remote_stores(stores, onboarded, tm
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert result["n"] == 1 and result["seeds"] == [0]
+    assert len(result["concepts"]) == 2  # version 2, its shared base and task 1 fetched through the server
     (image,) = result["images"]
     png = decode_png(image)
     assert png.format == "PNG" and png.size == (32, 32)

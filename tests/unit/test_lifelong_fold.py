@@ -20,6 +20,7 @@ def chain(tiny_base_dir, tmp_path_factory) -> Path:
     """Three task checkpoints (LoRA, full-K/V, LoRA) with random, non-trivial updates; the last one's path.
     Written through `begin_task`/`save_task` like a trained chain, without the cost of training."""
     root = tmp_path_factory.mktemp("fold")
+    (root / "refs").mkdir()  # the ledger names a reference folder per task; a served model refuses a missing one
     model = LifelongModel.from_base(tiny_base_dir, "finetune")
     torch.manual_seed(3)
     last = root

@@ -106,7 +106,10 @@ def test_lfsd_sampling_on_an_sd_folder_is_the_stock_pipelines_sampling(sd_base_d
     theirs = pipe("a photo of a dog", num_inference_steps=4, guidance_scale=7.5, output_type="pt",
                   generator=torch.Generator().manual_seed(7)).images
     assert theirs.shape == (1, 3, 64, 64)
-    assert torch.allclose((ours + 1) / 2, theirs, atol=1e-5)
+    # Float drift only: 0.0 on the CPU this was written on, 1.22e-5 on an AMD EPYC (2026-12-04: same wheels,
+    # other SIMD kernels, other summation order). A different scheduler or guidance differs by far more.
+    drift = ((ours + 1) / 2 - theirs).abs().max().item()
+    assert drift < 1e-4, drift
 
 
 def test_the_training_target_follows_the_bases_prediction_type():
