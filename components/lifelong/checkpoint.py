@@ -1,7 +1,7 @@
 """One task's checkpoint on disk (`checkpoints/NN-name/`): only what the task changed.
 
     unet_lora/pytorch_lora_weights.safetensors   the task's LoRA on cross-attention K/V (diffusers format)
- or unet_kv/kv_delta.safetensors                  full-K/V tasks: module name -> W_k - W_{k-1}
+ or unet_kv/kv_delta.safetensors                  full-K/V tasks: module name -> W_k - W_{k-1} (float16)
     learned_embeds.safetensors                   the task's token embedding (textual-inversion format)
     ledger.json                                  the chain up to and including this task
     training.json                                how the task was trained (method, steps, seconds, losses)
@@ -25,6 +25,7 @@ LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # what diffusers save_lora_ad
 EMBEDS_FILE = "learned_embeds.safetensors"
 KV_DIR = "unet_kv"
 KV_WEIGHTS = "kv_delta.safetensors"
+KV_DELTA_DTYPE = torch.float16  # how a full-K/V task's delta is stored (LifelongModel.save_task says why)
 TRAINING_FILE = "training.json"
 LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
 

@@ -132,6 +132,7 @@ def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(tiny_base_di
     changed = {n for n in base if not torch.equal(base[n], rebuilt[n])}
     assert changed and all(".attn2.to_k." in n or ".attn2.to_v." in n for n in changed)
     deltas = [load_file(tmp_path / f"0{k}" / KV_DIR / KV_WEIGHTS) for k in (1, 2)]
+    assert {d.dtype for delta in deltas for d in delta.values()} == {torch.float16}  # half the bytes (save_task)
     for name, layer in kv_layers(load(tiny_base_dir).unet).items():
         assert torch.allclose(layer.weight + deltas[0][name] + deltas[1][name], rebuilt[f"{name}.weight"], atol=1e-6)
         assert deltas[1][name].abs().sum() > 0
