@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from components.evaluation.embedder import WORD_INDEX, ClipAnalogue, DinoAnalogue, WorldEvaluator, tokenize
@@ -73,3 +74,18 @@ def test_a_partial_last_row_gives_the_mean_over_what_it_scored_and_a_full_row_th
     assert not needs_full_row([0.01, 0.02, 0.0, 0.015], 0.15)
     assert needs_full_row([0.01, 0.02, 0.0, 0.2], 0.15)
     assert needs_full_row([0.14, -0.1, 0.14, -0.1], 0.05)
+
+
+@pytest.mark.parametrize("k", [3, 60])
+def test_the_heatmap_has_a_bounded_size_at_any_k(k, tmp_path):
+    """Sized per cell, the fidelity heatmap grew as k^2 (a 1.2 MB PNG and +397 MB of RSS at k = 50): its
+    picture is now at most 12 x 10 inches at 100 dpi, whatever k is; small chains keep their numbers."""
+    from PIL import Image
+
+    from components.evaluation.plots import save_heatmap
+
+    matrix = [[(i * 7 + j) % 10 / 10 if j <= i else float("nan") for j in range(k)] for i in range(k)]
+    out = save_heatmap(matrix, [f"c{j:03d}" for j in range(k)], "t", tmp_path / "h.png")
+    w, h = Image.open(out).size
+    assert w <= 1200 and h <= 1000
+    assert (w, h) == (1200, 1000) if k == 60 else w < 400
