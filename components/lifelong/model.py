@@ -213,7 +213,7 @@ class LifelongModel:
         weights before the task plus that stored delta, so this model, the next task's teacher and any
         reload from the files are the same theta_k. Why: in float32 the delta is 0.95% of the embedded
         base per task, over the 1%-per-step storage budget with the shots and ledger; float16 halves it,
-        and its rounding (2^-11 of each delta entry) is far below what training changes between seeds."""
+        at a relative rounding of at most 2^-11 per delta entry (not measured against seed noise)."""
         self._refuse_if_folded("save a task")
         delta = None
         if self.ledger.entries[-1].adapter == "full-kv":

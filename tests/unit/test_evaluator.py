@@ -79,7 +79,7 @@ def test_a_partial_last_row_gives_the_mean_over_what_it_scored_and_a_full_row_th
 @pytest.mark.parametrize("k", [3, 60])
 def test_the_heatmap_has_a_bounded_size_at_any_k(k, tmp_path):
     """Sized per cell, the fidelity heatmap grew as k^2 (a 1.2 MB PNG and +397 MB of RSS at k = 50): its
-    picture is now at most 12 x 10 inches at 100 dpi, whatever k is; small chains keep their numbers."""
+    picture is now at most 12 x 10 inches at 100 dpi, whatever k is, and a small chain's stays small."""
     from PIL import Image
 
     from components.evaluation.plots import save_heatmap
