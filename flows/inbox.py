@@ -16,17 +16,14 @@ from prefect import flow, get_run_logger
 
 from components.onboarding.inbox import ready_folders, waiting_folders
 from components.onboarding.workspace import load_workspace
+from components.training.ray_warm import warm_training
 from flows.sequence import lifelong_sequence
 
 
-@flow(name="onboard-inbox", log_prints=True)
-def onboard_inbox(workspace: str | None = None) -> list:
+def _onboard_ready(ws, inbox, settle: float, logger) -> list:
+    """Each settled folder through `lifelong_sequence`, then moved to .done/ or, refused, to .rejected/."""
     from components.validation import ValidationError
 
-    logger = get_run_logger()
-    ws = load_workspace(workspace)
-    inbox = ws.root / ws.params.pipeline.inbox
-    settle = ws.params.pipeline.inbox_settle_seconds
     results = []
     for folder in ready_folders(inbox, settle):
         try:
@@ -39,6 +36,17 @@ def onboard_inbox(workspace: str | None = None) -> list:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(dest, ignore_errors=True)
         shutil.move(str(folder), dest)
+    return results
+
+
+@flow(name="onboard-inbox", log_prints=True)
+def onboard_inbox(workspace: str | None = None) -> list:
+    logger = get_run_logger()
+    ws = load_workspace(workspace)
+    inbox = ws.root / ws.params.pipeline.inbox
+    settle = ws.params.pipeline.inbox_settle_seconds
+    with warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers):  # one worker group per tick
+        results = _onboard_ready(ws, inbox, settle, logger)
     waiting = waiting_folders(inbox, settle)
     if waiting:
         logger.info("inbox %s: still settling (changed in the last %g s): %s", inbox, settle,

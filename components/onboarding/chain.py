@@ -27,11 +27,15 @@ __all__ = ["OnboardResult", "launcher", "onboard", "run_plain"]
 
 
 def launcher(ws: Workspace):
-    """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), or without Ray the
-    same loop in the onboarding process (runtime.threads threads)."""
+    """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), the one worker group
+    of an open `ray_warm.warm_training` scope (a sequence), or without Ray the same loop in the onboarding
+    process (runtime.threads threads)."""
     from components.training.launch import in_process
     from components.training.ray_job import on_ray
+    from components.training.ray_warm import active
 
+    if ws.params.ray.enabled and active() is not None:
+        return active()
     return on_ray(ws.params.ray, ws.state_dir) if ws.params.ray.enabled else in_process(ws.params.runtime.threads)
 
 

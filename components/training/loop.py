@@ -37,6 +37,7 @@ class TaskResult:
     resumed_from_step: int = 0  # > 0: the run continued from a resumable checkpoint taken after this step
     wall_seconds: float = 0.0  # Ray runs: the whole call as the driver saw it (0 in-process)
     worker_nodes: list[str] = field(default_factory=list)  # Ray runs: the node id each rank ran on, in rank order
+    worker_pid: int = 0  # Ray runs: rank 0's process (the same for every task of a warm worker group)
 
 
 @dataclass

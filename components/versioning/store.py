@@ -37,8 +37,6 @@ class VersionRecord:
     changed: bool  # False when the data was already committed as-is (no new commit made)
 
 
-# ---------------------------------------------------------------- repo setup
-
 
 def default_remote_url(repo_root: str | Path) -> Path:
     """A local directory remote inside the state dir: works offline, needs no credentials."""
@@ -59,12 +57,18 @@ def ensure_dvc_repo(repo_root: str | Path, remote_url: str | None = None, remote
     ensure_state_dir(root)
     if not (root / ".dvc").is_dir():
         dvc_step(str(root), "dvc init", ["init"], root)
-    current = run_dvc(["config", "core.remote"], root, check=False)
-    if current.returncode == 0 and current.stdout.strip():
-        return current.stdout.decode().strip()
+    key = (root, *(f.stat().st_mtime_ns if f.is_file() else 0 for f in (root / ".dvc" / "config", root / ".dvc" / "config.local")))
+    if key not in _DEFAULT_REMOTE:  # one `dvc config` per process while neither config file changes
+        current = run_dvc(["config", "core.remote"], root, check=False)
+        _DEFAULT_REMOTE[key] = current.stdout.decode().strip() if current.returncode == 0 else ""
+    if _DEFAULT_REMOTE[key]:
+        return _DEFAULT_REMOTE[key]
     url, local = _remote_url_arg(root, remote_url)
     dvc_step(str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root)
     return remote_name
+
+
+_DEFAULT_REMOTE: dict[tuple, str] = {}  # (repo, its config files' mtimes) -> the default remote ("" = none)
 
 
 def _remote_url_arg(root: Path, remote_url: str | None) -> tuple[str, bool]:
@@ -114,8 +118,8 @@ def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], messag
         for rel, data in extra.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        for rel, _, _ in files:
-            dvc_step(rel, "dvc add", ["add", rel], root)
+        if rels:  # one dvc process for every path
+            dvc_step(", ".join(rels), "dvc add", ["add", *rels], root)
         dvc_step(", ".join(rels), "dvc push", ["push", *(d for _, d, _ in files)], root)
         commit, changed = _commit(root, files, message, extra, [f"{rel}.dvc" for rel in dropped])
     except BaseException:  # a failed step, but also Ctrl-C or an OSError: the tree goes back as it was

@@ -125,3 +125,48 @@ def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_d
     with pytest.raises(RuntimeError, match=rf"{read_concept(ray_concepts[0]).name}(.|\n)*injected failure at step 2"):
         train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01b", cfg),
                      _ray_cfg(max_failures=0), tmp_path / "state")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_warm_worker_group_trains_a_chain_in_one_process_and_resumes_a_crash(
+        ray_head, tiny_base_dir, ray_concepts, tiny_training_config, tmp_path, monkeypatch):
+    """One fit for a sequence (ray_warm): both tasks of a chain on the same worker process, the second
+    from the first's checkpoint, the first equal to the in-process loop's; then with a fault injected,
+    each task's restarted worker group resumes that task from its own last checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    from components.lifelong import Ledger
+    from components.training.concept import read_concept
+    from components.training.launch import in_process
+    from components.training.ray_worker import FAIL_AT_STEP_ENV
+    from components.training.ray_warm import WarmLauncher
+
+    cfg = dataclasses.replace(tiny_training_config, steps=5)
+
+    def chain(prefix: str):
+        """The two concepts as a chain, on one WarmLauncher closed afterwards."""
+        warm = WarmLauncher(_ray_cfg(checkpoint_every=2, max_failures=2), tmp_path / "state")
+        try:
+            first = warm(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / f"{prefix}01", cfg))
+            return warm, first, warm(_request(tiny_base_dir, first.checkpoint, ray_concepts[1], tmp_path / f"{prefix}02", cfg))
+        finally:
+            warm.close()
+
+    warm, first, second = chain("")
+    assert first.worker_pid == second.worker_pid > 0  # one worker process for the whole chain
+    assert first.resumed_from_step == second.resumed_from_step == 0
+    assert [r["step"] for r in second.losses] == [1, 2, 3, 4, 5]
+    assert Ledger.read(second.checkpoint / "ledger.json").names() == [read_concept(c).name for c in ray_concepts]
+    assert not warm.thread.is_alive() and not (tmp_path / "state" / "ray_results" / "warm-sequence").exists()
+    here = in_process(2)(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01-here", cfg))
+    lora = "unet_lora/pytorch_lora_weights.safetensors"
+    a, b = load_file(first.checkpoint / lora), load_file(here.checkpoint / lora)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+    monkeypatch.setenv(FAIL_AT_STEP_ENV, "4")  # every task's first attempt fails after its step-2 checkpoint
+    _, first, second = chain("f")
+    assert first.resumed_from_step == second.resumed_from_step == 2  # its own state, not the other task's
+    assert [r["step"] for r in second.losses] == [1, 2, 3, 4, 5]
+    assert json.loads((second.checkpoint / "training.json").read_text())["final"]["step"] == 5

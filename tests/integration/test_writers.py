@@ -211,6 +211,42 @@ def test_sigkill_at_each_stage_then_the_same_command_completes(tmp_path, tiny_ba
     assert _production(ws) == "2"
 
 
+def test_a_sequence_killed_during_its_second_task_resumes_it_on_one_worker_group(tmp_path, tiny_base_dir, monkeypatch):
+    """`lfsd sequence` trains every task on one warm worker group (ray.keep_workers). SIGKILLed during the
+    second task, after the group reported that task's resumable checkpoint: the same command again skips
+    the committed first concept and resumes the second from the warm fit's stored checkpoint."""
+    from tests.integration.conftest import make_workspace
+
+    from components.world.concepts import write_concepts
+
+    ws = make_workspace(tmp_path / "ws", tiny_base_dir, SLOW_TRAIN)
+    monkeypatch.setenv("LFSD_STATE_DIR", str(ws / ".lfsd"))
+    a, b = write_concepts(tmp_path / "in", n=2, shots=3, seed=17)
+    proc = _start(ws, ["sequence", str(a), str(b)], tmp_path / "s1.log")
+    deadline = time.time() + 600
+    while not _warm_checkpoint_of(ws, "02-") and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sequence ended before its second task could be killed:\n" + (tmp_path / "s1.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _committed(ws, "checkpoints") == [f"01-{_name(a)}"]
+    rc, out = _finish(_start(ws, ["sequence", str(a), str(b)], tmp_path / "s2.log"), tmp_path / "s2.log")
+    assert rc == 0, out[-4000:]
+    assert "already onboarded" in out and "resumed after step " in out, out[-4000:]
+    assert 0 < int(out.split("resumed after step ")[1].split()[0]) < SLOW_TRAIN["training"]["steps"]
+    _assert_whole(ws, [_name(a), _name(b)])
+    assert not (ws / ".lfsd" / "ray_results" / "warm-sequence").exists()  # dropped when the sequence ended
+
+
+def _warm_checkpoint_of(ws: Path, task_prefix: str) -> bool:
+    """The warm fit stored a resumable checkpoint of the task whose attempt name starts with `task_prefix`."""
+    run = ws / ".lfsd" / "ray_results" / "warm-sequence"
+    try:
+        return any(p.read_text().startswith(task_prefix) for p in run.glob("checkpoint_*/request.txt"))
+    except OSError:  # a checkpoint folder being replaced
+        return False
+
+
 def _matches_an_uninterrupted_run(ws: Path, concept: Path, base: Path) -> None:
     """The resumed task's weights equal (to float noise) those of the same task trained without a break."""
     import dataclasses

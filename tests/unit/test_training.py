@@ -180,3 +180,23 @@ def test_ray_run_storage_is_the_state_folder_unless_params_name_a_shared_one(tmp
     (tmp_path / "nfs" / "runs" / "02-b-456").mkdir()
     drop_run(shared, tmp_path, "01-a-123")
     assert sorted(p.name for p in (tmp_path / "nfs" / "runs").iterdir()) == ["02-b-456"]
+
+
+def test_the_task_board_hands_out_one_request_at_a_time_and_again_until_finished():
+    """ray_warm.TaskBoard without Ray: a request stays in flight until finished, so a restarted worker
+    group's rank 0 is handed the same one again; the next comes only after it; close ends the loop."""
+    from components.training.ray_warm import WAIT, TaskBoard
+
+    board = TaskBoard()
+    assert board.take(0.01) == WAIT and board.result("a", 0.01) == (False, None)
+    board.submit("a", ("req-a",))
+    board.submit("b", ("req-b",))
+    assert board.take(0.01) == ("a", ("req-a",))
+    assert board.take(0.01) == ("a", ("req-a",))  # a restarted group asks again: the same request
+    board.finish("a", {"seconds": 1.0})
+    assert board.result("a", 0.01) == (True, {"seconds": 1.0}) and board.result("a", 0.01) == (False, None)
+    assert board.take(0.01) == ("b", ("req-b",))
+    board.close()
+    assert board.take(0.01) == ("b", ("req-b",))  # closing never drops the request in flight
+    board.finish("b", None)
+    assert board.take(0.01) is None
