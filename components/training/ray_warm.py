@@ -17,6 +17,7 @@ A single `lfsd onboard` keeps one fit per task (`ray_job`): a warm group would o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -169,14 +170,17 @@ class WarmLauncher:
         return task_result(req, ret, name, rid, start, report)
 
     def close(self, timeout: float = 120.0) -> None:
-        """End the fit (its workers leave their loop), then drop its storage: every task it trained was
-        handed back, so nothing is left to resume."""
+        """End the fit (its workers leave their loop once the task in flight, if any, is done), then drop
+        its storage: every task it trained was handed back, so nothing is left to resume. Still running
+        after `timeout`: left to end with the process (Ray stops it), its storage kept for a rerun."""
         import ray
 
-        ray.get(self.board.close.remote())
+        with contextlib.suppress(Exception):  # a board already gone (Ray stopped) has nothing left to end
+            ray.get(self.board.close.remote())
         self.thread.join(timeout)
         if not self.thread.is_alive():
-            ray.kill(self.board)
+            with contextlib.suppress(Exception):
+                ray.kill(self.board)
             drop_run(self.ray_cfg, self.state_dir, WARM_RUN)
 
 
@@ -211,7 +215,14 @@ def warm_training(ray_cfg: RayConfig, state_dir: Path, enabled: bool = True) -> 
     _ACTIVE = scope = _Scope(ray_cfg, state_dir)
     try:
         yield
-    finally:
-        _ACTIVE = None
+    except BaseException:
+        # Leaving on an error (Ctrl-C mid-task included): do not wait for a task in flight to finish; its
+        # resumable state stays in the run storage for the rerun.
+        if scope.launcher is not None:
+            scope.launcher.close(timeout=5.0)
+        raise
+    else:
         if scope.launcher is not None:
             scope.launcher.close()
+    finally:
+        _ACTIVE = None
