@@ -45,25 +45,41 @@ def _chain(base: Path, dirs: list[Path], seeds: list[int], cfg, out: Path, log):
     return model
 
 
-def run(concepts: Path, forget: int, seeds: list[int], base: Path, evaluator_dir: Path, work: Path, log=print) -> dict:
+def setup(concepts: Path, evaluator_dir: Path):
+    """params.yaml (torch threads set from it), the evaluator's embedders and the concept folders in order."""
     import torch
 
     from components.config import load_params
     from components.evaluation.embedder import load_evaluator
-    from components.evaluation.forgetting import ForgettingEvaluator
-    from components.lifelong import LifelongModel, read_ledger
 
     params = load_params()
     torch.set_num_threads(params.runtime.threads)
     clip, dino = load_evaluator(evaluator_dir)
-    dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
+    return params, clip, dino, sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
+
+
+def full_and_removed(params, base: Path, dirs: list[Path], seed: int, forget: int, work: Path, log):
+    """The full lfs chain of `seed` (trained into, or reused from, `work`), the erased entry, and the
+    chain's ledger without it (what `lfsd forget` serves)."""
+    from components.lifelong import read_ledger
+
+    cfg = dataclasses.replace(params.training, method="lfs")
+    full = _chain(base, dirs, [seed * 100 + k for k in range(1, len(dirs) + 1)], cfg, Path(work) / f"seed{seed}" / "lfs", log)
+    erased = full.ledger.entries[forget - 1]
+    return full.eval(), erased, read_ledger(Path(full.ledger.entries[-1].checkpoint)).without(erased.name)
+
+
+def run(concepts: Path, forget: int, seeds: list[int], base: Path, evaluator_dir: Path, work: Path, log=print) -> dict:
+    from components.evaluation.forgetting import ForgettingEvaluator
+    from components.lifelong import LifelongModel
+
+    params, clip, dino, dirs = setup(concepts, evaluator_dir)
     start, rows = time.time(), []
     for seed in seeds:
         cfg = dataclasses.replace(params.training, method="lfs")
         task_seeds = [seed * 100 + k for k in range(1, len(dirs) + 1)]
-        full = _chain(base, dirs, task_seeds, cfg, Path(work) / f"seed{seed}" / "lfs", log)
-        erased = full.ledger.entries[forget - 1]
-        removed = LifelongModel.from_ledger(read_ledger(Path(full.ledger.entries[-1].checkpoint)).without(erased.name), base)
+        full, erased, without = full_and_removed(params, base, dirs, seed, forget, work, log)
+        removed = LifelongModel.from_ledger(without, base)
         keep = [i for i in range(len(dirs)) if i != forget - 1]
         never = _chain(base, [dirs[i] for i in keep], [task_seeds[i] for i in keep], cfg,
                        Path(work) / f"seed{seed}" / f"lfs-without-{forget:02d}", log)

@@ -96,25 +96,15 @@ def repair(student, teacher, later, cfg, steps: int, seed: int) -> list[float]:
 
 def run(concepts: Path, forget: int, seeds: list[int], steps: int, base: Path, evaluator_dir: Path, work: Path,
         log=print) -> dict:
-    import torch
-
-    from benchmarks.forget_concept import _chain
-    from components.config import load_params
-    from components.evaluation.embedder import load_evaluator
+    from benchmarks.forget_concept import full_and_removed, setup
     from components.evaluation.forgetting import ForgettingEvaluator
-    from components.lifelong import LifelongModel, read_ledger
+    from components.lifelong import LifelongModel
 
-    params = load_params()
-    torch.set_num_threads(params.runtime.threads)
-    clip, dino = load_evaluator(evaluator_dir)
-    dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
+    params, clip, dino, dirs = setup(concepts, evaluator_dir)
     start, rows = time.time(), []
     for seed in seeds:
         cfg = dataclasses.replace(params.training, method="lfs", seed=seed)
-        task_seeds = [seed * 100 + k for k in range(1, len(dirs) + 1)]
-        full = _chain(base, dirs, task_seeds, cfg, Path(work) / f"seed{seed}" / "lfs", log).eval()
-        erased = full.ledger.entries[forget - 1]
-        without = read_ledger(Path(full.ledger.entries[-1].checkpoint)).without(erased.name)
+        full, erased, without = full_and_removed(params, base, dirs, seed, forget, work, log)
         removed = LifelongModel.from_ledger(without, base)
         repaired = LifelongModel.from_ledger(without, base)
         later = [e for e in repaired.ledger.entries if e.task > erased.task]
@@ -152,28 +142,18 @@ def draw_noise(concepts: Path, forget: int, seeds: list[int], offsets: list[int]
     """The kept concepts' change (removed - full) re-drawn with shifted sample seeds (offset o: the seeds of
     concept j become those of tag j + 100 o, as benchmarks/eval_noise.py): how much of a 0.02-0.04 change
     is the draw. Same chains as `run` (reused from `work`)."""
-    import torch
-
     import components.evaluation.forgetting as protocol
-    from benchmarks.forget_concept import _chain
-    from components.config import load_params
-    from components.evaluation.embedder import load_evaluator
+    from benchmarks.forget_concept import full_and_removed, setup
     from components.evaluation.forgetting import ForgettingEvaluator
-    from components.lifelong import LifelongModel, read_ledger
+    from components.lifelong import LifelongModel
 
-    params = load_params()
-    torch.set_num_threads(params.runtime.threads)
-    clip, dino = load_evaluator(evaluator_dir)
-    dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
+    params, clip, dino, dirs = setup(concepts, evaluator_dir)
     rows, original = [], protocol._seeds
     fixed_seeds = original
     try:
         for seed in seeds:
-            cfg = dataclasses.replace(params.training, method="lfs", seed=seed)
-            full = _chain(base, dirs, [seed * 100 + k for k in range(1, len(dirs) + 1)], cfg,
-                          Path(work) / f"seed{seed}" / "lfs", log).eval()
-            erased = full.ledger.entries[forget - 1]
-            removed = LifelongModel.from_ledger(read_ledger(Path(full.ledger.entries[-1].checkpoint)).without(erased.name), base)
+            full, erased, without = full_and_removed(params, base, dirs, seed, forget, work, log)
+            removed = LifelongModel.from_ledger(without, base)
             classes = list(dict.fromkeys(e.class_word for e in full.ledger.entries))
             for offset in offsets:
                 protocol._seeds = lambda tag, n, o=offset: fixed_seeds(tag + 100 * o, n)
