@@ -173,6 +173,11 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class ForgetConfig:
+    retrain_later: bool  # relearn the concepts after an erased one (components/onboarding/relearn.py)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     model_name: str  # registered model name in MLflow
     experiment: str
@@ -211,6 +216,7 @@ class Params:
     forgetting: ForgettingConfig
     ray: RayConfig
     gate: GateConfig
+    forget: ForgetConfig
     pipeline: PipelineConfig
     runtime: RuntimeConfig
     sd_base: SdBaseConfig

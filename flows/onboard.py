@@ -18,7 +18,7 @@ TASK_NAMES = {
     "evaluate": "evaluate forgetting", "version_checkpoint": "version checkpoint (DVC + git)",
     "register": "register in MLflow", "gate": "promotion gate",
     "plan": "plan the erasure", "remove": "chain without the concept", "commit": "commit the removal (DVC + git)",
-    "purge": "purge every copy",
+    "relearn": "relearn the later concepts", "purge": "purge every copy",
 }
 RETRIES = {"version_checkpoint": (1, 2), "register": (2, 5), "purge": (2, 5)}  # (retries, delay s): transient DVC/MLflow errors
 

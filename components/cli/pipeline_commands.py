@@ -121,6 +121,10 @@ def forget(
     name: str = typer.Argument(..., help="The concept to erase (its name in the chain)."),
     reason: str = typer.Option(..., "--reason", help="Why (an erasure request, a licence ending): recorded in git and MLflow."),
     force: bool = typer.Option(False, "--force", help="Erase even if the chain without it fails the gate while production holds it."),
+    retrain_later: bool = typer.Option(None, "--retrain-later/--keep-later",
+                                       help="Relearn the concepts after it from their own datasets (exact: the model "
+                                            "that never saw it), or keep them as trained (fast; something may be left). "
+                                            "Default: params.yaml forget.retrain_later."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
@@ -130,7 +134,7 @@ def forget(
     with _writer(root, f"forget {name}", no_wait):
         from flows.forget import forget_concept
 
-        r = _run_flow(forget_concept, name, reason, workspace=root, force=force)
+        r = _run_flow(forget_concept, name, reason, workspace=root, force=force, retrain_later=retrain_later)
     typer.echo(f"{r.concept}: erased; model version {r.version} holds the rest ({r.checkpoint}), gate {r.gate}; "
                f"production = {r.production}")
 

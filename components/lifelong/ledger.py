@@ -52,6 +52,12 @@ class Ledger:
         return Ledger(self.base, self.base_hash, self.method, [e for e in self.entries if e.name != name],
                       max(self.retired, *(e.task for e in self.entries)))
 
+    def before(self, task: int) -> "Ledger":
+        """The chain as it stood before task number `task` was learned: the entries below it, and every
+        number below it taken, so the next task learned on it is `task` again (how `lfsd forget
+        --retrain-later` relearns a later concept under its own number, adapter name and artifact keys)."""
+        return Ledger(self.base, self.base_hash, self.method, [e for e in self.entries if e.task < task], task - 1)
+
     def save(self, path: Path) -> None:
         data = asdict(self)
         if not self.retired:  # ledgers of chains nothing was removed from stay byte-identical to earlier ones

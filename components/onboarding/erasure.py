@@ -44,6 +44,15 @@ class ErasureRecord:
     dvc_places: list[str] = field(default_factory=list)  # "cache", "remote <name>"
     measured: dict = field(default_factory=dict)  # fidelity of the erased concept before/after (no photos)
     forced: bool = False  # erased although the chain without it failed the gate (production held it)
+    retrained: list[str] = field(default_factory=list)  # later concepts relearned without it (--retrain-later)
+    dropped_checkpoints: list[str] = field(default_factory=list)  # checkpoint folders out of the chain in its commit
+
+    def purged_checkpoints(self) -> list[str]:
+        """The checkpoint folders whose DVC objects are purged: the one that learned the concept, when the
+        removal takes it out of the chain (a folder the chain still uses for other tasks stays)."""
+        if not self.dropped_checkpoints:  # records written before `dropped_checkpoints` existed
+            return [self.checkpoint]
+        return [c for c in self.dropped_checkpoints if c == top_folder(self.checkpoint)]
 
     def git_path(self) -> str:
         return f"{RECORDS_DIR}/{Path(self.removal_checkpoint).name.split('-', 1)[0]}-{self.concept}.json"
@@ -54,6 +63,13 @@ class ErasureRecord:
     @classmethod
     def read(cls, path: Path) -> "ErasureRecord":
         return cls(**json.loads(Path(path).read_text()))
+
+
+def top_folder(checkpoint: str) -> str:
+    """The versioned checkpoint folder (`checkpoints/NN-name`) a task's checkpoint path lies in: a
+    relearned task lives inside its removal's folder (`checkpoints/NN-forget-x/taskK`)."""
+    parts = Path(checkpoint).as_posix().split("/")
+    return "/".join(parts[:2])
 
 
 def now_utc() -> str:
@@ -72,9 +88,10 @@ def committed_records(ws: Workspace) -> list[ErasureRecord]:
     return out
 
 
-def plan(ws: Workspace, name: str, reason: str, removal_checkpoint: Path) -> ErasureRecord:
-    """The record of erasing `name` from the committed chain; ErasureRefused (naming what is known)
-    when it cannot be erased. Reads only: changes nothing."""
+def plan(ws: Workspace, name: str, reason: str, removal_checkpoint: Path, retrain_later: bool = False) -> ErasureRecord:
+    """The record of erasing `name` from the committed chain (`retrain_later`: the concepts after it are
+    relearned, their old checkpoints leave the chain too); ErasureRefused (naming what is known) when it
+    cannot be erased. Reads only: changes nothing."""
     if not str(reason).strip():
         raise ErasureRefused("an erasure needs a reason (--reason TEXT): it is recorded in git and on the model version")
     ledger = ws.ledger()
@@ -93,7 +110,11 @@ def plan(ws: Workspace, name: str, reason: str, removal_checkpoint: Path) -> Era
     copies = [ws.rel(p) for sub in (".done", ".rejected") for p in sorted((inbox / sub).glob("*"))
               if p.is_dir() and _names(p, name)]
     held_by, runs = _mlflow_holders(ws, name)
+    later = [e for e in ledger.entries if e.task > entry.task] if retrain_later else []
+    kept = [e for e in ledger.entries if e is not entry and e not in later]
+    folders = lambda entries: {top_folder(e.checkpoint) for e in entries}  # noqa: E731
     return ErasureRecord(
+        retrained=[e.name for e in later], dropped_checkpoints=sorted(folders(ledger.entries) - folders(kept)),
         model_versions=held_by, runs=runs, dvc_places=_dvc_places(ws),
         concept=name, class_word=entry.class_word, token=entry.token, task=entry.task, reason=str(reason).strip(),
         requested_by=getpass.getuser(), host=socket.gethostname(), erased_at=now_utc(),

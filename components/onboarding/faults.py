@@ -8,7 +8,7 @@ import os
 import signal
 
 DIE_AT_ENV = "LFSD_DIE_AT"
-POINTS = ("after-commit", "during-register", "after-forget-commit", "after-forget-register")
+POINTS = ("after-commit", "during-register", "after-forget-relearn", "after-forget-commit", "after-forget-register")
 
 
 def die_here_if_asked(point: str) -> None:

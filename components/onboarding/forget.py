@@ -1,7 +1,8 @@
 """THE removal chain: take one concept out of the lifelong model on request and purge its photos.
 
     [writer lock] catch up -> plan (refuse: unknown, erased before, the only concept)
-        -> write the chain without it -> evaluate -> gate decided BEFORE anything is committed
+        -> write the chain without it -> relearn the concepts after it (`retrain_later`, relearn.py)
+        -> evaluate -> gate decided BEFORE anything is committed
         -> commit (removal checkpoint + record in, dataset + task checkpoint out) -> register -> gate -> purge
 
 If the chain without the concept fails the gate while `production` still holds the concept, nothing
@@ -17,17 +18,23 @@ from pathlib import Path
 
 from components.onboarding import forget_steps as fs
 from components.onboarding.catch_up import catch_up
+from components.onboarding.chain import launcher as chain_launcher
 from components.onboarding.erasure import ErasureRecord, ErasureRefused, plan
 from components.onboarding.faults import die_here_if_asked
 from components.onboarding.gate import decide
 from components.onboarding.lock import writer_lock
+from components.onboarding.relearn import relearn_later
+from components.onboarding.steps import drop_training_state
 from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
 from components.onboarding.workspace import Workspace
+from components.training.ray_warm import warm_training
 
 
 def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_plain, log: Log = print,
-           wait: bool = True, force: bool = False) -> OnboardResult:
-    """Erase concept `name` from the workspace's chain, model registry and stores (see the module)."""
+           wait: bool = True, force: bool = False, retrain_later: bool | None = None, launcher=None) -> OnboardResult:
+    """Erase concept `name` from the workspace's chain, model registry and stores (see the module).
+    `retrain_later` (default: params.yaml `forget.retrain_later`): relearn the concepts after it with
+    `launcher` (default: the pipeline's, `chain.launcher`); False: drop its task and keep the rest as trained."""
     with writer_lock(ws.root, f"forget {name}", wait=wait, log=log):
         finished = catch_up(ws, run_step=run_step, log=log)
         done = next((r for r in finished if r.status == "forgotten" and r.concept == name), None)
@@ -36,10 +43,17 @@ def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_
         step = Timed(run_step)
         previous = ws.latest_checkpoint()
         out = ws.next_checkpoint(f"forget-{name}")
-        record = step("plan", plan, ws, name, reason, out)
+        retrain = ws.params.forget.retrain_later if retrain_later is None else retrain_later
+        record = step("plan", plan, ws, name, reason, out, retrain)
         log(f"forgetting {name} (task {record.task}): {record.reason}")
+        attempts: list[str] = []
         try:
             step("remove", fs.write_removal, ws, record, previous, out)
+            if record.retrained:
+                log(f"relearning {', '.join(record.retrained)} without {name}")
+                with warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers):
+                    attempts = step("relearn", relearn_later, ws, record, previous, out, launcher or chain_launcher(ws),
+                                    log)
             evaluation = step("evaluate", fs.evaluate_removal, ws, record, previous, out)
             log("without it: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluation.current.items())
                 + "; erased concept's fidelity " + ", ".join(f"{k} {v:.3f}" for k, v in record.measured.items()))
@@ -49,7 +63,10 @@ def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_
             log(f"forgetting {name} failed before its commit: nothing changed")
             _discard(ws, out)
             raise
-        log(f"committed {ckpt_rec.commit[:10]}: {record.dataset} and {record.checkpoint} out of the chain")
+        log(f"committed {ckpt_rec.commit[:10]}: {record.dataset} and "
+            f"{', '.join(record.dropped_checkpoints or [record.checkpoint])} out of the chain")
+        for attempt in attempts:
+            drop_training_state(ws, attempt)
         die_here_if_asked("after-forget-commit")
         return fs.finish_removal(ws, out, step, log, evaluation)
 

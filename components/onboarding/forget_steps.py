@@ -79,7 +79,7 @@ def commit_removal(ws: Workspace, record: ErasureRecord, out: Path):
     history = json.loads((out / FORGETTING_FILE).read_text())
     (rec,) = version_paths(ws.root, [ws.rel(out)], f"forget {record.concept}: {record.reason}",
                            git_files={**metrics_files(history), record.git_path(): record.to_json()},
-                           drop=[record.dataset, record.checkpoint])
+                           drop=[record.dataset, *(record.dropped_checkpoints or [record.checkpoint])])
     return rec
 
 
@@ -100,7 +100,7 @@ def purge(ws: Workspace, record: ErasureRecord, log) -> dict:
         if grid.parent.name != Path(record.removal_checkpoint).name:
             grid.unlink()
     commit = git(["log", "-1", "--format=%H", "--", record.git_path()], ws.root)
-    pointers = [read_blob(ws.root, f"{commit}^:{p}.dvc") for p in (record.dataset, record.checkpoint)]
+    pointers = [read_blob(ws.root, f"{commit}^:{p}.dvc") for p in (record.dataset, *record.purged_checkpoints())]
     dvc = drop_objects(ws.root, [p for p in pointers if p])
     exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
     note = f"{record.concept} erased {record.erased_at} by {record.requested_by}: {record.reason} ({record.git_path()})"

@@ -23,10 +23,15 @@ def artifact_root_default(repo_root: str | Path) -> Path:
     return mlflow_dir(repo_root) / "artifacts"
 
 
+_SET_HERE: set[str] = set()  # URIs `setup_tracking` chose; mlflow.set_tracking_uri also exports them to the env
+
+
 def tracking_uri_default(repo_root: str | Path) -> str:
-    """$MLFLOW_TRACKING_URI if set, else `sqlite:///<repo>/.lfsd/mlflow/mlflow.db`."""
+    """$MLFLOW_TRACKING_URI if the user set it, else `sqlite:///<repo>/.lfsd/mlflow/mlflow.db`. Why the
+    check: mlflow.set_tracking_uri writes the variable too, so without it a process that opened one
+    workspace's store would keep writing there for every other workspace it opens."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _SET_HERE:
         return env
     return f"sqlite:///{(mlflow_dir(repo_root) / 'mlflow.db').as_posix()}"
 
@@ -38,6 +43,8 @@ def setup_tracking(repo_root: str | Path, experiment: str = DEFAULT_EXPERIMENT, 
     import mlflow
 
     uri = tracking_uri or tracking_uri_default(repo_root)
+    if uri != os.environ.get("MLFLOW_TRACKING_URI"):
+        _SET_HERE.add(uri)
     if uri.startswith("sqlite:"):
         ensure_state_dir(repo_root)
         mlflow_dir(repo_root).mkdir(parents=True, exist_ok=True)

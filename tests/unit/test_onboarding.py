@@ -198,3 +198,15 @@ def test_a_refusal_is_one_line_and_exit_code_2(case, capsys):
         _run_flow(refuse)
     assert exit_.value.exit_code == 2
     assert capsys.readouterr().err.strip() == line
+
+
+def test_a_chain_before_a_task_gives_that_task_its_number_again_and_a_removal_never_reuses_one():
+    """`Ledger.before(k)`: what relearning after a removal starts from; `without`: a removed number stays taken."""
+    from components.lifelong.ledger import Ledger, LedgerEntry
+
+    entries = [LedgerEntry(k, f"c{k}", "cat", f"<c{k}>", f"data/concepts/c{k}", f"checkpoints/0{k}-c{k}") for k in (1, 2, 4)]
+    chain = Ledger("models/base", "h", "lfs", entries, retired=3)
+    without = chain.without("c2")
+    assert without.names() == ["c1", "c4"] and without.next_task() == 5
+    start = without.before(4)
+    assert start.names() == ["c1"] and start.next_task() == 4 and without.before(1).entries == []

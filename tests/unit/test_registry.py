@@ -28,3 +28,22 @@ def test_card_before_the_gate_says_so():
 def test_concepts_round_trip_through_their_tag():
     assert concepts_of({"lfsd.card_concepts": concepts_tag(CONCEPTS)}) == CONCEPTS
     assert concepts_of({}) == []
+
+
+def test_each_workspace_gets_its_own_store_in_one_process_and_a_users_uri_wins(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: that must not send the next workspace's runs
+    to the first one's store, while a URI the user set still applies to every workspace."""
+    import mlflow
+
+    from components.registry.tracking import setup_tracking, tracking_uri_default
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("LFSD_STATE_DIR", raising=False)
+    try:
+        setup_tracking(tmp_path / "a")
+        assert tracking_uri_default(tmp_path / "b") == f"sqlite:///{(tmp_path / 'b' / '.lfsd' / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+        assert tracking_uri_default(tmp_path / "b") == "http://127.0.0.1:5999"
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
