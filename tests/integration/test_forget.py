@@ -138,7 +138,7 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     for bad, reason, why in (("nobody", "test", "not a concept of this workspace"), (name, " ", "needs a reason"),
                              (name, "test", "fails the promotion gate.*production \\(version 5\\) holds")):
         with pytest.raises(ErasureRefused, match=why):
-            forget(ws, bad, reason, log=_quiet, launcher=in_process(1))
+            forget(ws, bad, reason, log=_quiet, retrain_later=False)  # refusals; relearning: test_forget_relearn.py
         assert state_snapshot(workspace) == before
     _set_gate(workspace, -1.0)
 
@@ -195,7 +195,7 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
 
     # The same request again: refused, it was erased.
     with pytest.raises(ErasureRefused, match=f"'{name}' was already erased on .* by .* \\(erasure request #7\\)"):
-        forget(ws, name, "again", log=_quiet, launcher=in_process(1))
+        forget(ws, name, "again", log=_quiet)
 
     # An old commit's pointers resolve to nothing: `lfsd pull` there names the erasure, pulls the rest.
     git(workspace, "checkout", "-q", f"HEAD~{1 + 1}")  # before the erasure and the gate-bound commit
@@ -217,6 +217,6 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     # --force: erased although the chain without it fails the gate; production serves the version without it.
     _set_gate(workspace, 2.0)
     forced = forget(load_workspace(workspace), names[0], "licence ended", log=_quiet, force=True,
-                    launcher=in_process(1))
+                    retrain_later=False)
     assert forced.gate.startswith("failed") and forced.production == forced.version == "8"
     assert json.loads(git(workspace, "show", f"HEAD:erasures/08-{names[0]}.json"))["forced"] is True
