@@ -41,7 +41,7 @@ def attempt(out: Path, start_ledger: Path, dataset: str, method: str) -> str:
 def relearn_later(ws: Workspace, record: ErasureRecord, previous: Path, out: Path, launcher, log) -> list[str]:
     """Relearn `record.retrained` in order on the chain without the erased concept; rewrite the removal's
     ledger (`out/ledger.json`) to point at them. Returns the training attempts (dropped after the commit)."""
-    from components.lifelong import LEDGER_FILE, Ledger, read_ledger
+    from components.lifelong import LEDGER_FILE, Ledger, read_ledger, relativize_ledger
     from components.onboarding import steps
 
     chain = read_ledger(previous).without(record.concept)  # absolute paths while training
@@ -67,7 +67,5 @@ def relearn_later(ws: Workspace, record: ErasureRecord, previous: Path, out: Pat
     for entry in later:  # the removal's ledger is the chain's; a task folder's own would name this machine's paths
         (task_folder(out, entry.task) / LEDGER_FILE).unlink()
     chain.save(Path(out) / LEDGER_FILE)
-    from components.lifelong import relativize_ledger
-
     relativize_ledger(out, ws.root)
     return attempts
