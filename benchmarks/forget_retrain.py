@@ -3,13 +3,14 @@ kept? Scored over several draws (issue 14, docs/results.md "Two ways to remove a
 
     python -m benchmarks.forget_retrain --concepts examples/concepts --forget 3 --seeds 0,1,2 \
         --draw-offsets 0,7,13 --json docs/figures/forget_retrain.json
+    python -m benchmarks.forget_retrain --pooled RUN.json ... --json docs/figures/forget_retrain_pooled.json
 
 Per seed, on the forget benchmark's chains (same sequence, per-task seeds seed * 100 + position; reused
 from `--work` or trained there):
 - **full**: the whole sequence (method lfs);
-- **dropped**: the full chain without concept `--forget` (`Ledger.without`: `lfsd forget --keep-later`);
+- **dropped**: the full chain without concept `--forget` (`Ledger.without`: what `lfsd forget` does by default);
 - **retrained**: the chain before the erased concept, then every later concept relearned on it from its
-  own dataset with its own seed and task number (`Ledger.before`: what `lfsd forget` does by default);
+  own dataset with its own seed and task number (`Ledger.before`: `lfsd forget --retrain-later`);
 - **base**: theta_0.
 At each sample-seed offset (0 = the protocol's draw; o shifts concept j's seeds to those of j + 100 o, as
 benchmarks/eval_noise.py), the erased concept is drawn with its old token and no ICGen context by full,
@@ -122,6 +123,36 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def pooled(rows: list[dict], bound: float = 0.02) -> dict:
+    """The readings fixed before seeds 6-9 ran (docs/results.md, "Ten seeds"), over every seed in `rows`,
+    each seed the mean over its draws. Kept: per kept concept, the mean over seeds of (chain - full), its
+    standard error and the seeds below zero; a mode meets the bound when every |mean| <= `bound`. Erased:
+    dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
+    from benchmarks.report import sign_test_p
+
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed = lambda fn: np.array([np.mean([fn(r) for r in rows if r["seed"] == s]) for s in seeds])  # noqa: E731
+    out: dict = {"seeds": seeds, "kept": {}}
+    for label in ("dropped", "retrained"):
+        concepts, worst = {}, np.zeros(len(seeds))
+        for n in rows[0]["kept_fidelity"]["full"]:
+            x = per_seed(lambda r: r["kept_fidelity"][label][n] - r["kept_fidelity"]["full"][n])
+            worst = np.maximum(worst, np.abs(x))
+            concepts[n] = {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x))),
+                           "below_zero": int((x < 0).sum()), "per_seed": [round(float(v), 4) for v in x]}
+        out["kept"][label] = {"concepts": concepts, "meets_bound": all(abs(c["mean"]) <= bound for c in concepts.values()),
+                              "per_seed_max_abs": [round(float(v), 4) for v in worst],
+                              "seeds_within_bound": int((worst <= bound).sum())}
+    d = per_seed(lambda r: r["erased_fidelity"]["dropped"] - r["erased_fidelity"]["retrained"])
+    gap = per_seed(lambda r: r["erased_fidelity"]["full"] - r["erased_fidelity"]["retrained"])
+    k = int((d > 0).sum())
+    out["erased_dropped_minus_never"] = {
+        "per_seed": [round(float(v), 4) for v in d], "mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
+        "positive": k, "sign_test_p_two_sided": min(1.0, 2 * min(sign_test_p(k, len(d)), sign_test_p(len(d) - k, len(d)))),
+        "share_of_learned_gap": float(d.mean() / gap.mean())}
+    return out
+
+
 def main() -> None:
     from components.config import REPO_ROOT
 
@@ -134,7 +165,14 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=REPO_ROOT / "models" / "base")
     ap.add_argument("--evaluator", type=Path, default=REPO_ROOT / "models" / "evaluator")
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "outputs" / "benchmark")
+    ap.add_argument("--pooled", type=Path, nargs="+", help="only pool these reports' rows (`pooled`) into --json")
     a = ap.parse_args()
+    if a.pooled:
+        report = pooled([r for f in a.pooled for r in json.loads(f.read_text())["rows"]])
+        report["command"] = "python -m benchmarks.forget_retrain --pooled " + " ".join(map(str, a.pooled))
+        a.json.write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
     report = run(a.concepts, a.forget, [int(s) for s in a.seeds.split(",")], [int(o) for o in a.draw_offsets.split(",")],
                  a.base, a.evaluator, a.work)
     a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -138,12 +138,13 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     for bad, reason, why in (("nobody", "test", "not a concept of this workspace"), (name, " ", "needs a reason"),
                              (name, "test", "fails the promotion gate.*production \\(version 5\\) holds")):
         with pytest.raises(ErasureRefused, match=why):
-            forget(ws, bad, reason, log=_quiet, retrain_later=False)  # refusals; relearning: test_forget_relearn.py
+            forget(ws, bad, reason, log=_quiet)  # refusals, with the default removal (the drop)
         assert state_snapshot(workspace) == before
     _set_gate(workspace, -1.0)
 
-    # `lfsd forget` SIGKILLed after its commit, then after its registration; the third run completes.
-    args = ["forget", name, "--reason", "erasure request #7", "--workspace", str(workspace)]
+    # `lfsd forget --retrain-later` SIGKILLed after its commit, then after its registration; the third run
+    # completes (it relearns the two later concepts on Ray; the drop alone is the forced removal below).
+    args = ["forget", name, "--reason", "erasure request #7", "--workspace", str(workspace), "--retrain-later"]
     for point in ("after-forget-commit", "after-forget-register"):
         rc, out = _lfsd(workspace, args, tmp_path / f"{point}.log", prefect_api, LFSD_DIE_AT=point)
         assert rc == -signal.SIGKILL, out
@@ -216,7 +217,8 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
 
     # --force: erased although the chain without it fails the gate; production serves the version without it.
     _set_gate(workspace, 2.0)
-    forced = forget(load_workspace(workspace), names[0], "licence ended", log=_quiet, force=True,
-                    retrain_later=False)
+    forced = forget(load_workspace(workspace), names[0], "licence ended", log=_quiet, force=True)  # the drop
     assert forced.gate.startswith("failed") and forced.production == forced.version == "8"
-    assert json.loads(git(workspace, "show", f"HEAD:erasures/08-{names[0]}.json"))["forced"] is True
+    record = json.loads(git(workspace, "show", f"HEAD:erasures/08-{names[0]}.json"))
+    assert record["forced"] is True and record["retrained"] == []
+    assert record["dropped_checkpoints"] == [record["checkpoint"]]

@@ -1,4 +1,4 @@
-"""`lfsd forget` relearning the concepts after the erased one (forget.retrain_later, the default): the
+"""`lfsd forget --retrain-later`, relearning the concepts after the erased one (forget.retrain_later): the
 chain it serves is the one a workspace that never received the concept trains, tensor for tensor; a
 SIGKILL while relearning leaves the workspace as it was and the same command then completes."""
 
@@ -63,7 +63,7 @@ def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(tmp_p
 
     # SIGKILL after the first later concept was relearned: nothing changed; the same command completes.
     before = state_snapshot(root)
-    args = ["forget", b, "--reason", "erasure request #9", "--workspace", str(root)]
+    args = ["forget", b, "--reason", "erasure request #9", "--workspace", str(root), "--retrain-later"]
     rc, out = _lfsd(root, args, tmp_path / "killed.log", prefect_api, LFSD_DIE_AT="after-forget-relearn")
     assert rc == -signal.SIGKILL and f"relearned {c} (task 3) without {b}" in out, out
     after = state_snapshot(root)  # a SIGKILL cleans nothing up: only the uncommitted removal folder is new

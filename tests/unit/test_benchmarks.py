@@ -163,3 +163,25 @@ def test_the_scale_benchmark_records_every_field_per_step(tmp_path, tiny_base_di
     assert (cost["k1"], cost["kn"], cost["method"]) == (1, 4, "lfs")
     assert all(cost["median"][label][t] > 0 for label in ("k1", "kn") for t in TASKS)
     assert cost["ratio_kn_over_k1"]["train"] == round(cost["median"]["kn"]["train"] / cost["median"]["k1"]["train"], 3)
+
+
+def test_pooling_removal_runs_reads_each_seed_as_the_mean_of_its_draws():
+    from benchmarks.forget_retrain import pooled
+
+    def row(seed, dropped_b, retrained_b, erased_dropped):
+        return {"seed": seed, "erased_fidelity": {"full": 0.5, "dropped": erased_dropped, "retrained": 0.2},
+                "kept_fidelity": {"full": {"a": 0.4, "b": 0.6}, "dropped": {"a": 0.4, "b": dropped_b},
+                                  "retrained": {"a": 0.4, "b": retrained_b}}}
+
+    # seed 0: draws -0.03 and +0.01 (mean -0.01); seed 1: -0.01 twice; seed 2: +0.00
+    rows = [row(0, 0.57, 0.7, 0.3), row(0, 0.61, 0.7, 0.1), row(1, 0.59, 0.7, 0.3), row(1, 0.59, 0.7, 0.3),
+            row(2, 0.60, 0.7, 0.1)]
+    out = pooled(rows)
+    b = out["kept"]["dropped"]["concepts"]["b"]
+    assert out["seeds"] == [0, 1, 2] and b["per_seed"] == pytest.approx([-0.01, -0.01, 0.0], abs=1e-9)
+    assert b["mean"] == pytest.approx(-0.02 / 3) and b["below_zero"] == 2
+    assert out["kept"]["dropped"]["meets_bound"] and out["kept"]["dropped"]["seeds_within_bound"] == 3
+    assert not out["kept"]["retrained"]["meets_bound"] and out["kept"]["retrained"]["seeds_within_bound"] == 0
+    erased = out["erased_dropped_minus_never"]
+    assert erased["per_seed"] == pytest.approx([0.0, 0.1, -0.1]) and erased["positive"] == 1
+    assert erased["sign_test_p_two_sided"] == 1.0
