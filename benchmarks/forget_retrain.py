@@ -125,30 +125,32 @@ def summarise(rows: list[dict]) -> dict:
 
 def pooled(rows: list[dict], bound: float = 0.02) -> dict:
     """The readings fixed before seeds 6-9 ran (docs/results.md, "Ten seeds"), over every seed in `rows`,
-    each seed the mean over its draws. Kept: per kept concept, the mean over seeds of (chain - full), its
-    standard error and the seeds below zero; a mode meets the bound when every |mean| <= `bound`. Erased:
-    dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
+    each seed the mean over its draws (`summarise`). Kept: per kept concept, the mean over seeds of
+    (chain - full), its standard error and the seeds below zero; a mode meets the bound when every |mean|
+    <= `bound`. Erased: dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
     from benchmarks.report import sign_test_p
 
-    seeds = sorted({r["seed"] for r in rows})
-    per_seed = lambda fn: np.array([np.mean([fn(r) for r in rows if r["seed"] == s]) for s in seeds])  # noqa: E731
+    per = summarise(rows)
+    seeds = [int(s) for s in per]
+    se = lambda x: float(x.std(ddof=1) / np.sqrt(len(x)))  # noqa: E731
     out: dict = {"seeds": seeds, "kept": {}}
     for label in ("dropped", "retrained"):
-        concepts, worst = {}, np.zeros(len(seeds))
+        concepts = {}
         for n in rows[0]["kept_fidelity"]["full"]:
-            x = per_seed(lambda r: r["kept_fidelity"][label][n] - r["kept_fidelity"]["full"][n])
-            worst = np.maximum(worst, np.abs(x))
-            concepts[n] = {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x))),
-                           "below_zero": int((x < 0).sum()), "per_seed": [round(float(v), 4) for v in x]}
+            x = np.array([v["kept_change_mean"][label][n] for v in per.values()])
+            concepts[n] = {"mean": float(x.mean()), "se": se(x), "below_zero": int((x < 0).sum()),
+                           "per_seed": [round(float(v), 4) for v in x]}
+        worst = [v["max_abs_kept_change_mean"][label] for v in per.values()]
         out["kept"][label] = {"concepts": concepts, "meets_bound": all(abs(c["mean"]) <= bound for c in concepts.values()),
-                              "per_seed_max_abs": [round(float(v), 4) for v in worst],
-                              "seeds_within_bound": int((worst <= bound).sum())}
-    d = per_seed(lambda r: r["erased_fidelity"]["dropped"] - r["erased_fidelity"]["retrained"])
-    gap = per_seed(lambda r: r["erased_fidelity"]["full"] - r["erased_fidelity"]["retrained"])
-    k = int((d > 0).sum())
+                              "per_seed_max_abs": [round(w, 4) for w in worst],
+                              "seeds_within_bound": sum(w <= bound for w in worst)}
+    erased = [v["erased_fidelity_mean"] for v in per.values()]
+    d = np.array([e["dropped"] - e["retrained"] for e in erased])
+    gap = np.array([e["full"] - e["retrained"] for e in erased])
+    k, n = int((d > 0).sum()), len(d)
     out["erased_dropped_minus_never"] = {
-        "per_seed": [round(float(v), 4) for v in d], "mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
-        "positive": k, "sign_test_p_two_sided": min(1.0, 2 * min(sign_test_p(k, len(d)), sign_test_p(len(d) - k, len(d)))),
+        "per_seed": [round(float(v), 4) for v in d], "mean": float(d.mean()), "se": se(d), "positive": k,
+        "sign_test_p_two_sided": min(1.0, 2 * min(sign_test_p(k, n), sign_test_p(n - k, n))),
         "share_of_learned_gap": float(d.mean() / gap.mean())}
     return out
 
@@ -170,14 +172,12 @@ def main() -> None:
     if a.pooled:
         report = pooled([r for f in a.pooled for r in json.loads(f.read_text())["rows"]])
         report["command"] = "python -m benchmarks.forget_retrain --pooled " + " ".join(map(str, a.pooled))
-        a.json.write_text(json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
-        return
-    report = run(a.concepts, a.forget, [int(s) for s in a.seeds.split(",")], [int(o) for o in a.draw_offsets.split(",")],
-                 a.base, a.evaluator, a.work)
+    else:
+        report = run(a.concepts, a.forget, [int(s) for s in a.seeds.split(",")],
+                     [int(o) for o in a.draw_offsets.split(",")], a.base, a.evaluator, a.work)
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {a.json} in {report['wall_seconds']:.0f} s")
+    print(f"wrote {a.json}" + (f" in {report['wall_seconds']:.0f} s" if "wall_seconds" in report else ""))
 
 
 if __name__ == "__main__":
