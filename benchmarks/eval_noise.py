@@ -1,5 +1,5 @@
 """How much of a sequence's avg forgetting is the draw, not the model: re-score saved checkpoints with
-shifted sample seeds (docs/results.md, "Why the forgetting bar fails").
+shifted sample seeds (docs/log/results-2026-12-01-to-12-04.md, "Why the forgetting bar fails").
 
     python -m benchmarks.eval_noise outputs/benchmark/seed1/finetune/05-pepete --offsets 0,7
     python -m benchmarks.eval_noise outputs/benchmark-2468-fullkv/seed0/lfs/05-falofa --offsets 0 --no-references

@@ -1,5 +1,5 @@
 """Removing a concept by dropping it, or by relearning the concepts after it: which is gone, and what is
-kept? Scored over several draws (issue 14, docs/results.md "Two ways to remove a concept").
+kept? Scored over several draws (issue 14, docs/log/results-2026-12-01-to-12-04.md "Two ways to remove a concept").
 
     python -m benchmarks.forget_retrain --concepts examples/concepts --forget 3 --seeds 0,1,2 \
         --draw-offsets 0,7,13 --json docs/figures/forget_retrain.json
@@ -124,7 +124,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def pooled(rows: list[dict], bound: float = 0.02) -> dict:
-    """The readings fixed before seeds 6-9 ran (docs/results.md, "Ten seeds"), over every seed in `rows`,
+    """The readings fixed before seeds 6-9 ran (docs/log/results-2026-12-01-to-12-04.md, "Ten seeds"), over every seed in `rows`,
     each seed the mean over its draws (`summarise`). Kept: per kept concept, the mean over seeds of
     (chain - full), its standard error and the seeds below zero; a mode meets the bound when every |mean|
     <= `bound`. Erased: dropped - relearned (= never-learned) per seed, with a two-sided sign test."""

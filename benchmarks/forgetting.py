@@ -31,7 +31,7 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.progress import progress
-    from components.training.sequence import run_sequence
+    from components.training.in_process_sequence import run_sequence
 
     params = load_params()
     if adapter:  # every method with the same K/V update kind: LoRA (params.yaml default) or full K/V

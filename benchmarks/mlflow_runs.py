@@ -17,7 +17,7 @@ def log_sequence_runs(benchmark: str, runs: dict[str, list], seeds: list[int], t
     The store is the workspace's (`root`, default: the workspace around the current directory, else it)."""
     import mlflow
 
-    from components.onboarding.run_story import log_forgetting_history
+    from components.publishing.run_story import log_forgetting_history
     from components.registry import setup_tracking
     from components.state import find_workspace
 

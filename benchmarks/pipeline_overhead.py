@@ -59,7 +59,7 @@ def _start_prefect_api() -> float:
 
 
 def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
-    from components.onboarding.workspace import init_workspace, load_workspace
+    from components.workspace.layout import init_workspace, load_workspace
 
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())[:n]
     shutil.rmtree(work, ignore_errors=True)
@@ -68,8 +68,8 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
         os.environ.pop(var, None)
 
     # -- bare components, one process, no Prefect, no Ray
-    from components.onboarding.register import finish_parent_run, start_parent_run
-    from components.onboarding.chain import onboard
+    from components.publishing.parent_run import finish_parent_run, start_parent_run
+    from components.chains.onboard import onboard
     from components.training.launch import in_process
 
     _use(bare_root)
@@ -90,7 +90,7 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
     _use(flow_root)
     t0 = time.time()
     import flows  # noqa: F401 (Prefect settings before prefect is imported)
-    from components.training.ray_runtime import ensure_ray
+    from components.ray_train.runtime import ensure_ray
     from flows.sequence import lifelong_sequence
 
     import_s = time.time() - t0

@@ -79,7 +79,7 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
     from components.evaluation.forgetting import sequence_metrics, step_record
     from components.lifelong import LifelongModel
     from components.model.sampling import generate
-    from components.onboarding.evaluation import _steps_from_records
+    from components.onboarding.scoring import _steps_from_records
     from components.training.concept import read_concept
     from components.training.loop import train_task
     from components.training.methods import get_method

@@ -154,7 +154,7 @@ class RayConfig:
     health_check_interval_s: float  # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s blocks every report)
     worker_resources: dict[str, float]  # custom Ray resources each worker asks for (nodes declare them at `ray start`)
     placement_strategy: str  # ScalingConfig.placement_strategy: PACK | SPREAD | STRICT_SPREAD | STRICT_PACK
-    keep_workers: bool  # a sequence / inbox tick trains on one worker group for all its tasks (ray_warm.py)
+    keep_workers: bool  # a sequence / inbox tick trains on one worker group for all its tasks (components/ray_train/warm.py)
     storage_path: str  # RunConfig.storage_path (resumable checkpoints): "" = <state dir>/ray_results; shared on a cluster
 
     def __post_init__(self) -> None:
@@ -174,7 +174,7 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class ForgetConfig:
-    retrain_later: bool  # relearn the concepts after an erased one (components/onboarding/relearn.py)
+    retrain_later: bool  # relearn the concepts after an erased one (components/erasure/relearn.py)
 
 
 @dataclass(frozen=True)

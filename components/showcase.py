@@ -23,7 +23,7 @@ def main() -> int:
     from components.model.pipeline import load
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.model.images import to_uint8
+    from components.model.pixels import to_uint8
     from components.visuals import save_grid
 
     start = time.time()

@@ -12,9 +12,10 @@ from components.config import REPO_ROOT
 
 
 def main() -> int:
-    from components.onboarding.evaluation import FORGETTING_FILE
-    from components.onboarding.workspace import load_workspace
-    from components.registry import PRODUCTION, get_alias_version, setup_tracking
+    from components.onboarding.scoring import FORGETTING_FILE
+    from components.workspace.layout import load_workspace
+    from components.registry import PRODUCTION, get_alias_version
+    from components.workspace.mlflow_store import open_tracking
     from flows.sequence import lifelong_sequence
 
     start = time.time()
@@ -22,7 +23,7 @@ def main() -> int:
     concepts = sorted(p for p in (REPO_ROOT / "examples" / "concepts").iterdir() if (p / "concept.yaml").is_file())
     print(f"lfsd demo: onboarding {len(concepts)} concepts with method {ws.params.training.method!r} into {ws.root}")
     results = lifelong_sequence([str(p) for p in concepts], workspace=str(ws.root), run_name="demo")
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    open_tracking(ws)
     name = ws.params.pipeline.model_name
     print("\n== lfsd demo: done in %.0f s ==" % (time.time() - start))
     for r in results:

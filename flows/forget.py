@@ -1,4 +1,4 @@
-"""`forget_concept`: the removal chain of `components.onboarding.forget` (an erasure request), each step
+"""`forget_concept`: the removal chain of `components.chains.forget` (an erasure request), each step
 a Prefect task; publishes what was erased as a markdown artifact."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from components.onboarding.forget import forget
-from components.onboarding.report import artifact_key, result_markdown
-from components.onboarding.stepping import OnboardResult
-from components.onboarding.workspace import load_workspace
+from components.chains.forget import forget
+from components.publishing.summary import artifact_key, result_markdown
+from components.stepping import OnboardResult
+from components.workspace.layout import load_workspace
 from flows.onboard import as_task
 
 

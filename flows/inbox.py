@@ -15,8 +15,8 @@ import shutil
 from prefect import flow, get_run_logger
 
 from components.onboarding.inbox import ready_folders, waiting_folders
-from components.onboarding.workspace import load_workspace
-from components.training.ray_warm import warm_training
+from components.workspace.layout import load_workspace
+from components.ray_train.warm import warm_training
 from flows.sequence import lifelong_sequence
 
 

@@ -1,4 +1,4 @@
-"""`onboard_concept`: the onboarding chain of `components.onboarding.chain`, each step a Prefect task,
+"""`onboard_concept`: the onboarding chain of `components.chains.onboard`, each step a Prefect task,
 training launched as a Ray Train job. The order of the steps lives in the chain, not here."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from components.onboarding.chain import OnboardResult, launcher, onboard
-from components.onboarding.report import artifact_key, result_markdown
-from components.onboarding.workspace import load_workspace
+from components.chains.onboard import OnboardResult, launcher, onboard
+from components.publishing.summary import artifact_key, result_markdown
+from components.workspace.layout import load_workspace
 
 TASK_NAMES = {
     "validate": "validate concept", "version_dataset": "version dataset (DVC)", "train": "train (Ray Train)",

@@ -1,11 +1,11 @@
-"""`promote` and `rollback`: move `production` by hand (components.onboarding.promotion), as flows."""
+"""`promote` and `rollback`: move `production` by hand (components.publishing.promotion), as flows."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from components.onboarding import promotion
-from components.onboarding.workspace import load_workspace
+from components.publishing import promotion
+from components.workspace.layout import load_workspace
 
 
 @flow(name="promote")

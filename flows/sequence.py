@@ -1,4 +1,4 @@
-"""`lifelong_sequence`: concept folders onboarded in order (components.onboarding.sequence), each
+"""`lifelong_sequence`: concept folders onboarded in order (components.chains.sequence), each
 through the `onboard_concept` subflow."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from components.onboarding.report import artifact_key, results_table
-from components.onboarding.sequence import onboard_sequence
-from components.onboarding.workspace import load_workspace
+from components.publishing.summary import artifact_key, results_table
+from components.chains.sequence import onboard_sequence
+from components.workspace.layout import load_workspace
 from flows.onboard import onboard_concept
 
 
@@ -16,7 +16,7 @@ from flows.onboard import onboard_concept
 def lifelong_sequence(concept_dirs: list[str], workspace: str | None = None, run_name: str = "sequence",
                       wait: bool = True) -> list:
     """Each folder through `onboard_concept` (a subflow), in the given order; stops at the first failure."""
-    from components.training.ray_runtime import ensure_ray
+    from components.ray_train.runtime import ensure_ray
 
     ws = load_workspace(workspace)
     ensure_ray(ws.params.ray, ws.state_dir)  # once per process: Ray's start-up is not paid per concept

@@ -21,7 +21,7 @@ def _point_at_registry(workspace: Path | None) -> None:
     sqlite store, which must exist (export reads; it never creates a store)."""
     import mlflow
 
-    from components.onboarding.workspace import WorkspaceNotFound, workspace_root
+    from components.workspace.layout import WorkspaceNotFound, workspace_root
     from components.registry.tracking import tracking_uri_default
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")

@@ -65,7 +65,7 @@ def generate(
     from components.model.pipeline import load
     from components.model.references import load_reference_folder
     from components.model.sampling import generate as sample
-    from components.model.images import to_uint8
+    from components.model.pixels import to_uint8
     from components.visuals import save_grid
 
     params = load_params()
@@ -90,7 +90,7 @@ def _erased(uri: str) -> str | None:
     erased concept."""
     import mlflow
 
-    from components.registry.erasure import refusal
+    from components.registry.erased_versions import refusal
 
     ref = uri.removeprefix("models:/")
     client = mlflow.MlflowClient()
@@ -110,12 +110,13 @@ def _generate_from_registry(uri: str, prompt: str, n: int, out: Path, concept: s
     import numpy as np
     import pandas as pd
 
-    from components.onboarding.workspace import load_workspace
-    from components.registry import decode_png, setup_tracking
+    from components.registry import decode_png
     from components.visuals import save_grid
+    from components.workspace.layout import load_workspace
+    from components.workspace.mlflow_store import open_tracking
 
     ws = load_workspace()
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    open_tracking(ws)
     refused = _erased(uri)
     if refused:
         _fail(f"error: {refused}")

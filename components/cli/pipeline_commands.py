@@ -58,8 +58,8 @@ def rescore_checkpoint(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing versioned)."""
-    from components.onboarding.evaluation import evaluate_checkpoint
-    from components.onboarding.workspace import load_workspace
+    from components.onboarding.scoring import evaluate_checkpoint
+    from components.workspace.layout import load_workspace
 
     ws = load_workspace(_workspace(workspace))
     chain = ws.checkpoints()
@@ -91,8 +91,8 @@ def promote(
     to it (refused without lineage tags)."""
     root = _workspace(workspace)
     with _writer(root, f"promote {version}", no_wait):
-        from components.onboarding.promotion import preview
-        from components.onboarding.workspace import load_workspace
+        from components.publishing.promotion import preview
+        from components.workspace.layout import load_workspace
         from flows.registry import promote as promote_flow
 
         typer.echo(_run_flow(preview, load_workspace(root), version))
@@ -143,8 +143,8 @@ def forget(
 def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
     """`dvc pull` of every dataset and checkpoint the checked-out commit names; erased data is named with its
     erasure record (who, when, why) instead of DVC's missing-cache error."""
-    from components.onboarding.pull import ErasedData, pull as pull_data
-    from components.onboarding.workspace import load_workspace
+    from components.erasure.pull import ErasedData, pull as pull_data
+    from components.workspace.layout import load_workspace
 
     try:
         pulled = pull_data(load_workspace(_workspace(workspace)))
@@ -162,7 +162,7 @@ def init(
     """Create a workspace: a git + DVC repository with the base and evaluator models and a params.yaml
     holding only this workspace's own values."""
     from components.model.base_folder import BaseFolderError
-    from components.onboarding.workspace import init_workspace
+    from components.workspace.layout import init_workspace
 
     if directory.exists():
         _fail(f"error: {directory}: already exists; a workspace is created in a new folder")
@@ -183,7 +183,7 @@ def ui(
     import subprocess
     import sys
 
-    from components.onboarding.workspace import load_workspace
+    from components.workspace.layout import load_workspace
     from components.registry import artifact_root_default, tracking_uri_default
 
     ws = load_workspace(_workspace(workspace))

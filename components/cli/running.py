@@ -38,7 +38,8 @@ def _workspace(workspace: Path | None) -> str:
     """The workspace this command works on, found before Prefect is imported (its home lives there)."""
     import os
 
-    from components.onboarding.workspace import WORKSPACE_ENV, WorkspaceNotFound, workspace_root
+    from components.state import WORKSPACE_ENV
+    from components.workspace.layout import WorkspaceNotFound, workspace_root
 
     try:
         root = str(workspace_root(workspace))
@@ -53,7 +54,7 @@ def _writer(root: str, command: str, no_wait: bool):
     """Hold the workspace's writer lock for the whole command, taken before Prefect starts (two
     processes starting Prefect's temporary API on one workspace's database would race). The chain
     takes the same lock again inside (re-entrant); a scheduled run, with no CLI around it, relies on that."""
-    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy, writer_lock
+    from components.workspace.lock import BUSY_EXIT_CODE, WorkspaceBusy, writer_lock
 
     try:
         with writer_lock(Path(root), command, wait=not no_wait, log=lambda m: typer.echo(m, err=True)):
@@ -66,8 +67,8 @@ def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
     from components.lifelong import BaseMismatch
-    from components.onboarding.erasure import ErasureRefused
-    from components.onboarding.lock import BUSY_EXIT_CODE, WorkspaceBusy
+    from components.erasure.record import ErasureRefused
+    from components.workspace.lock import BUSY_EXIT_CODE, WorkspaceBusy
     from components.registry import RegistryError
     from components.validation import ValidationError
     from components.versioning import VersioningError

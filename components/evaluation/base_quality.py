@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, load_evaluator
-from components.model.images import to_tensor
+from components.model.pixels import to_tensor
 from components.world.scenes import instance_caption, render_view, sample_instance, sample_scene
 from components.world.vocabulary import BACKGROUNDS, CLASSES, COLOURS, caption
 

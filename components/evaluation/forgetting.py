@@ -137,6 +137,16 @@ def hash_prompt(prompt: str) -> int:
     return zlib.crc32(prompt.encode()) % 100_000
 
 
+def forgetting_at(a: np.ndarray, row: int) -> float:
+    """Average forgetting after task `row` (0-based) of the matrix A: over the earlier concepts scored in
+    that row, the best earlier score minus the score now. Cells the bounded protocol left unscored (NaN)
+    are skipped, in the row and among the earlier scores; 0.0 when no earlier concept was scored. The one
+    definition: the sequence metrics and the per-step history (`publishing/dvc_metrics.py`) both use it."""
+    a = np.asarray(a, dtype=float)
+    scored = [j for j in range(min(row + 1, a.shape[1]) - 1) if not np.isnan(a[row, j])]
+    return float(np.mean([np.nanmax(a[:row, j]) - a[row, j] for j in scored])) if scored else 0.0
+
+
 def sequence_metrics(steps: list[StepEval]) -> dict:
     """The paper-style summary over a whole sequence of K tasks.
 
@@ -151,13 +161,12 @@ def sequence_metrics(steps: list[StepEval]) -> dict:
             a[i, names.index(c.name)] = c.fidelity
     final = a[-1][~np.isnan(a[-1])]
     scored = [j for j in range(min(k, len(names)) - 1) if not np.isnan(a[-1, j])]
-    forgetting = [np.nanmax(a[:k - 1, j]) - a[-1, j] for j in scored] if scored else [0.0]
     bwt = [a[-1, j] - a[j, j] for j in scored] if scored else [0.0]
     return {
         "matrix": a.tolist(),
         "concepts": names,
         "final_fidelity": float(np.mean(final)),
-        "avg_forgetting": float(np.mean(forgetting)),
+        "avg_forgetting": forgetting_at(a, k - 1),
         "bwt": float(np.mean(bwt)),
         "rcf_preservation": float(np.mean([s.rcf_similarity for s in steps])),
         "rcf_class_acc": float(np.mean([s.rcf_class_acc for s in steps])),

@@ -49,7 +49,7 @@ def save_heatmap(matrix: list[list[float]], concepts: list[str], title: str, out
 
 def save_samples(samples: dict[str, torch.Tensor], concepts: list[str], out: Path) -> Path:
     """One row per concept (in ledger order) of its generated images."""
-    from components.model.images import to_uint8
+    from components.model.pixels import to_uint8
     from components.visuals import save_grid
 
     images = np.concatenate([to_uint8(samples[name]) for name in concepts])

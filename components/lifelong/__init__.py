@@ -3,6 +3,7 @@
     ledger       the ordered chain of concepts (what was learned, where each piece lives, on which base)
     checkpoint   one task's files on disk: its LoRA or K/V delta and its token embedding (+ the ledger)
     model        theta_k built from a chain; the operations a task performs on it (begin, teacher view, save)
+    lora_pairs   a task's LoRA file as numbers, {module: (A, scale * B)}, read the way peft wrote it
 
 No training code lives here: training, evaluation, the registry and the workspace all read and write
 the chain through this package, and it imports only `components.model` (and the typed config).

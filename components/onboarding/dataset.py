@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from components.onboarding.workspace import Workspace
+from components.workspace.layout import Workspace
 
 SOURCE_FILE = "source.json"
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.onboarding import steps
-from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
-from components.onboarding.workspace import Workspace
+from components.publishing.concept_run import lineage_tags
+from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
+from components.workspace.layout import Workspace
 
 
 def register_and_gate(ws, step, checkpoint, concept, class_word, losses, train_seconds, evaluation, data_rec,
                        ckpt_rec, parent_run_id, log):
     run_id, version = step("register", steps.register, ws, checkpoint=checkpoint, concept=concept,
                            class_word=class_word, losses=losses, train_seconds=train_seconds, evaluation=evaluation,
-                           lineage=steps.lineage_tags(ws, data_rec, ckpt_rec), parent_run_id=parent_run_id,
+                           lineage=lineage_tags(ws, ckpt_rec, data_rec), parent_run_id=parent_run_id,
                            stage_seconds=dict(step.times))
     decision, production = step("gate", steps.gate, ws, version, evaluation)
     log(f"{concept}: version {version}, gate {decision.summary()}; production is version {production}")

@@ -1,10 +1,11 @@
 """The onboarding steps, each a plain function of the workspace and what the step before produced.
-`chain.py` calls them in order (and is the only place that does); the Prefect flow runs each one as
-a task through the same chain.
+The onboarding chain (`components/chains/onboard.py`) orders them; finishing a killed onboarding
+(`finish.py`) and relearning after an erasure (`components/erasure/relearn.py`) call the ones they need.
+The Prefect flow runs each one as a task through the same chain.
 
 State rule: nothing is committed until `version_checkpoint`, which commits the dataset's and the
 checkpoint's .dvc files in ONE git commit (one commit per onboarded concept). A failure before that
-is undone by `discard_attempt`, so git, DVC, the ledger and checkpoints stay as they were; objects
+is undone by `discard_attempt` (`recovery.discard_uncommitted`), so git, DVC, the ledger and checkpoints stay as they were; objects
 already pushed to the content-addressed DVC remote are harmless.
 """
 
@@ -12,15 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from components.onboarding.dataset import ConceptSubmission, stage_dataset, submission_of
-from components.onboarding.evaluation import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint
-from components.onboarding.gate import GateDecision, decide
-from components.onboarding.register import apply_gate, log_and_register
-from components.onboarding.workspace import Workspace
+from components.onboarding.scoring import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint
+from components.publishing.concept_run import log_and_register
+from components.publishing.gate import GateDecision, apply_gate, decide
+from components.workspace.layout import Workspace
+from components.workspace.recovery import discard_uncommitted
 
 
 def validate(ws: Workspace, folder: Path) -> ConceptSubmission:
@@ -65,7 +66,7 @@ def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launch
 
 def drop_training_state(ws: Workspace, run_name: str) -> None:
     """After the commit: the attempt's resumable training state is no longer needed."""
-    from components.training.ray_runtime import drop_run
+    from components.ray_train.runtime import drop_run
 
     drop_run(ws.params.ray, ws.state_dir, run_name)
 
@@ -80,7 +81,7 @@ def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: 
     """Ledger paths made workspace-relative; dataset + checkpoint dvc add/push; one git commit, which
     also holds the metrics files DVC shows (`dvc_metrics`)."""
     from components.lifelong import relativize_ledger
-    from components.onboarding.dvc_metrics import metrics_files
+    from components.publishing.dvc_metrics import metrics_files
     from components.versioning import version_paths
 
     relativize_ledger(checkpoint, ws.root)
@@ -88,27 +89,6 @@ def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: 
     data_rec, ckpt_rec = version_paths(ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message,
                                        git_files=metrics_files(history))
     return data_rec, ckpt_rec
-
-
-def lineage_tags(ws: Workspace, data_rec, ckpt_rec) -> dict[str, str]:
-    from components.lifelong import LEDGER_FILE, Ledger
-
-    ledger = Ledger.read(ws.root / ckpt_rec.path / LEDGER_FILE)
-    return {
-        "lfsd.dataset_dvc_md5": data_rec.md5, "lfsd.dataset_path": data_rec.path,
-        "lfsd.checkpoint_dvc_md5": ckpt_rec.md5, "lfsd.checkpoint_path": ckpt_rec.path,
-        "lfsd.git_commit": ckpt_rec.commit, "lfsd.base_hash": ledger.base_hash, "lfsd.method": ledger.method,
-        "lfsd.ledger": ",".join(ledger.names()),
-    } | icgen_tag(ws.root / ckpt_rec.path)
-
-
-def icgen_tag(checkpoint: Path) -> dict[str, str]:
-    """`lfsd.icgen`: whether the task trained with ICGen, and why not (a base without a context path)."""
-    from components.lifelong.checkpoint import TRAINING_FILE
-
-    training = checkpoint / TRAINING_FILE
-    status = json.loads(training.read_text()).get("icgen") if training.is_file() else None
-    return {"lfsd.icgen": status} if status else {}
 
 
 def register(ws: Workspace, **kwargs) -> tuple[str, str]:
@@ -123,16 +103,8 @@ def gate(ws: Workspace, version: str, evaluation: StepEvaluation) -> tuple[GateD
 
 
 def discard_attempt(ws: Workspace, sub: ConceptSubmission | None, checkpoint: Path | None) -> None:
-    """Undo an onboarding that failed before its commit: the dataset copy and the half-written
-    checkpoint are removed, their .dvc files and .gitignore lines go back to HEAD's state."""
-    from components.versioning.git import restore_to_head
-
-    for p in [ws.data_dir / sub.name if sub is not None else None, checkpoint]:
-        if p is None:
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-        restore_to_head(ws.root, [ws.rel(f) for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore")
-                                  if f.parent.exists()])
+    """Undo an onboarding that failed before its commit: its dataset copy and half-written checkpoint."""
+    discard_uncommitted(ws, [ws.data_dir / sub.name if sub is not None else None, checkpoint])
 
 
 def training_record(checkpoint: Path) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from components.config import load_params
-from components.model.images import to_tensor
+from components.model.pixels import to_tensor
 from components.world.scenes import instance_caption, render_view, sample_instance, sample_scene
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from components.config import load_params
 from components.evaluation.embedder import WorldEvaluator
-from components.model.images import to_tensor
+from components.model.pixels import to_tensor
 from components.world.scenes import render_view, sample_instance, sample_scene
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from components.config import load_params
-from components.model.images import to_tensor
+from components.model.pixels import to_tensor
 from components.pretraining.data import mixed_images
 
 

@@ -2,6 +2,15 @@
 
     from components.registry import setup_tracking, log_lifelong_model, register_version, promote
 
+    tracking          where MLflow state lives (inside the workspace)
+    aliases           registration with lineage tags, `candidate`/`production` aliases, promote, rollback
+    pyfunc            the lifelong model as an MLflow pyfunc (needs only its artifact store)
+    packaging         how a chain becomes an MLflow model; shared_artifacts: what versions share, by hash
+    model_card        what a reviewer reads on a version before promoting it
+    erased_versions   an erasure in MLflow: versions and runs that held the concept
+    export            `lfsd export` writes LoRA + textual-inversion files; export_source reads a version
+                      (through version_files); lora_formats: the layouts and metadata other tools read
+
 The pyfunc part imports mlflow (seconds); it is loaded only when one of its names is used.
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from components.registry.erasure import refusal
+from components.registry.erased_versions import refusal
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"

@@ -17,18 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.registry import lora_formats as lf
+from components.registry.version_files import ExportError, ExportRefused, VersionFiles, resolve_version
 
 SD_DOWN = ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
 SD_UP = ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
-NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # mlflow's codes for an unknown version/alias/file
-
-
-class ExportError(RuntimeError):
-    """The version cannot be exported: unknown URI, or a file missing or corrupted (names which)."""
-
-
-class ExportRefused(ExportError):
-    """The version must not be exported (erased), or cannot be exactly (a full-K/V task)."""
 
 
 @dataclass
@@ -67,73 +59,6 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "lfsd"
 
 
-def _resolve(uri: str) -> tuple[str, str, str]:
-    """(URI pinned to a version, model name, version) for models:/NAME/N, models:/NAME@ALIAS or runs:/ID/PATH.
-    Refuses an erased version; an unknown one is an ExportError naming it."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from components.registry.erasure import refusal
-
-    if uri.startswith("runs:/"):
-        run_id = uri.removeprefix("runs:/").split("/", 1)[0]
-        if not run_id or "/" not in uri.removeprefix("runs:/"):
-            raise ExportError(f"{uri}: expected runs:/RUN_ID/MODEL_PATH")
-        return uri, f"run-{run_id[:12]}", ""
-    ref = uri.removeprefix("models:/") if uri.startswith("models:/") else None
-    if not ref or not ("@" in ref or re.fullmatch(r"[^/]+/\d+", ref)):
-        raise ExportError(f"{uri}: not a registered version URI (expected models:/NAME/N, models:/NAME@ALIAS "
-                          f"or runs:/RUN_ID/MODEL_PATH)")
-    client = mlflow.MlflowClient()
-    try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, number = ref.rsplit("/", 1)
-            mv = client.get_model_version(name, number)
-    except MlflowException as e:
-        if e.error_code not in NOT_FOUND:
-            raise  # the registry itself failed (unreachable, ...): not a statement about this URI
-        raise ExportError(f"{uri}: no such registered model version ({str(e).splitlines()[0]})") from e
-    refused = refusal(name, str(mv.version), mv.tags or {})
-    if refused:
-        raise ExportRefused(refused)
-    return f"models:/{name}/{mv.version}", name, str(mv.version)
-
-
-class _Artifacts:
-    """Downloads single files of one logged model into a scratch folder; a missing file is an ExportError
-    naming its path inside the model."""
-
-    def __init__(self, uri: str, work: Path):
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        self.uri, self.work = uri, work
-        try:
-            self.repo = get_artifact_repository(uri)
-        except Exception as e:  # noqa: BLE001 - any resolution failure is "no such model"
-            raise ExportError(f"{uri}: cannot open the model's artifacts ({str(e).splitlines()[0]})") from e
-
-    def get(self, path: str, required: bool = True) -> Path | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            local = Path(self.repo.download_artifacts(path, str(self.work)))
-        except (MlflowException, OSError) as e:
-            if isinstance(e, MlflowException) and e.error_code not in NOT_FOUND:
-                raise  # the artifact store failed, not the file
-            if not required:
-                return None
-            raise ExportError(f"{self.uri}: {path}: missing from the registered model "
-                              f"({str(e).strip().splitlines()[-1]})") from e
-        if not local.is_file():
-            if not required:
-                return None
-            raise ExportError(f"{self.uri}: {path}: missing from the registered model (not a file)")
-        return local
-
-
 def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
     """(tensors, metadata) of a safetensors file; anything unreadable is an ExportError naming `label`."""
     from safetensors import safe_open
@@ -165,15 +90,46 @@ def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
 def read_version(uri: str, work: Path) -> VersionExport:
     """Everything the export writes, read and checked: the version (not erased), its ledger (no full-K/V
     task), per concept its LoRA (peft keys, one scale) and its token. Downloads go to `work`."""
-    import yaml
-
-    from components.lifelong.checkpoint import EMBEDS_FILE, LORA_DIR, LORA_WEIGHTS, TRAINING_FILE
-    from components.lifelong.ledger import Ledger
-    from components.registry.pyfunc import BASE_KEY, LEDGER_KEY
+    from components.registry.pyfunc import BASE_KEY
     from components.registry.shared_artifacts import INDEX_KEY, read_index
 
-    pinned, model_name, version = _resolve(uri)
-    arts = _Artifacts(pinned, Path(work))
+    pinned, model_name, version = resolve_version(uri)
+    arts = VersionFiles(pinned, Path(work))
+    flavor, specs, paths = _read_mlmodel(uri, arts)
+    ledger = _read_ledger(uri, arts, paths)
+    index = read_index(arts.get(paths[INDEX_KEY]) if INDEX_KEY in paths else None)
+
+    def locate(key: str) -> tuple[VersionFiles, str] | None:  # in this model, or in the version storing it
+        if key in paths:
+            return arts, f"{paths[key]}/"
+        if key in index["shared"]:
+            (scratch := Path(work) / "shared" / key).mkdir(parents=True, exist_ok=True)
+            return VersionFiles(index["shared"][key]["uri"], scratch), ""
+        return None
+
+    config = flavor.get("config") or {}
+    base_uri = (specs.get(BASE_KEY) or {}).get("uri") or BASE_KEY
+    base = locate(BASE_KEY)
+    cfg_file = base[0].get(f"{base[1]}unet/config.json", required=False) if base is not None else None
+    unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
+    out = VersionExport(uri, model_name, version, base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
+                        steps=config.get("steps"), guidance_scale=config.get("guidance_scale"))
+    for entry in ledger.entries:
+        found = locate(entry.checkpoint)
+        if found is None:
+            raise ExportError(f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
+                              f"the model (erased or damaged)")
+        out.concepts.append(_read_concept(uri, entry, *found))
+    return out
+
+
+def _read_mlmodel(uri: str, arts: VersionFiles) -> tuple[dict, dict, dict[str, str]]:
+    """The pyfunc flavor of the version's MLmodel, its artifact specs and their paths; refused unless it
+    names a ledger (an lfsd model)."""
+    import yaml
+
+    from components.registry.pyfunc import LEDGER_KEY
+
     try:
         mlmodel = yaml.safe_load(arts.get("MLmodel").read_text())
         flavor = mlmodel["flavors"]["python_function"]
@@ -181,15 +137,23 @@ def read_version(uri: str, work: Path) -> VersionExport:
         paths = {key: spec["path"] for key, spec in specs.items()}
     except ExportError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 -- whatever a foreign MLmodel breaks on, the user reads one line
         raise ExportError(f"{uri}: MLmodel: not an lfsd model ({e})") from e
     if LEDGER_KEY not in paths:
         raise ExportError(f"{uri}: MLmodel names no `{LEDGER_KEY}` artifact: not an lfsd model")
+    return flavor, specs, paths
+
+
+def _read_ledger(uri: str, arts: VersionFiles, paths: dict[str, str]):
+    """The version's ledger; refused when empty or when a task was learned as a full K/V update."""
+    from components.lifelong.ledger import Ledger
+    from components.registry.pyfunc import LEDGER_KEY
+
     try:
         ledger = Ledger.read(arts.get(paths[LEDGER_KEY]))
     except ExportError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 -- a damaged ledger of any kind is one line to the user
         raise ExportError(f"{uri}: {paths[LEDGER_KEY]}: not a valid ledger ({e})") from e
     if not ledger.entries:
         raise ExportError(f"{uri}: the ledger lists no concepts")
@@ -200,51 +164,31 @@ def read_version(uri: str, work: Path) -> VersionExport:
             f"such a task changed the cross-attention K/V weights themselves (a full-rank delta, not a LoRA), so "
             f"no LoRA file reproduces this version; export a version whose concepts were all learned with "
             f"adapter: lora")
+    return ledger
 
-    index = read_index(arts.get(paths[INDEX_KEY]) if INDEX_KEY in paths else None)
 
-    def locate(key: str) -> tuple[_Artifacts, str] | None:  # in this model, or in the version storing it
-        if key in paths:
-            return arts, f"{paths[key]}/"
-        if key in index["shared"]:
-            (scratch := Path(work) / "shared" / key).mkdir(parents=True, exist_ok=True)
-            return _Artifacts(index["shared"][key]["uri"], scratch), ""
-        return None
+def _read_concept(uri: str, entry, store: VersionFiles, folder: str) -> ConceptExport:
+    """One concept's LoRA pairs, token vector and training steps from its checkpoint artifact."""
+    from components.lifelong.checkpoint import EMBEDS_FILE, LORA_DIR, LORA_WEIGHTS, TRAINING_FILE
 
-    config = flavor.get("config") or {}
-    base_uri = (specs.get(BASE_KEY) or {}).get("uri") or BASE_KEY
-    base = locate(BASE_KEY)
-    cfg_file = base[0].get(f"{base[1]}unet/config.json", required=False) if base is not None else None
-    unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
-    out = VersionExport(uri, model_name, version, base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
-                        steps=config.get("steps"), guidance_scale=config.get("guidance_scale"))
-
-    for entry in ledger.entries:
-        found = locate(entry.checkpoint)
-        if found is None:
-            raise ExportError(f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
-                              f"the model (erased or damaged)")
-        store, folder = found
-        lora_path = f"{folder}{LORA_DIR}/{LORA_WEIGHTS}"
-        emb_path = f"{folder}{EMBEDS_FILE}"
-        tensors, meta = _read_safetensors(store.get(lora_path), f"{uri}: {lora_path}")
+    lora_path = f"{folder}{LORA_DIR}/{LORA_WEIGHTS}"
+    emb_path = f"{folder}{EMBEDS_FILE}"
+    tensors, meta = _read_safetensors(store.get(lora_path), f"{uri}: {lora_path}")
+    try:
+        config_json = meta.get("lora_adapter_metadata")
+        pairs = lf.peft_pairs(tensors, lf.lora_scale(json.loads(config_json) if config_json else None))
+    except (lf.LoraFormatError, ValueError, KeyError) as e:
+        raise ExportError(f"{uri}: {lora_path}: not an lfsd LoRA ({e})") from e
+    embeds, _ = _read_safetensors(store.get(emb_path), f"{uri}: {emb_path}")
+    vector = embeds.get(entry.token)
+    if vector is None or vector.numel() == 0 or (vector.ndim > 1 and vector.shape[0] != 1):
+        raise ExportError(f"{uri}: {emb_path}: holds no single embedding for {entry.token} "
+                          f"(keys: {', '.join(embeds) or 'none'})")
+    steps = None
+    training = store.get(f"{folder}{TRAINING_FILE}", required=False)
+    if training is not None:
         try:
-            config_json = meta.get("lora_adapter_metadata")
-            pairs = lf.peft_pairs(tensors, lf.lora_scale(json.loads(config_json) if config_json else None))
-        except (lf.LoraFormatError, ValueError, KeyError) as e:
-            raise ExportError(f"{uri}: {lora_path}: not an lfsd LoRA ({e})") from e
-        embeds, _ = _read_safetensors(store.get(emb_path), f"{uri}: {emb_path}")
-        vector = embeds.get(entry.token)
-        if vector is None or vector.numel() == 0 or (vector.ndim > 1 and vector.shape[0] != 1):
-            raise ExportError(f"{uri}: {emb_path}: holds no single embedding for {entry.token} "
-                              f"(keys: {', '.join(embeds) or 'none'})")
-        steps = None
-        training = store.get(f"{folder}{TRAINING_FILE}", required=False)
-        if training is not None:
-            try:
-                steps = int(json.loads(training.read_text()).get("steps"))
-            except (ValueError, TypeError, AttributeError):
-                steps = None
-        out.concepts.append(ConceptExport(entry.name, entry.token, entry.class_word, entry.task, pairs,
-                                          vector.reshape(-1), steps))
-    return out
+            steps = int(json.loads(training.read_text()).get("steps"))
+        except (ValueError, TypeError, AttributeError):
+            steps = None
+    return ConceptExport(entry.name, entry.token, entry.class_word, entry.task, pairs, vector.reshape(-1), steps)

@@ -118,7 +118,7 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from components.model.sampling import generate
-        from components.model.images import to_uint8
+        from components.model.pixels import to_uint8
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "prompt" not in df.columns:

@@ -1,5 +1,5 @@
 """What a training launcher is given, and the in-process launcher. The Ray Train launcher
-(`ray_job.train_on_ray`) takes the same request and returns the same `TaskResult`."""
+(`components.ray_train.job.train_on_ray`) takes the same request and returns the same `TaskResult`."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 `train_task` begins the task on the model (new token + new K/V update), builds the LFS objective
 (`lfs_loss.py`) and runs AdamW on the task's parameters only. It runs as it is in-process (tests,
-benchmarks) and inside a Ray Train worker (`ray_job.py`), which passes `WorkerHooks`: a resumable
-state every `checkpoint_every` steps, a state to resume from, a gradient all-reduce and per-worker data.
-Both launchers also pass an `on_step` callback that moves a progress bar.
+benchmarks) and inside a Ray Train worker (`components/ray_train/worker.py`, for a one-task fit or a
+warm worker group), which passes `WorkerHooks`: a resumable state every `checkpoint_every` steps, a
+state to resume from, a gradient all-reduce and per-worker data. Every launcher (in-process, one fit
+per task, warm group) also passes an `on_step` callback that moves a progress bar.
 """
 
 from __future__ import annotations

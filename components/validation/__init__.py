@@ -5,6 +5,9 @@
 
 Python checks cover files, symlinks, concept.yaml, names and decoding; a Great Expectations 1.x
 suite (`concept_suite.json`) covers the manifest (shot count, duplicates, sizes, formats, modes).
+Modules: `validate` (the one entry point), `checks` (files, links, YAML, names, decoding), `images`
+(header facts, decode check, normalisation), `manifest` (the folder as a DataFrame), `suite` (the GX
+suite), `rules` (the limits, in one place), `report` (problems + manifest).
 Validation is read only. Accepted images are brought to upright 8-bit RGB by `normalise_image`
 in the later copy step; the policy is in `components/validation/images.py` and docs/validation.md.
 """

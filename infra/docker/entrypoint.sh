@@ -19,7 +19,7 @@ if [[ ! -d "$LFSD_WORKSPACE/.git" ]]; then
 import os
 from pathlib import Path
 
-from components.onboarding.workspace import init_workspace
+from components.workspace.layout import init_workspace
 
 init_workspace(Path(os.environ["LFSD_WORKSPACE"]))
 PY

@@ -43,7 +43,7 @@ def make_workspace(root: Path, base: Path, overrides: dict | None = None) -> Pat
     import shutil
     import tempfile
 
-    from components.onboarding.workspace import init_workspace
+    from components.workspace.layout import init_workspace
 
     params = {**FAST, **(overrides or {})}
     key = json.dumps([str(base), params], sort_keys=True)

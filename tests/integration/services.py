@@ -108,7 +108,7 @@ def _refresh_ray_auth() -> None:
 
 def restore_ray_env(saved: dict[str, str | None]) -> None:
     """Disconnect this process from a test's Ray and put its Ray variables back as they were."""
-    from components.training.ray_runtime import shutdown_ray
+    from components.ray_train.runtime import shutdown_ray
 
     shutdown_ray()
     for var, value in saved.items():
@@ -129,7 +129,7 @@ def ray_head(num_cpus: int = 2):
     import shutil
     import tempfile
 
-    from components.training.ray_runtime import AUTH_ENV, shutdown_ray
+    from components.ray_train.runtime import AUTH_ENV, shutdown_ray
 
     shutdown_ray()  # a Ray started earlier in this process would otherwise be reused
     temp = Path(tempfile.mkdtemp(prefix="lfsdrt", dir="/tmp"))

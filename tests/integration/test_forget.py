@@ -30,8 +30,8 @@ def _quiet(message: str) -> None:
 
 
 def _chain(workspace: Path, tmp_path: Path, n: int = 5):
-    from components.onboarding.chain import onboard
-    from components.onboarding.workspace import load_workspace
+    from components.chains.onboard import onboard
+    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
     from components.world.concepts import write_concepts
 
@@ -108,11 +108,11 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
                                                                                           prefect_api):
     import mlflow
 
-    from components.onboarding.chain import onboard
-    from components.onboarding.erasure import ErasureRefused
-    from components.onboarding.forget import forget
-    from components.onboarding.pull import ErasedData, pull
-    from components.onboarding.workspace import load_workspace
+    from components.chains.onboard import onboard
+    from components.erasure.record import ErasureRefused
+    from components.chains.forget import forget
+    from components.erasure.pull import ErasedData, pull
+    from components.workspace.layout import load_workspace
     from components.registry import RegistryError, promote
     from components.training.launch import in_process
 

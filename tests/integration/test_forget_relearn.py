@@ -29,8 +29,8 @@ def _tasks(ws) -> dict[str, dict]:
 
 
 def _onboard_all(root: Path, folders: list[Path]):
-    from components.onboarding.chain import onboard
-    from components.onboarding.workspace import load_workspace
+    from components.chains.onboard import onboard
+    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
 
     ws = load_workspace(root)
@@ -41,7 +41,7 @@ def _onboard_all(root: Path, folders: list[Path]):
 
 def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(tmp_path, tiny_base_dir, monkeypatch,
                                                                           prefect_api):
-    from components.onboarding.workspace import load_workspace
+    from components.workspace.layout import load_workspace
     from components.world.concepts import write_concepts
 
     folders = write_concepts(tmp_path / "in", n=4, shots=3, seed=31)

@@ -62,7 +62,7 @@ def ray_head(workspace):
 def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harness, ray_head, tmp_path, monkeypatch):
     import mlflow
 
-    from components.onboarding.workspace import load_workspace
+    from components.workspace.layout import load_workspace
     from components.registry import CANDIDATE, PRODUCTION, REQUIRED_LINEAGE_TAGS, get_alias_version
     from components.lifelong import LEDGER_FILE, Ledger
     from components.validation import ValidationError
@@ -155,7 +155,7 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "3"
 
         # by hand: the card and the change are shown first; then promote 3, roll back to 2
-        from components.onboarding.promotion import preview
+        from components.publishing.promotion import preview
 
         shown = preview(ws, "3")
         assert "v3" in shown and "production: version 2 -> version 3" in shown and "concepts added:   " + third.concept in shown
@@ -190,7 +190,7 @@ def _assert_prefect_artifacts(names) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from components.onboarding.report import artifact_key
+    from components.publishing.summary import artifact_key
 
     with get_client(sync_client=True) as client:
         keys = [artifact_key("onboard", n) for n in names] + ["sequence-test-seq"]

@@ -80,7 +80,7 @@ def two_node_cluster(started: list[subprocess.Popen] | None = None):
     failed tries included, is appended to `started` as soon as it runs (the caller can check they are gone
     even when the cluster failed to start); on exit all their sessions are killed and this process's Ray
     environment is restored."""
-    from components.training.ray_runtime import AUTH_ENV, shutdown_ray
+    from components.ray_train.runtime import AUTH_ENV, shutdown_ray
     from tests.integration.services import _refresh_ray_auth, free_port, restore_ray_env
 
     shutdown_ray()  # a Ray started earlier in this process would otherwise be reused
@@ -163,8 +163,8 @@ def test_one_concept_trains_with_one_worker_on_each_of_two_ray_nodes(tiny_base_d
     from components.model.sampling import generate
     from components.training.concept import read_concept
     from components.training.launch import TrainRequest
-    from components.training.ray_job import train_on_ray
-    from components.training.ray_runtime import ensure_ray
+    from components.ray_train.job import train_on_ray
+    from components.ray_train.runtime import ensure_ray
     from components.world.concepts import write_concepts
 
     params = load_params()

@@ -12,7 +12,7 @@ import pytest
 
 
 def test_ray_temp_dir_stays_short_enough_for_unix_sockets(tmp_path):
-    from components.training.ray_runtime import ray_temp_dir
+    from components.ray_train.runtime import ray_temp_dir
 
     assert ray_temp_dir(Path("/w/.lfsd")) == Path("/w/.lfsd/ray")
     fallback = ray_temp_dir(tmp_path / ("x" * 80))
@@ -102,7 +102,7 @@ def _request(base, previous, concept_dir, out, cfg):
 def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_dir, ray_concepts, tiny_training_config,
                                                           tmp_path, monkeypatch):
     from components.training.concept import read_concept
-    from components.training.ray_job import FAIL_AT_STEP_ENV, train_on_ray
+    from components.ray_train.job import FAIL_AT_STEP_ENV, train_on_ray
 
     cfg = dataclasses.replace(tiny_training_config, steps=5)
     monkeypatch.setenv(FAIL_AT_STEP_ENV, "4")  # after the resumable checkpoint of step 2 (checkpoint_every=2)
@@ -140,8 +140,8 @@ def test_a_warm_worker_group_trains_a_chain_in_one_process_and_resumes_a_crash(
     from components.lifelong import Ledger
     from components.training.concept import read_concept
     from components.training.launch import in_process
-    from components.training.ray_worker import FAIL_AT_STEP_ENV
-    from components.training.ray_warm import WarmLauncher
+    from components.ray_train.worker import FAIL_AT_STEP_ENV
+    from components.ray_train.warm import WarmLauncher
 
     cfg = dataclasses.replace(tiny_training_config, steps=5)
 

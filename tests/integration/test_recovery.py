@@ -31,8 +31,8 @@ def _runner(fail_at: str | None):
 def test_recovery_discards_leftovers_and_registers_what_was_committed(workspace, tmp_path):
     import mlflow
 
-    from components.onboarding.chain import onboard
-    from components.onboarding.workspace import load_workspace
+    from components.chains.onboard import onboard
+    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
     from components.world.concepts import write_concepts
 

@@ -26,7 +26,7 @@ STEPS = 2
 def chain(tiny_base_dir, tiny_training_config, tmp_path_factory):
     """Two concepts learned with 'lfs' (ICGen + KD), 3 steps each: (base dir, last checkpoint, concepts)."""
     from components.training.concept import read_concept
-    from components.training.sequence import run_sequence
+    from components.training.in_process_sequence import run_sequence
     from components.world.concepts import write_concepts
 
     root = tmp_path_factory.mktemp("chain")
@@ -63,7 +63,7 @@ def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_d
     from components.config import load_params
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.model.images import to_uint8
+    from components.model.pixels import to_uint8
     from components.lifelong import LifelongModel
 
     model = LifelongModel.from_checkpoint(checkpoint, base)

@@ -100,8 +100,8 @@ def test_a_base_whose_hash_changed_is_refused_by_name_and_nothing_changes(sd_wor
     """Another checkpoint copied over models/base: the onboarding chain refuses in its validate step, before
     anything is written (the CLI turns BaseMismatch into one line and exit 2: tests/unit/test_onboarding.py)."""
     from components.lifelong import BaseMismatch
-    from components.onboarding.chain import onboard
-    from components.onboarding.workspace import load_workspace
+    from components.chains.onboard import onboard
+    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
 
     ws, _ = sd_workspace

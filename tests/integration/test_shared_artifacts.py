@@ -18,7 +18,7 @@ NAME = "lfsd-shared-test"
 def chain(tiny_base_dir, tiny_training_config, tmp_path_factory):
     """Two concepts learned with 'lfs', 3 steps each: (base dir, [task 1 checkpoint, task 2 checkpoint], names)."""
     from components.training.concept import read_concept
-    from components.training.sequence import run_sequence
+    from components.training.in_process_sequence import run_sequence
     from components.world.concepts import write_concepts
 
     root = tmp_path_factory.mktemp("shared-chain")
@@ -77,7 +77,7 @@ def _draw(version: str, concept: str) -> np.ndarray:
 def test_a_version_stores_only_what_is_new_and_loads_exports_and_erases_like_a_full_copy(chain, tracking, tmp_path):
     import mlflow
 
-    from components.registry.erasure import erase_from_registry
+    from components.registry.erased_versions import erase_from_registry
     from components.registry.export_source import read_version
     from components.registry.pyfunc import ErasedConceptError
     from components.registry.shared_artifacts import stored_by_version

@@ -140,7 +140,7 @@ def test_two_writers_at_once_end_in_one_chain(workspace, tmp_path):
 def test_no_wait_names_the_holder_and_a_killed_holder_never_blocks(workspace, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from components.onboarding.lock import writer_lock\n"
+         "from components.workspace.lock import writer_lock\n"
          "with writer_lock(sys.argv[1], 'onboard held-by-test'):\n"
          "    print('held', flush=True); time.sleep(600)", str(workspace)],
         env=_env(workspace), stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -153,7 +153,7 @@ def test_no_wait_names_the_holder_and_a_killed_holder_never_blocks(workspace, tm
     finally:
         os.killpg(holder.pid, signal.SIGKILL)  # the holder dies holding the lock
         holder.wait()
-    from components.onboarding.lock import writer_lock
+    from components.workspace.lock import writer_lock
 
     t0 = time.time()
     with writer_lock(workspace, "after the kill", wait=False):

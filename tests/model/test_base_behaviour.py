@@ -53,7 +53,7 @@ def test_base_draws_the_prompted_colour_and_class(base, evaluator):
 
 def test_context_pulls_samples_towards_the_reference_instance(base, evaluator):
     from components.model.sampling import generate
-    from components.model.images import to_tensor
+    from components.model.pixels import to_tensor
     from components.world.scenes import render_view, sample_instance
 
     dino = evaluator[1]

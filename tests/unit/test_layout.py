@@ -1,5 +1,6 @@
 """Architecture rules the project promises: components never import Prefect; flows stay thin; imports
-run down the layers only; the lifelong format depends on nothing but the model; modules stay small."""
+run down the layers only; the lifelong format depends on nothing but the model; each room says what it
+holds and no two modules share a name; modules and functions stay small."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Rooms of components/, lowest first: a module may import its own room and rooms of a lower or equal rank.
 RANK = {
-    "config": 0, "state": 0, "visuals": 0, "progress": 0,
+    "config": 0, "state": 0, "visuals": 0, "progress": 0, "stepping": 0,
     "world": 1, "model": 1,
     "lifelong": 2, "validation": 2, "versioning": 2,
     "evaluation": 3,
-    "pretraining": 4, "training": 4,
-    "registry": 5,
-    "onboarding": 6,
-    "cli": 7, "showcase": 7,
+    "pretraining": 4, "training": 4,  # training: the method
+    "registry": 5, "ray_train": 5,  # ray_train: Ray plumbing that launches the method's loop
+    "workspace": 6,  # layout, writer lock, recovery, the workspace's MLflow store
+    "publishing": 7,  # MLflow runs and registration, the gate, DVC metrics, reports
+    "onboarding": 8,  # the onboarding steps
+    "erasure": 9,  # the removal's steps (relearning uses onboarding's)
+    "chains": 10,  # the commands that write: lock + catch-up + the order of the steps
+    "cli": 11, "showcase": 11,
 }
+SAME_NAME_ON_PURPOSE = {  # module names in two packages of components/, and why
+    "__init__.py": "a package's face", "__main__.py": "`python -m` entry of its package",
+}
+MAX_FUNCTION_LINES = 80
 LARGE_ON_PURPOSE = {  # modules over ~250 lines, and why
     "components/config.py": "every params.yaml section's type in one file, next to the one loader",
 }
@@ -56,7 +65,7 @@ def test_flows_call_components_and_do_no_model_work_themselves():
 
 
 def test_flows_do_not_spell_out_the_onboarding_chain():
-    """The order of the steps lives in components/onboarding/chain.py only."""
+    """The order of the steps lives in components/chains/onboard.py only."""
     for path in (REPO / "flows").glob("*.py"):
         assert "components.onboarding.steps" not in _imports(path), path.name
 
@@ -86,3 +95,36 @@ def test_no_module_is_large_without_a_reason():
     sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
              for d in ("components", "flows", "benchmarks") for p in (REPO / d).rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > 250 and p not in LARGE_ON_PURPOSE} == {}
+
+
+def test_no_two_modules_share_a_name_across_packages():
+    """A name says one thing: `evaluation/` vs `onboarding/evaluation.py` made readers open the wrong file."""
+    seen: dict[str, list[str]] = {}
+    for path in _component_files():
+        seen.setdefault(path.name, []).append(path.relative_to(REPO).as_posix())
+    assert {n: ps for n, ps in seen.items() if len(ps) > 1 and n not in SAME_NAME_ON_PURPOSE} == {}
+
+
+def test_every_package_names_what_it_holds():
+    """Each package's __init__ docstring names every module in it (a reader starts there)."""
+    unnamed = []
+    for init in (REPO / "components").rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        for mod in init.parent.glob("*.py"):
+            if not mod.name.startswith("__") and mod.stem not in doc:
+                unnamed.append(mod.relative_to(REPO).as_posix())
+        if not doc:
+            unnamed.append(init.relative_to(REPO).as_posix() + " (no docstring)")
+    assert unnamed == []
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    long = []
+    for d in ("components", "flows"):
+        for path in (REPO / d).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(REPO).as_posix()}:{node.name} ({n} lines)")
+    assert long == []

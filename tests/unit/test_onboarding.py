@@ -13,7 +13,7 @@ import pytest
 def test_gate_passes_only_when_every_bound_holds(params):
     import dataclasses
 
-    from components.onboarding.gate import decide
+    from components.publishing.gate import decide
 
     cfg = dataclasses.replace(params.gate, max_avg_forgetting=0.1, min_rcf_similarity=0.8, min_new_concept_fidelity=0.3)
     good = {"avg_forgetting": 0.05, "rcf_similarity": 0.85, "new_concept_fidelity": 0.5}
@@ -103,7 +103,7 @@ def test_dataset_and_checkpoint_are_one_commit(dvc_repo):
 
 
 def test_dvc_history_rows_follow_the_forgetting_matrix():
-    from components.onboarding.dvc_metrics import history_rows
+    from components.publishing.dvc_metrics import history_rows
 
     nan = float("nan")
     matrix = [[0.5, nan, nan], [0.4, 0.9, nan], [0.45, 0.7, 0.8]]
@@ -116,8 +116,33 @@ def test_dvc_history_rows_follow_the_forgetting_matrix():
     assert rows[2]["mean_fidelity"] == round((0.45 + 0.7 + 0.8) / 3, 4) and rows[2]["rcf_similarity"] == 0.8
 
 
+def test_history_and_sequence_metrics_agree_when_the_bounded_protocol_leaves_cells_unscored():
+    """NaN BELOW the diagonal (a long chain's bounded rows): `metrics/history.json` and
+    `metrics/forgetting.json` give the same average forgetting, a number, never nan."""
+    import json
+    import math
+
+    from components.evaluation.forgetting import ConceptScore, StepEval, sequence_metrics, step_record
+    from components.publishing.dvc_metrics import metrics_files
+    from components.workspace.layout import HISTORY_FILE, METRICS_FILE
+
+    rows = [{"a": 0.5}, {"a": 0.4, "b": 0.9}, {"b": 0.7, "c": 0.8},  # task 3 left `a` unscored
+            {"a": 0.3, "c": 0.6, "d": 0.85}]  # task 4 left `b` unscored
+    steps = [StepEval(k + 1, [ConceptScore(n, f, 0.5, 0.3) for n, f in row.items()], 0.9, 0.95 - 0.01 * k)
+             for k, row in enumerate(rows)]
+    metrics = sequence_metrics(steps)
+    assert math.isnan(metrics["matrix"][2][0]) and math.isnan(metrics["matrix"][3][1])  # below the diagonal
+    files = metrics_files({"steps": [step_record(s) for s in steps], "metrics": metrics})
+    history = json.loads(files[HISTORY_FILE])
+    summary = json.loads(files[METRICS_FILE])
+    assert [r["avg_forgetting"] for r in history] == [0.0, 0.1, round(0.9 - 0.7, 4), round(((0.5 - 0.3) + (0.8 - 0.6)) / 2, 4)]
+    assert history[-1]["avg_forgetting"] == summary["avg_forgetting"] == round(metrics["avg_forgetting"], 4)
+    for k in range(len(steps)):  # every step's history row is the sequence metric of the chain up to it
+        assert history[k]["avg_forgetting"] == round(sequence_metrics(steps[:k + 1])["avg_forgetting"], 4)
+
+
 def test_forgetting_history_puts_each_concept_at_every_task_since_it_was_learned():
-    from components.onboarding.run_story import forgetting_history
+    from components.publishing.run_story import forgetting_history
 
     nan = float("nan")
     history = forgetting_history({"concepts": ["a", "b"], "matrix": [[0.5, nan], [0.4, 0.9]]})
@@ -125,8 +150,8 @@ def test_forgetting_history_puts_each_concept_at_every_task_since_it_was_learned
 
 
 def test_onboarding_report_markdown_and_artifact_keys(monkeypatch):
-    from components.onboarding.chain import OnboardResult
-    from components.onboarding.report import artifact_key, result_markdown, results_table
+    from components.chains.onboard import OnboardResult
+    from components.publishing.summary import artifact_key, result_markdown, results_table
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     r = OnboardResult("byruri", "onboarded", "checkpoints/01-byruri", "data/concepts/byruri", "1", "abc123",
@@ -144,7 +169,7 @@ def test_onboarding_report_markdown_and_artifact_keys(monkeypatch):
 def test_a_removal_keeps_the_history_square_and_never_reuses_a_task_number():
     from components.evaluation.forgetting import sequence_metrics
     from components.lifelong.ledger import Ledger, LedgerEntry
-    from components.onboarding.evaluation import _steps_from_records, history_without
+    from components.onboarding.scoring import _steps_from_records, history_without
 
     def rec(task, scores):
         return {"task": task, "rcf_class_acc": 1.0, "rcf_similarity": 0.9,
@@ -170,7 +195,7 @@ def test_a_removal_keeps_the_history_square_and_never_reuses_a_task_number():
 
 
 REFUSALS = {  # what the command refuses -> the one line it prints (exit code 2 for each)
-    "erased": ("components.onboarding.erasure:ErasureRefused",
+    "erased": ("components.erasure.record:ErasureRefused",
                "'x' was already erased on 2026-12-03 by alice (licence ended)",
                "refused: 'x' was already erased on 2026-12-03 by alice (licence ended)"),
     "changed-base": ("components.lifelong:BaseMismatch",

@@ -81,7 +81,7 @@ def test_a_concept_cannot_be_learned_twice(tiny_base_dir, two_concepts, tiny_tra
 def test_every_method_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
-    from components.training.sequence import run_sequence
+    from components.training.in_process_sequence import run_sequence
 
     net = WorldEvaluator().eval()
     evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
@@ -154,7 +154,7 @@ def test_an_unknown_adapter_is_refused_when_params_are_read(tiny_training_config
 def test_full_kv_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
-    from components.training.sequence import run_sequence
+    from components.training.in_process_sequence import run_sequence
 
     net = WorldEvaluator().eval()
     evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
@@ -169,7 +169,7 @@ def test_ray_run_storage_is_the_state_folder_unless_params_name_a_shared_one(tmp
     import dataclasses
 
     from components.config import load_params
-    from components.training.ray_runtime import drop_run, run_storage
+    from components.ray_train.runtime import drop_run, run_storage
 
     ray_cfg = load_params().ray
     assert run_storage(ray_cfg, tmp_path) == str(tmp_path / "ray_results")
@@ -183,9 +183,9 @@ def test_ray_run_storage_is_the_state_folder_unless_params_name_a_shared_one(tmp
 
 
 def test_the_task_board_hands_out_one_request_at_a_time_and_again_until_finished():
-    """ray_warm.TaskBoard without Ray: a request stays in flight until finished, so a restarted worker
+    """ray_train.warm.TaskBoard without Ray: a request stays in flight until finished, so a restarted worker
     group's rank 0 is handed the same one again; the next comes only after it; close ends the loop."""
-    from components.training.ray_warm import WAIT, TaskBoard
+    from components.ray_train.warm import WAIT, TaskBoard
 
     board = TaskBoard()
     assert board.take(0.01) == WAIT and board.result("a", 0.01) == (False, None)

@@ -1,6 +1,6 @@
 """Training progress: a bar with an ETA on a terminal, nothing in a log. In-process the launcher advances
 it from the loop's `on_step`; under Ray the rank-0 worker writes a progress file the driver polls
-(`components/training/progress_file.py`), since Ray Train returns reported rows only after fit()."""
+(`components/ray_train/progress_file.py`), since Ray Train returns reported rows only after fit()."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.training import progress_file
-from components.training.progress_file import FILE, Mark, StepWriter, follow
+from components.ray_train import progress_file
+from components.ray_train.progress_file import FILE, Mark, StepWriter, follow
 
 THREAD = "lfsd-training-progress"
 

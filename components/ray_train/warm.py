@@ -3,8 +3,8 @@
 Why: a fit per task starts Train's controller, its helper actors and the workers afresh, each a new
 process paying its imports before the first step (~18 s per concept on this machine against ~20 s of
 training; docs/results.md, "The 8 s orchestration target"). Inside `warm_training(...)` the pipeline's
-launcher (`components.onboarding.chain.launcher`) is a `WarmLauncher` instead: its fit's workers ask a
-`TaskBoard` actor for the next request, train it with the same `ray_worker.train_one` as a one-task fit,
+launcher (`components.chains.onboard.launcher`) is a `WarmLauncher` instead: its fit's workers ask a
+`TaskBoard` actor for the next request, train it with the same `worker.train_one` as a one-task fit,
 hand the result back through the board and wait for the next one; the fit ends when the scope does.
 
 Fault tolerance is the one-task fit's, per attempt:
@@ -12,7 +12,7 @@ Fault tolerance is the one-task fit's, per attempt:
   flight again and resumes from the last reported checkpoint, which names its attempt (`request.txt`);
 - a killed driver: the fit's run name is fixed (`WARM_RUN`), so the rerun's fit restores its storage, and
   the first task resumes from it only if it is the same attempt (same chain, dataset and method).
-A single `lfsd onboard` keeps one fit per task (`ray_job`): a warm group would only add the board.
+A single `lfsd onboard` keeps one fit per task (`job`): a warm group would only add the board.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 from components.config import RayConfig
 from components.training.launch import TrainRequest
 from components.training.loop import Report, TaskResult
-from components.training.progress_file import follow
-from components.training.ray_job import attempt_name, loop_config, task_result, trainer
-from components.training.ray_runtime import cpus_per_worker, drop_run, ensure_ray, train_env, work_dir
-from components.training.ray_worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
+from components.ray_train.progress_file import follow
+from components.ray_train.job import attempt_name, loop_config, task_result, trainer
+from components.ray_train.runtime import cpus_per_worker, drop_run, ensure_ray, train_env, work_dir
+from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
 
 WARM_RUN = "warm-sequence"  # Ray Train run name of the warm fit (its storage is dropped when the scope ends)
 POLL_S = 2.0  # how long one board call blocks; the other ranks wait at most this long in a broadcast

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.onboarding import forget_steps as fs
-from components.onboarding.catch_up import catch_up
-from components.onboarding.chain import launcher as chain_launcher
-from components.onboarding.erasure import ErasureRecord, ErasureRefused, plan
-from components.onboarding.faults import die_here_if_asked
-from components.onboarding.gate import decide
-from components.onboarding.lock import writer_lock
-from components.onboarding.relearn import relearn_later
+from components.erasure import removal_steps as fs
+from components.chains.catch_up import catch_up
+from components.chains.onboard import launcher as chain_launcher
+from components.erasure.record import ErasureRecord, ErasureRefused, plan
+from components.workspace.faults import die_here_if_asked
+from components.publishing.gate import decide
+from components.workspace.lock import writer_lock
+from components.erasure.relearn import relearn_later
 from components.onboarding.steps import drop_training_state
-from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
-from components.onboarding.workspace import Workspace
-from components.training.ray_warm import warm_training
+from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
+from components.workspace.layout import Workspace
+from components.workspace.recovery import discard_uncommitted
+from components.ray_train.warm import warm_training
 
 
 def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_plain, log: Log = print,
@@ -61,7 +62,7 @@ def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_
             ckpt_rec = step("commit", fs.commit_removal, ws, record, out)
         except BaseException:
             log(f"forgetting {name} failed before its commit: nothing changed")
-            _discard(ws, out)
+            discard_uncommitted(ws, [out])
             raise
         log(f"committed {ckpt_rec.commit[:10]}: {record.dataset} and "
             f"{', '.join(record.dropped_checkpoints or [record.checkpoint])} out of the chain")
@@ -73,16 +74,15 @@ def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_
 
 def _production_holds(ws: Workspace, name: str) -> str | None:
     """The production version if it holds concept `name`."""
-    import mlflow
+    from components.registry import PRODUCTION, get_alias_version
+    from components.workspace.mlflow_store import client
 
-    from components.registry import PRODUCTION, get_alias_version, setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    mlflow_client = client(ws)
     model = ws.params.pipeline.model_name
     version = get_alias_version(model, PRODUCTION)
     if version is None:
         return None
-    tags = mlflow.MlflowClient().get_model_version(model, version).tags or {}
+    tags = mlflow_client.get_model_version(model, version).tags or {}
     return version if name in str(tags.get("lfsd.ledger", "")).split(",") else None
 
 
@@ -100,11 +100,3 @@ def _refuse_unless_servable(ws: Workspace, record: ErasureRecord, evaluation, fo
     (Path(ws.root) / record.removal_checkpoint / fs.ERASURE_FILE).write_bytes(record.to_json())
 
 
-def _discard(ws: Workspace, out: Path) -> None:
-    import shutil
-
-    from components.versioning.git import restore_to_head
-
-    shutil.rmtree(out, ignore_errors=True)
-    restore_to_head(ws.root, [ws.rel(f) for f in (out.with_name(out.name + ".dvc"), out.parent / ".gitignore")
-                              if f.parent.exists()])

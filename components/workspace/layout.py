@@ -19,13 +19,23 @@ from pathlib import Path
 
 from components.config import REPO_ROOT, Params, load_params
 from components.lifelong.ledger import LEDGER_FILE, Ledger
-from components.state import WORKSPACE_ENV, find_workspace, state_dir  # noqa: F401 (WORKSPACE_ENV re-exported)
-
+from components.state import WORKSPACE_ENV, find_workspace, state_dir
 
 
 class WorkspaceNotFound(FileNotFoundError):
     """Not inside a workspace, and none was named."""
+
+
 CHECKPOINT_RE = re.compile(r"^(\d{2,})-([a-z0-9-]+)$")
+RECORDS_DIR = "erasures"  # one committed record per erasure request (components/erasure/record.py)
+METRICS_DIR = "metrics"  # what `dvc metrics show` / `dvc plots show` read (components/publishing/dvc_metrics.py)
+METRICS_FILE = f"{METRICS_DIR}/forgetting.json"
+HISTORY_FILE = f"{METRICS_DIR}/history.json"
+HISTORY_Y = ("mean_fidelity", "avg_forgetting", "new_concept_fidelity", "rcf_similarity")
+DVC_YAML_SECTIONS = {  # the workspace's dvc.yaml, written by `init_workspace`
+    "metrics": [METRICS_FILE],
+    "plots": [{HISTORY_FILE: {"x": "task", "y": list(HISTORY_Y)}}],
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,6 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
     import yaml
 
     from components.model.base_folder import check_base_folder
-    from components.onboarding.dvc_metrics import DVC_YAML_SECTIONS
     from components.versioning import ensure_dvc_repo, push_path
     from components.versioning.git import commit_all, init_repo
 

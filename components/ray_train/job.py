@@ -1,8 +1,8 @@
 """The Ray Train (V2) launcher: one lifelong task on Ray workers, the same loop as in-process.
 
-`train_on_ray` runs one `TorchTrainer.fit` per task; its workers run `ray_worker.train_one`, which
+`train_on_ray` runs one `TorchTrainer.fit` per task; its workers run `worker.train_one`, which
 rebuilds theta_{k-1} from its checkpoint folder and runs `loop.train_task` (a sequence can keep one fit
-for all its tasks instead: `ray_warm`). Ray Train adds what the in-process launcher lacks:
+for all its tasks instead: `warm`). Ray Train adds what the in-process launcher lacks:
 
 - fault tolerance: every `ray.checkpoint_every` steps each worker reports a resumable state (`resume.py`);
   a crashed worker group restarts from the last one (`FailureConfig`), and so does a rerun of a named run;
@@ -27,9 +27,9 @@ from pathlib import Path
 from components.config import RayConfig
 from components.training.launch import Launcher, TrainRequest
 from components.training.loop import Report, TaskResult
-from components.training.progress_file import follow, progress_path
-from components.training.ray_runtime import cpus_per_worker, ensure_ray, run_storage, train_env, work_dir
-from components.training.ray_worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
+from components.ray_train.progress_file import follow, progress_path
+from components.ray_train.runtime import cpus_per_worker, ensure_ray, run_storage, train_env, work_dir
+from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
 
 __all__ = ["FAIL_AT_STEP_ENV", "on_ray", "train_on_ray"]
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(config: dict) -> dict | None:
-    """One Ray Train worker of a one-task fit: the task of `config["request"]` (`ray_worker.train_one`)."""
+    """One Ray Train worker of a one-task fit: the task of `config["request"]` (`worker.train_one`)."""
     rank, world = worker_setup(config)
     return train_one(config, config["request"], config["run_name"], rank, world, gather_nodes(world),
                      config.get("progress_file"))
@@ -77,7 +77,7 @@ def task_result(req: TrainRequest, ret: dict | None, name: str, run_name: str, s
 
 
 def trainer(loop, config: dict, ray_cfg: RayConfig, state_dir: Path, run_name: str):
-    """The TorchTrainer both launchers run: gloo, the configured scaling, failures and storage."""
+    """The TorchTrainer both Ray launchers run (one fit per task, the warm group): gloo, the configured scaling, failures and storage."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

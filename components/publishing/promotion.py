@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from components.onboarding.lock import writer_lock
-from components.onboarding.workspace import Workspace
+from components.workspace.layout import Workspace
+from components.workspace.lock import writer_lock
+from components.workspace.mlflow_store import client as workspace_client, open_tracking
 
 
 def preview(ws: Workspace, version: str) -> str:
     """What promoting `version` would change: its model card, then the difference against production."""
     import mlflow
 
-    from components.registry import PRODUCTION, get_alias_version, setup_tracking
+    from components.registry import PRODUCTION, get_alias_version
     from components.registry.aliases import RegistryError
     from components.registry.model_card import promotion_diff, version_card
 
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    name, client = ws.params.pipeline.model_name, mlflow.MlflowClient()
+    name, client = ws.params.pipeline.model_name, workspace_client(ws)
     try:
         card = version_card(client, name, version)
     except mlflow.exceptions.MlflowException as e:
@@ -28,10 +28,10 @@ def preview(ws: Workspace, version: str) -> str:
 
 def promote(ws: Workspace, version: str, reason: str, *, wait: bool = True, log: Callable[[str], None] = print) -> str | None:
     """Point `production` at `version` (refused without lineage tags). Returns the replaced version."""
-    from components.registry import promote as move, setup_tracking
+    from components.registry import promote as move
 
     with writer_lock(ws.root, f"promote {version}", wait=wait, log=log):
-        setup_tracking(ws.root, ws.params.pipeline.experiment)
+        open_tracking(ws)
         replaced = move(ws.params.pipeline.model_name, version, reason)
     log(f"production: {replaced} -> {version} ({reason})")
     return replaced
@@ -39,10 +39,10 @@ def promote(ws: Workspace, version: str, reason: str, *, wait: bool = True, log:
 
 def rollback(ws: Workspace, *, wait: bool = True, log: Callable[[str], None] = print) -> str:
     """Move `production` back to the version it replaced. Returns the new production version."""
-    from components.registry import rollback as back, setup_tracking
+    from components.registry import rollback as back
 
     with writer_lock(ws.root, "rollback", wait=wait, log=log):
-        setup_tracking(ws.root, ws.params.pipeline.experiment)
+        open_tracking(ws)
         version = back(ws.params.pipeline.model_name)
     log(f"production rolled back to version {version}")
     return version

@@ -1,55 +1,21 @@
-"""MLflow for one onboarded concept: a run with everything needed to compare it, a registered
-pyfunc version with lineage tags, the `candidate` alias, and the gate's verdict on `production`."""
+"""MLflow for one step of the chain: a run with everything needed to compare it (an onboarded concept,
+or a removal) and a registered pyfunc version with lineage tags and its model card, alias `candidate`.
+The gate's verdict on `production` is `gate.apply_gate`; a sequence's parent run is `parent_run.py`."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
 from pathlib import Path
 
-from components.onboarding.faults import die_here_if_asked
-from components.onboarding.gate import GateDecision
-from components.onboarding.run_story import log_dataset_input, log_forgetting_history, log_training_rows
-from components.onboarding.workspace import Workspace
+from components.publishing.run_story import log_dataset_input, log_forgetting_history, log_training_rows
 from components.registry.model_card import CardConcept, concepts_tag, version_card
+from components.workspace.faults import die_here_if_asked
+from components.workspace.layout import Workspace
+from components.workspace.mlflow_store import open_tracking, registered_version
 
-GATE_TAG = "lfsd.gate"
 SEQUENCE_METRICS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "rcf_class_acc",
                     "new_concept_fidelity", "text_alignment", "final_clip_i")
-GATE_REASON_TAG = "lfsd.gate_reason"
-
-
-@dataclass(frozen=True)
-class Registration:
-    run_id: str
-    version: str
-    production: str | None  # the production version after the gate
-
-
-def start_parent_run(ws: Workspace, run_name: str, concepts: list[str]) -> str:
-    """An (ended) parent run a sequence's per-concept runs nest under; returns its id."""
-    import mlflow
-
-    from components.registry import setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({"lfsd.kind": "sequence", "lfsd.concepts": ",".join(concepts)})
-        mlflow.log_params({"method": ws.params.training.method, "n_concepts": len(concepts)})
-        return run.info.run_id
-
-
-def finish_parent_run(ws: Workspace, run_id: str, metrics: dict, status: str = "FINISHED") -> None:
-    import mlflow
-
-    from components.registry import setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    client = mlflow.MlflowClient()
-    for k, v in metrics.items():
-        if isinstance(v, (int, float)):
-            client.log_metric(run_id, k, float(v))
-    client.set_terminated(run_id, status)
 
 
 def log_and_register(
@@ -71,9 +37,9 @@ def log_and_register(
     run, comparable in the MLflow UI as the chain grows)."""
     import mlflow
 
-    from components.registry import CANDIDATE, set_alias, setup_tracking
+    from components.registry import CANDIDATE, set_alias
 
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    open_tracking(ws)
     name = ws.params.pipeline.model_name
     tags = {**lineage, "lfsd.concept": concept, "lfsd.class_word": class_word}
     done = registered_version(ws, lineage["lfsd.checkpoint_dvc_md5"])
@@ -141,9 +107,7 @@ def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluat
     Registered once: a rerun finds the version by its checkpoint md5."""
     import mlflow
 
-    from components.registry import setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
+    open_tracking(ws)
     name = ws.params.pipeline.model_name
     done = registered_version(ws, lineage["lfsd.checkpoint_dvc_md5"])
     if done is not None:
@@ -172,52 +136,25 @@ def card_concepts(checkpoint: Path) -> list[CardConcept]:
     return [CardConcept(e.task, e.name, e.token, e.class_word) for e in read_ledger(checkpoint).entries]
 
 
-def registered_version(ws: Workspace, checkpoint_md5: str):
-    """The model version already registered for this checkpoint, if any."""
-    import mlflow
+def lineage_tags(ws: Workspace, ckpt_rec, data_rec=None) -> dict[str, str]:
+    """The lineage every registered version carries (what `registry.aliases` requires before a promotion):
+    the checkpoint's DVC md5, path and git commit, the base hash, method and ledger; for an onboarding
+    also its dataset (`data_rec`) and whether it trained with ICGen. A removal has no dataset."""
+    from components.lifelong import LEDGER_FILE, Ledger
 
-    from components.registry import setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    try:
-        versions = mlflow.MlflowClient().search_model_versions(f"name='{ws.params.pipeline.model_name}'")
-    except mlflow.exceptions.MlflowException:
-        return None
-    return next((v for v in versions if (v.tags or {}).get("lfsd.checkpoint_dvc_md5") == checkpoint_md5), None)
-
-
-def running_concept_runs(ws: Workspace) -> list[str]:
-    """End as KILLED the concept runs of this workspace left RUNNING by a dead writer (call it only
-    under the writer lock); a run is this workspace's when its `lfsd.git_commit` is in this repo."""
-    import mlflow
-
-    from components.registry import mlflow_dir, setup_tracking, tracking_uri_default
-    from components.versioning.git import has_commit
-
-    if tracking_uri_default(ws.root).startswith("sqlite:") and not (mlflow_dir(ws.root) / "mlflow.db").exists():
-        return []  # no store yet: no run can be left RUNNING (and bad input must not create one)
-    exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
-    client = mlflow.MlflowClient()
-    runs = client.search_runs([exp], "attributes.status = 'RUNNING' and tags.`lfsd.kind` = 'concept'")
-    ours = [r for r in runs if (c := r.data.tags.get("lfsd.git_commit")) and has_commit(ws.root, c)]
-    for r in ours:
-        client.set_terminated(r.info.run_id, "KILLED")
-    return [r.info.run_id for r in ours]
+    ledger = Ledger.read(ws.root / ckpt_rec.path / LEDGER_FILE)
+    dataset = {"lfsd.dataset_dvc_md5": data_rec.md5, "lfsd.dataset_path": data_rec.path} if data_rec else {}
+    return dataset | {
+        "lfsd.checkpoint_dvc_md5": ckpt_rec.md5, "lfsd.checkpoint_path": ckpt_rec.path,
+        "lfsd.git_commit": ckpt_rec.commit, "lfsd.base_hash": ledger.base_hash, "lfsd.method": ledger.method,
+        "lfsd.ledger": ",".join(ledger.names()),
+    } | icgen_tag(ws.root / ckpt_rec.path)
 
 
-def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | None:
-    """Pass: `production` moves to `version`. Fail: `production` stays; the version says why.
-    Returns the production version afterwards."""
-    import mlflow
+def icgen_tag(checkpoint: Path) -> dict[str, str]:
+    """`lfsd.icgen`: whether the task trained with ICGen, and why not (a base without a context path)."""
+    from components.lifelong.checkpoint import TRAINING_FILE
 
-    from components.registry import PRODUCTION, get_alias_version, promote, setup_tracking
-
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    name = ws.params.pipeline.model_name
-    client = mlflow.MlflowClient()
-    client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
-    client.set_model_version_tag(name, version, GATE_REASON_TAG, decision.summary())
-    client.update_model_version(name, version, description=version_card(client, name, version))
-    if decision.passed:
-        promote(name, version, reason=f"gate {decision.summary()}")
-    return get_alias_version(name, PRODUCTION)
+    training = checkpoint / TRAINING_FILE
+    status = json.loads(training.read_text()).get("icgen") if training.is_file() else None
+    return {"lfsd.icgen": status} if status else {}

@@ -1,4 +1,4 @@
-"""The steps of removing a concept (`forget.py` orders them), each a plain function of the workspace.
+"""The steps of removing a concept (`components/chains/forget.py` orders them), each a plain function of the workspace.
 
 The removal is a lifelong step of its own: a checkpoint `checkpoints/NN-forget-<name>/` holding only
 the ledger without the concept (every other task's adapter and token as they were, the removed
@@ -14,12 +14,13 @@ import json
 import shutil
 from pathlib import Path
 
-from components.onboarding.erasure import ERASURE_FILE, ErasureRecord
-from components.onboarding.evaluation import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint, history_without
-from components.onboarding.faults import die_here_if_asked
-from components.onboarding.gate import decide
-from components.onboarding.stepping import Log, OnboardResult, Timed
-from components.onboarding.workspace import Workspace
+from components.erasure.record import ERASURE_FILE, ErasureRecord
+from components.onboarding.scoring import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint, history_without
+from components.publishing.gate import decide
+from components.stepping import Log, OnboardResult, Timed
+from components.workspace.faults import die_here_if_asked
+from components.workspace.layout import Workspace
+from components.workspace.mlflow_store import client, open_tracking
 
 PURGED_TAG = "lfsd.purged"  # on the removal's model version once every copy is gone
 
@@ -73,7 +74,7 @@ def score_erased(ws: Workspace, record: ErasureRecord, previous: Path, out: Path
 def commit_removal(ws: Workspace, record: ErasureRecord, out: Path):
     """ONE commit: the removal's checkpoint (DVC), the record and the metrics files (git), and the
     concept's dataset and task checkpoint out of the chain (their .dvc files; the folders are deleted)."""
-    from components.onboarding.dvc_metrics import metrics_files
+    from components.publishing.dvc_metrics import metrics_files
     from components.versioning import version_paths
 
     history = json.loads((out / FORGETTING_FILE).read_text())
@@ -87,10 +88,7 @@ def purge(ws: Workspace, record: ErasureRecord, log) -> dict:
     """Every remaining copy of the concept's photos, of what was learned from them and of samples drawn
     of it: the inbox's copies, the state folder's sample grids, the DVC cache and remotes, MLflow.
     Idempotent. Returns what was deleted where."""
-    import mlflow
-
-    from components.registry import setup_tracking
-    from components.registry.erasure import erase_from_registry
+    from components.registry.erased_versions import erase_from_registry
     from components.versioning.git import git, read_blob
     from components.versioning.purge import drop_objects
 
@@ -102,23 +100,14 @@ def purge(ws: Workspace, record: ErasureRecord, log) -> dict:
     commit = git(["log", "-1", "--format=%H", "--", record.git_path()], ws.root)
     pointers = [read_blob(ws.root, f"{commit}^:{p}.dvc") for p in (record.dataset, *record.purged_checkpoints())]
     dvc = drop_objects(ws.root, [p for p in pointers if p])
-    exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
+    exp = open_tracking(ws)
     note = f"{record.concept} erased {record.erased_at} by {record.requested_by}: {record.reason} ({record.git_path()})"
-    mlflow_touched = erase_from_registry(mlflow.MlflowClient(), ws.params.pipeline.model_name, exp, record.concept,
+    mlflow_touched = erase_from_registry(client(ws), ws.params.pipeline.model_name, exp, record.concept,
                                          record.task, note)
     log(f"purged {record.concept}: inbox copies {len(record.inbox_copies)}, DVC objects "
         + ", ".join(f"{k} {v}" for k, v in dvc.items())
         + f", MLflow model versions {len(mlflow_touched['model_versions'])} and runs {len(mlflow_touched['runs'])}")
     return {"dvc": dvc, **mlflow_touched}
-
-
-def lineage(ws: Workspace, ckpt_rec) -> dict[str, str]:
-    from components.lifelong import LEDGER_FILE, Ledger
-
-    ledger = Ledger.read(ws.root / ckpt_rec.path / LEDGER_FILE)
-    return {"lfsd.checkpoint_dvc_md5": ckpt_rec.md5, "lfsd.checkpoint_path": ckpt_rec.path,
-            "lfsd.git_commit": ckpt_rec.commit, "lfsd.base_hash": ledger.base_hash, "lfsd.method": ledger.method,
-            "lfsd.ledger": ",".join(ledger.names())}
 
 
 def finish_removal(ws: Workspace, checkpoint: Path, step: Timed, log: Log, evaluation=None) -> OnboardResult:
@@ -127,10 +116,9 @@ def finish_removal(ws: Workspace, checkpoint: Path, step: Timed, log: Log, evalu
     re-scoring the committed chain, which is deterministic)."""
     import json
 
-    import mlflow
-
-    from components.onboarding.register import apply_gate, log_and_register_removal
-    from components.registry import promote, setup_tracking
+    from components.publishing.concept_run import lineage_tags, log_and_register_removal
+    from components.publishing.gate import apply_gate
+    from components.registry import promote
     from components.versioning.store import committed_record
 
     record = ErasureRecord.read(checkpoint / ERASURE_FILE)
@@ -140,7 +128,7 @@ def finish_removal(ws: Workspace, checkpoint: Path, step: Timed, log: Log, evalu
                           ws.state_dir / "figures" / checkpoint.name, record=False, history=history)
     ckpt_rec = committed_record(ws.root, ws.rel(checkpoint))
     run_id, version = step("register", log_and_register_removal, ws, checkpoint=checkpoint, record=record,
-                           evaluation=evaluation, lineage=lineage(ws, ckpt_rec))
+                           evaluation=evaluation, lineage=lineage_tags(ws, ckpt_rec))
     die_here_if_asked("after-forget-register")
     decision = decide(evaluation.current, ws.params.gate)
     production = step("gate", apply_gate, ws, version, decision)
@@ -149,9 +137,7 @@ def finish_removal(ws: Workspace, checkpoint: Path, step: Timed, log: Log, evalu
         promote(ws.params.pipeline.model_name, version, reason=f"erasure of {record.concept} forced past the gate "
                                                                 f"({decision.summary()})")
     touched = step("purge", purge, ws, record, log)
-    setup_tracking(ws.root, ws.params.pipeline.experiment)
-    mlflow.MlflowClient().set_model_version_tag(ws.params.pipeline.model_name, version, PURGED_TAG,
-                                                json.dumps(touched["dvc"]))
+    client(ws).set_model_version_tag(ws.params.pipeline.model_name, version, PURGED_TAG, json.dumps(touched["dvc"]))
     log(f"{record.concept}: erased; version {version} without it, gate {decision.summary()}; production = {production}")
     return OnboardResult(record.concept, "forgotten", ws.rel(checkpoint), record.dataset, version, run_id,
                          decision.summary(), production, evaluation.current | {f"erased.{k}": v for k, v in

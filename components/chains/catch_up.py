@@ -1,20 +1,20 @@
 """Before any write: make the workspace whole again after a killed writer, and finish what it had
 committed. Onboardings committed but not registered are registered (`finish.register_committed`);
-removals committed but not registered or not purged are finished (`forget_steps.finish_removal`): an
+removals committed but not registered or not purged are finished (`erasure.removal_steps.finish_removal`): an
 erasure, once committed, always completes."""
 
 from __future__ import annotations
 
 from components.onboarding.finish import register_committed
-from components.onboarding.forget_steps import PURGED_TAG, finish_removal, is_removal
-from components.onboarding.recovery import recover
-from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
-from components.onboarding.workspace import Workspace
+from components.erasure.removal_steps import PURGED_TAG, finish_removal, is_removal
+from components.workspace.recovery import recover
+from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
+from components.workspace.layout import Workspace
 
 
 def unpurged_removals(ws: Workspace) -> list:
     """Committed removal checkpoints whose model version is missing or not marked purged."""
-    from components.onboarding.register import registered_version
+    from components.workspace.mlflow_store import registered_version
     from components.versioning.store import committed_record
 
     out = []

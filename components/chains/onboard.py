@@ -7,7 +7,7 @@ undoes a failed attempt.
 
 How each step is run is the caller's: `run_plain` calls it directly (tests, the overhead benchmark's
 bare path); the Prefect flow passes a runner that runs each step as a Prefect task. How training is
-launched is the caller's too (`components.training.launch.in_process` or `ray_job.on_ray`).
+launched is the caller's too (`components.training.launch.in_process` or `components.ray_train.job.on_ray`).
 """
 
 from __future__ import annotations
@@ -15,24 +15,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.onboarding import steps
-from components.onboarding.catch_up import catch_up
+from components.chains.catch_up import catch_up
 from components.onboarding.dataset import already_onboarded
-from components.onboarding.faults import die_here_if_asked
+from components.workspace.faults import die_here_if_asked
 from components.onboarding.finish import register_and_gate
-from components.onboarding.lock import writer_lock
-from components.onboarding.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
-from components.onboarding.workspace import Workspace
+from components.publishing.concept_run import icgen_tag
+from components.workspace.lock import writer_lock
+from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
+from components.workspace.layout import Workspace
 
 __all__ = ["OnboardResult", "launcher", "onboard", "run_plain"]
 
 
 def launcher(ws: Workspace):
     """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), the one worker group
-    of an open `ray_warm.warm_training` scope (a sequence), or without Ray the same loop in the onboarding
+    of an open `components.ray_train.warm.warm_training` scope (a sequence), or without Ray the same loop in the onboarding
     process (runtime.threads threads)."""
     from components.training.launch import in_process
-    from components.training.ray_job import on_ray
-    from components.training.ray_warm import active
+    from components.ray_train.job import on_ray
+    from components.ray_train.warm import active
 
     if ws.params.ray.enabled and active() is not None:
         return active()
@@ -71,7 +72,7 @@ def _onboard_locked(ws: Workspace, folder: Path, launcher, step: Timed, parent_r
         result = step("train", steps.train, ws, dataset, out, previous, launcher, reported.append, attempt)
         resumed = f", resumed after step {result.resumed_from_step} of a killed attempt" if result.resumed_from_step else ""
         log(f"trained {out.name} in {result.seconds:.1f} s ({result.step_seconds * 1000:.0f} ms/step{resumed})")
-        icgen = steps.icgen_tag(out).get("lfsd.icgen", "on")
+        icgen = icgen_tag(out).get("lfsd.icgen", "on")
         if icgen.startswith("off"):  # never a silent downgrade: said here, and tagged on the run and the version
             log(f"ICGen {icgen}: {out.name} trained without it (tag lfsd.icgen)")
         evaluation = step("evaluate", steps.evaluate_forgetting, ws, out, previous)

@@ -15,9 +15,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from components.onboarding.workspace import Workspace
+from components.workspace.layout import RECORDS_DIR, Workspace
 
-RECORDS_DIR = "erasures"
 ERASURE_FILE = "erasure.json"  # inside the removal's checkpoint folder: marks it as a removal
 
 
@@ -124,13 +123,11 @@ def plan(ws: Workspace, name: str, reason: str, removal_checkpoint: Path, retrai
 
 def _mlflow_holders(ws: Workspace, name: str) -> tuple[list[str], list[str]]:
     """(model versions, runs) whose chain held `name`."""
-    import mlflow
+    from components.registry.erased_versions import runs_holding, versions_holding
+    from components.workspace.mlflow_store import client as workspace_client, open_tracking
 
-    from components.registry import setup_tracking
-    from components.registry.erasure import runs_holding, versions_holding
-
-    exp = setup_tracking(ws.root, ws.params.pipeline.experiment)
-    client = mlflow.MlflowClient()
+    exp = open_tracking(ws)
+    client = workspace_client(ws)
     return ([str(v.version) for v in versions_holding(client, ws.params.pipeline.model_name, name)],
             [r.info.run_id for r in runs_holding(client, exp, name)])
 

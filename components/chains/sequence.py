@@ -1,6 +1,6 @@
 """Several concepts in order under one MLflow parent run, holding the writer lock for the whole run
 (so another writer cannot slip a concept in between two of the sequence's), training them all on one
-Ray worker group (`ray.keep_workers`; components/training/ray_warm.py)."""
+Ray worker group (`ray.keep_workers`; components/ray_train/warm.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.onboarding.lock import writer_lock
-from components.onboarding.register import finish_parent_run, start_parent_run
-from components.onboarding.workspace import Workspace
-from components.training.ray_warm import warm_training
+from components.workspace.lock import writer_lock
+from components.publishing.parent_run import finish_parent_run, start_parent_run
+from components.workspace.layout import Workspace
+from components.ray_train.warm import warm_training
 
 
 def onboard_sequence(ws: Workspace, concept_dirs: list[str], onboard_one: Callable[[str, str], object], *,

@@ -1,5 +1,5 @@
 """What a Ray Train worker does for one lifelong task, whichever fit it runs in: one fit per task
-(`ray_job`, a single `lfsd onboard`) or one fit for a whole sequence (`ray_warm`).
+(`job`, a single `lfsd onboard`) or one fit for a whole sequence (`warm`).
 
 `train_one` rebuilds theta_{k-1} from its checkpoint folder and runs `loop.train_task`, reporting every
 `report_every` steps with a resumable state every `checkpoint_every` (`resume.py`). Each reported
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from components.training.launch import TrainRequest
-from components.training.progress_file import step_writer
-from components.training.ray_runtime import work_dir
+from components.ray_train.progress_file import step_writer
+from components.ray_train.runtime import work_dir
 
 FAIL_AT_STEP_ENV = "LFSD_RAY_FAIL_AT_STEP"  # test-only fault injection (see train_one)
 STATE_FILE = "state-rank{rank}.pt"

@@ -21,9 +21,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from components.onboarding.erasure import ErasureRecord
-from components.onboarding.faults import die_here_if_asked
-from components.onboarding.workspace import Workspace
+from components.erasure.record import ErasureRecord
+from components.workspace.faults import die_here_if_asked
+from components.workspace.layout import Workspace
 
 SCRATCH = ".chains"  # inside the removal's folder while relearning: the chain each task starts from
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from components.onboarding.stepping import OnboardResult
+from components.stepping import OnboardResult
 
 LOCAL_UI = "http://127.0.0.1:5000"  # `lfsd ui`'s default address
 METRICS = ("new_concept_fidelity", "final_fidelity", "avg_forgetting", "rcf_similarity")

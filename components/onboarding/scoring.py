@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.onboarding.workspace import Workspace
+from components.workspace.layout import Workspace
 
 FORGETTING_FILE = "forgetting.json"
 

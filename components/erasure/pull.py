@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 
-from components.onboarding.erasure import RECORDS_DIR, ErasureRecord
-from components.onboarding.workspace import Workspace
+from components.erasure.record import ErasureRecord
+from components.workspace.layout import RECORDS_DIR
+from components.workspace.layout import Workspace
 
 
 class ErasedData(RuntimeError):

@@ -16,11 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from components.onboarding.dvc_metrics import HISTORY_FILE, METRICS_FILE
-from components.onboarding.erasure import RECORDS_DIR
-from components.onboarding.workspace import CHECKPOINT_RE, Workspace
-
-METRICS_DIR = "metrics"
+from components.workspace.layout import CHECKPOINT_RE, HISTORY_FILE, METRICS_DIR, METRICS_FILE, RECORDS_DIR, Workspace
 
 Log = Callable[[str], None]
 
@@ -52,6 +48,17 @@ def discard_unfinished(ws: Workspace, log: Log) -> list[str]:
     return removed
 
 
+def discard_uncommitted(ws: Workspace, folders: list[Path | None]) -> None:
+    """Undo an attempt that failed before its commit (onboarding or removal): its folders are removed,
+    their .dvc files and .gitignore lines go back to HEAD's state."""
+    from components.versioning.git import restore_to_head
+
+    for p in filter(None, folders):
+        shutil.rmtree(p, ignore_errors=True)
+        restore_to_head(ws.root, [ws.rel(f) for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore")
+                                  if f.parent.exists()])
+
+
 def restore_committed(ws: Workspace, log: Log) -> list[str]:
     """`dvc pull` every committed checkpoint and dataset missing from the working tree."""
     from components.versioning import restore
@@ -69,7 +76,7 @@ def restore_committed(ws: Workspace, log: Log) -> list[str]:
 
 def unregistered(ws: Workspace) -> list[Path]:
     """Committed checkpoints with no model version (killed between commit and registration), in order."""
-    from components.onboarding.register import registered_version
+    from components.workspace.mlflow_store import registered_version
     from components.versioning.git import read_blob
 
     out = []
@@ -90,9 +97,9 @@ def _md5(dvc_file: bytes) -> str:
 def end_killed_runs(ws: Workspace, log: Log) -> list[str]:
     """End as KILLED every concept run of this workspace's model left RUNNING (its writer is dead: we
     hold the lock). Returns their run ids."""
-    from components.onboarding.register import running_concept_runs
+    from components.workspace.mlflow_store import end_killed_concept_runs
 
-    ended = running_concept_runs(ws)
+    ended = end_killed_concept_runs(ws)
     if ended:
         log(f"ended MLflow runs of killed attempts as KILLED: {', '.join(ended)}")
     return ended
