@@ -1,7 +1,7 @@
 """Two runs of the forgetting benchmark compared: are they the same numbers?
 
-    python -m benchmarks.compare_forgetting --json OLD.json NEW.json   # every per-seed value, every A[k][j], full precision
-    python -m benchmarks.compare_forgetting --logs OLD.log NEW.log     # every task's printed scores (3 decimals), in order
+    python -m benchmarks.compare_forgetting --json OLD.json NEW.json  # every per-seed value, every A[k][j], exact
+    python -m benchmarks.compare_forgetting --logs OLD.log NEW.log    # every task's printed scores (3 decimals)
 
 `--logs` serves runs that did not reach their JSON: it compares the task evaluations both logs hold.
 """
@@ -11,9 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
-KEYS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "rcf_class_acc", "new_concept_fidelity",
-        "text_alignment", "final_clip_i")
+KEYS = (
+    "final_fidelity",
+    "avg_forgetting",
+    "bwt",
+    "rcf_preservation",
+    "rcf_class_acc",
+    "new_concept_fidelity",
+    "text_alignment",
+    "final_clip_i",
+)
 LINE = re.compile(r"^\[([\w-]+)\]\s+fidelity (.*) \| rcf sim (\S+) acc (\S+)")
 
 
@@ -32,16 +41,21 @@ def compare_json(old: dict, new: dict) -> bool:
 
 
 def _rows(path: str) -> list[tuple]:
-    return [(m.group(1), m.group(2).split(), m.group(3), m.group(4))
-            for m in (LINE.match(line) for line in open(path, errors="replace")) if m]
+    return [
+        (m.group(1), m.group(2).split(), m.group(3), m.group(4))
+        for m in (LINE.match(line) for line in open(path, errors="replace"))
+        if m
+    ]
 
 
 def compare_logs(old: str, new: str) -> bool:
     a, b = _rows(old), _rows(new)
     n = min(len(a), len(b))
     for i in range(n):
-        print(f"#{i + 1:2d} {a[i][0]:18s} {'same' if a[i] == b[i] else 'DIFF'}  A[k][:] {' '.join(a[i][1])} | "
-              f"rcf sim {a[i][2]} acc {a[i][3]}")
+        print(
+            f"#{i + 1:2d} {a[i][0]:18s} {'same' if a[i] == b[i] else 'DIFF'}  A[k][:] {' '.join(a[i][1])} | "
+            f"rcf sim {a[i][2]} acc {a[i][3]}"
+        )
     same = sum(a[i] == b[i] for i in range(n))
     print(f"{same}/{n} task evaluations identical to 3 decimals (old: {len(a)} logged, new: {len(b)} logged)")
     return same == n
@@ -53,7 +67,7 @@ def main() -> None:
     ap.add_argument("--logs", nargs=2, metavar=("OLD", "NEW"))
     args = ap.parse_args()
     if args.json:
-        ok = compare_json(*(json.load(open(p)) for p in args.json))
+        ok = compare_json(*(json.loads(Path(p).read_text()) for p in args.json))
     else:
         ok = compare_logs(*args.logs)
     print("ALL IDENTICAL" if ok else "DIFFERENCES FOUND")

@@ -31,8 +31,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("last", type=Path, help="the last task checkpoint of a sequence")
     ap.add_argument("--offsets", default="0,7", help="comma-separated sample-seed offsets")
-    ap.add_argument("--no-references", action="store_true",
-                    help="draw every concept without its references as context (is the loss in the context path?)")
+    ap.add_argument(
+        "--no-references",
+        action="store_true",
+        help="draw every concept without its references as context (is the loss in the context path?)",
+    )
     ap.add_argument("--matrix", action="store_true", help="print the whole A[k][j] matrix")
     ap.add_argument("--base", type=Path, default=Path("models/base"))
     ap.add_argument("--evaluator", type=Path, default=Path("models/evaluator"))
@@ -49,11 +52,16 @@ def main() -> None:
         steps = []
         for ckpt in checkpoints:
             model = LifelongModel.from_checkpoint(ckpt, args.base)
-            icgen = get_method(model.ledger.method).icgen and params.forgetting.use_references and not args.no_references
+            icgen = (
+                get_method(model.ledger.method).icgen and params.forgetting.use_references and not args.no_references
+            )
             steps.append(evaluator.score_step(model, icgen=icgen, rcf_classes=[]))
         metrics = protocol.sequence_metrics(steps)
-        print(f"offset {offset}: avg_forgetting {metrics['avg_forgetting']:.3f}  "
-              f"final row {np.round(np.array(metrics['matrix'])[-1], 3).tolist()}", flush=True)
+        print(
+            f"offset {offset}: avg_forgetting {metrics['avg_forgetting']:.3f}  "
+            f"final row {np.round(np.array(metrics['matrix'])[-1], 3).tolist()}",
+            flush=True,
+        )
         if args.matrix:
             for row in np.round(np.array(metrics["matrix"], dtype=float), 3).tolist():
                 print("   ", row, flush=True)

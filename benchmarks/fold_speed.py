@@ -31,10 +31,12 @@ def _inputs(model, batch: int, n: int) -> dict:
     c, s = unet.config.in_channels, unet.config.sample_size
     prompts = [f"a <syn{1 + i % n}> star on a white background" for i in range(batch)]
     context = torch.randn(batch, 1, model.bundle.context_encoder.config.embed_dim, generator=g)
-    return {"sample": torch.randn(batch, c, s, s, generator=g),
-            "timestep": torch.randint(0, 1000, (batch,), generator=g),
-            "encoder_hidden_states": model.bundle.encode_prompts(prompts),
-            "added_cond_kwargs": {"image_embeds": [context]}}
+    return {
+        "sample": torch.randn(batch, c, s, s, generator=g),
+        "timestep": torch.randint(0, 1000, (batch,), generator=g),
+        "encoder_hidden_states": model.bundle.encode_prompts(prompts),
+        "added_cond_kwargs": {"image_embeds": [context]},
+    }
 
 
 @torch.no_grad()
@@ -87,16 +89,21 @@ def main() -> None:
         model = chain_of(args.base, n, params.training.lora_rank)
         folded_model = copy.deepcopy(model).folded()
         inputs = _inputs(model, args.batch, n)
-        (stacked, folded), (want, got) = _time([model.bundle.unet, folded_model.bundle.unet], inputs,
-                                               args.repeat, args.best_of)
+        (stacked, folded), (want, got) = _time(
+            [model.bundle.unet, folded_model.bundle.unet], inputs, args.repeat, args.best_of
+        )
         rows.append((n, stacked, folded, float((got - want).abs().max())))
         print(f"N={n}: stacked {stacked * 1e3:.2f} ms  folded {folded * 1e3:.2f} ms", flush=True)
 
     s1, f1 = rows[0][1], rows[0][2]
-    print(f"\nbatch {args.batch}, {threads} threads, rank {params.training.lora_rank}, "
-          f"best of {args.best_of} x {args.repeat} forwards; ratios vs N={rows[0][0]}")
-    print(f"{'N':>4} {'stacked ms':>11} {'folded ms':>10} {'stacked/N1':>11} {'folded/N1':>10} {'stacked/folded':>15} "
-          f"{'max|diff|':>10}")
+    print(
+        f"\nbatch {args.batch}, {threads} threads, rank {params.training.lora_rank}, "
+        f"best of {args.best_of} x {args.repeat} forwards; ratios vs N={rows[0][0]}"
+    )
+    print(
+        f"{'N':>4} {'stacked ms':>11} {'folded ms':>10} {'stacked/N1':>11} {'folded/N1':>10} {'stacked/folded':>15} "
+        f"{'max|diff|':>10}"
+    )
     for n, s, f, diff in rows:
         print(f"{n:>4} {s * 1e3:>11.2f} {f * 1e3:>10.2f} {s / s1:>11.2f} {f / f1:>10.2f} {s / f:>15.2f} {diff:>10.1e}")
 

@@ -64,7 +64,9 @@ def full_and_removed(params, base: Path, dirs: list[Path], seed: int, forget: in
     from components.lifelong import read_ledger
 
     cfg = dataclasses.replace(params.training, method="lfs")
-    full = _chain(base, dirs, [seed * 100 + k for k in range(1, len(dirs) + 1)], cfg, Path(work) / f"seed{seed}" / "lfs", log)
+    full = _chain(
+        base, dirs, [seed * 100 + k for k in range(1, len(dirs) + 1)], cfg, Path(work) / f"seed{seed}" / "lfs", log
+    )
     erased = full.ledger.entries[forget - 1]
     return full.eval(), erased, read_ledger(Path(full.ledger.entries[-1].checkpoint)).without(erased.name)
 
@@ -81,12 +83,20 @@ def run(concepts: Path, forget: int, seeds: list[int], base: Path, evaluator_dir
         full, erased, without = full_and_removed(params, base, dirs, seed, forget, work, log)
         removed = LifelongModel.from_ledger(without, base)
         keep = [i for i in range(len(dirs)) if i != forget - 1]
-        never = _chain(base, [dirs[i] for i in keep], [task_seeds[i] for i in keep], cfg,
-                       Path(work) / f"seed{seed}" / f"lfs-without-{forget:02d}", log)
+        never = _chain(
+            base,
+            [dirs[i] for i in keep],
+            [task_seeds[i] for i in keep],
+            cfg,
+            Path(work) / f"seed{seed}" / f"lfs-without-{forget:02d}",
+            log,
+        )
         evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
         bare = LifelongModel.from_base(base, "lfs").eval()
-        erased_score = {label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity
-                        for label, m in (("full", full), ("removed", removed), ("never", never), ("base", bare))}
+        erased_score = {
+            label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity
+            for label, m in (("full", full), ("removed", removed), ("never", never), ("base", bare))
+        }
         classes = list(dict.fromkeys(e.class_word for e in full.ledger.entries))
         evaluator.base_rcf_images(bare.bundle, classes)
         kept = {}
@@ -95,19 +105,33 @@ def run(concepts: Path, forget: int, seeds: list[int], base: Path, evaluator_dir
             kept[label] = {c.name: c.fidelity for c in step.concepts if c.name != erased.name}
             kept[label + "_rcf_similarity"] = step.rcf_similarity
         change = {n: kept["removed"][n] - kept["full"][n] for n in kept["removed"]}
-        row = {"seed": seed, "erased": erased.name, "erased_fidelity": erased_score, "kept_fidelity": kept,
-               "kept_change": change, "max_abs_kept_change": max(abs(v) for v in change.values())}
+        row = {
+            "seed": seed,
+            "erased": erased.name,
+            "erased_fidelity": erased_score,
+            "kept_fidelity": kept,
+            "kept_change": change,
+            "max_abs_kept_change": max(abs(v) for v in change.values()),
+        }
         rows.append(row)
-        log(f"seed {seed}: erased {erased.name} fidelity " + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items())
-            + f"; kept change max |{row['max_abs_kept_change']:.3f}|")
-    return {"command": f"python -m benchmarks.forget_concept --concepts {concepts} --forget {forget} "
-                       f"--seeds {','.join(map(str, seeds))}",
-            "method": "lfs", "rows": rows, "wall_seconds": round(time.time() - start, 1),
-            "summary": {
-                "removed_minus_never": [r["erased_fidelity"]["removed"] - r["erased_fidelity"]["never"] for r in rows],
-                "full_minus_removed": [r["erased_fidelity"]["full"] - r["erased_fidelity"]["removed"] for r in rows],
-                "max_abs_kept_change": [r["max_abs_kept_change"] for r in rows],
-                "mean_max_abs_kept_change": float(np.mean([r["max_abs_kept_change"] for r in rows]))}}
+        log(
+            f"seed {seed}: erased {erased.name} fidelity "
+            + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items())
+            + f"; kept change max |{row['max_abs_kept_change']:.3f}|"
+        )
+    return {
+        "command": f"python -m benchmarks.forget_concept --concepts {concepts} --forget {forget} "
+        f"--seeds {','.join(map(str, seeds))}",
+        "method": "lfs",
+        "rows": rows,
+        "wall_seconds": round(time.time() - start, 1),
+        "summary": {
+            "removed_minus_never": [r["erased_fidelity"]["removed"] - r["erased_fidelity"]["never"] for r in rows],
+            "full_minus_removed": [r["erased_fidelity"]["full"] - r["erased_fidelity"]["removed"] for r in rows],
+            "max_abs_kept_change": [r["max_abs_kept_change"] for r in rows],
+            "mean_max_abs_kept_change": float(np.mean([r["max_abs_kept_change"] for r in rows])),
+        },
+    }
 
 
 def main() -> None:

@@ -43,7 +43,9 @@ def _points(teacher, prompts: list[str], contexts, cfg, generator):
         eps.append(e.clone())
 
     with torch.no_grad():
-        denoise(b, noise, prompts, contexts, steps=cfg.kd_teacher_steps, guidance_scale=cfg.guidance_scale, on_step=record)
+        denoise(
+            b, noise, prompts, contexts, steps=cfg.kd_teacher_steps, guidance_scale=cfg.guidance_scale, on_step=record
+        )
     return torch.cat(xs), torch.cat(ts), prompts * len(xs), contexts.repeat(len(xs), 1, 1), torch.cat(eps)
 
 
@@ -67,7 +69,9 @@ def repair(student, teacher, later, cfg, steps: int, seed: int) -> list[float]:
     mask = torch.zeros(emb.shape[0], 1)
     mask[rows] = 1.0
     emb.register_hook(lambda g: g * mask)
-    opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}])
+    opt = torch.optim.AdamW(
+        [{"params": lora, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}]
+    )
     ctx = {}
     with torch.no_grad():
         for e in later:
@@ -94,8 +98,9 @@ def repair(student, teacher, later, cfg, steps: int, seed: int) -> list[float]:
     return losses
 
 
-def run(concepts: Path, forget: int, seeds: list[int], steps: int, base: Path, evaluator_dir: Path, work: Path,
-        log=print) -> dict:
+def run(
+    concepts: Path, forget: int, seeds: list[int], steps: int, base: Path, evaluator_dir: Path, work: Path, log=print
+) -> dict:
     from benchmarks.forget_concept import full_and_removed, setup
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.lifelong import LifelongModel
@@ -115,8 +120,9 @@ def run(concepts: Path, forget: int, seeds: list[int], steps: int, base: Path, e
         evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
         bare = LifelongModel.from_base(base, "lfs").eval()
         models = (("full", full), ("removed", removed), ("repaired", repaired))
-        erased_score = {label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity
-                        for label, m in (*models, ("base", bare))}
+        erased_score = {
+            label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity for label, m in (*models, ("base", bare))
+        }
         classes = list(dict.fromkeys(e.class_word for e in full.ledger.entries))
         evaluator.base_rcf_images(bare.bundle, classes)
         kept = {}
@@ -124,21 +130,44 @@ def run(concepts: Path, forget: int, seeds: list[int], steps: int, base: Path, e
             step = evaluator.score_step(m, icgen=True, rcf_classes=classes)
             kept[label] = {c.name: c.fidelity for c in step.concepts if c.name != erased.name}
             kept[label + "_rcf_similarity"] = step.rcf_similarity
-        change = {label: {n: kept[label][n] - kept["full"][n] for n in kept["removed"]} for label in ("removed", "repaired")}
-        row = {"seed": seed, "erased": erased.name, "later": [e.name for e in later], "repair_seconds": round(repair_s, 1),
-               "repair_loss_first_last": [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))],
-               "erased_fidelity": erased_score, "kept_fidelity": kept, "kept_change": change,
-               "max_abs_kept_change": {k: max(abs(v) for v in c.values()) for k, c in change.items()}}
+        change = {
+            label: {n: kept[label][n] - kept["full"][n] for n in kept["removed"]} for label in ("removed", "repaired")
+        }
+        row = {
+            "seed": seed,
+            "erased": erased.name,
+            "later": [e.name for e in later],
+            "repair_seconds": round(repair_s, 1),
+            "repair_loss_first_last": [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))],
+            "erased_fidelity": erased_score,
+            "kept_fidelity": kept,
+            "kept_change": change,
+            "max_abs_kept_change": {k: max(abs(v) for v in c.values()) for k, c in change.items()},
+        }
         rows.append(row)
-        log(f"seed {seed}: max |kept change| removed {row['max_abs_kept_change']['removed']:.3f}, repaired "
-            f"{row['max_abs_kept_change']['repaired']:.3f}; erased " + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items()))
-    return {"command": f"python -m benchmarks.forget_repair_probe --concepts {concepts} --forget {forget} "
-                       f"--seeds {','.join(map(str, seeds))} --steps {steps}",
-            "rows": rows, "wall_seconds": round(time.time() - start, 1)}
+        log(
+            f"seed {seed}: max |kept change| removed {row['max_abs_kept_change']['removed']:.3f}, repaired "
+            f"{row['max_abs_kept_change']['repaired']:.3f}; erased "
+            + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items())
+        )
+    return {
+        "command": f"python -m benchmarks.forget_repair_probe --concepts {concepts} --forget {forget} "
+        f"--seeds {','.join(map(str, seeds))} --steps {steps}",
+        "rows": rows,
+        "wall_seconds": round(time.time() - start, 1),
+    }
 
 
-def draw_noise(concepts: Path, forget: int, seeds: list[int], offsets: list[int], base: Path, evaluator_dir: Path,
-               work: Path, log=print) -> dict:
+def draw_noise(
+    concepts: Path,
+    forget: int,
+    seeds: list[int],
+    offsets: list[int],
+    base: Path,
+    evaluator_dir: Path,
+    work: Path,
+    log=print,
+) -> dict:
     """The kept concepts' change (removed - full) re-drawn with shifted sample seeds (offset o: the seeds of
     concept j become those of tag j + 100 o, as benchmarks/eval_noise.py): how much of a 0.02-0.04 change
     is the draw. Same chains as `run` (reused from `work`)."""
@@ -159,16 +188,24 @@ def draw_noise(concepts: Path, forget: int, seeds: list[int], offsets: list[int]
                 protocol._seeds = lambda tag, n, o=offset: fixed_seeds(tag + 100 * o, n)
                 evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
                 evaluator.base_rcf_images(LifelongModel.from_base(base, "lfs").eval().bundle, classes)
-                score = {label: {c.name: c.fidelity for c in evaluator.score_step(m, icgen=True, rcf_classes=classes).concepts
-                                 if c.name != erased.name} for label, m in (("full", full), ("removed", removed))}
+                score = {
+                    label: {
+                        c.name: c.fidelity
+                        for c in evaluator.score_step(m, icgen=True, rcf_classes=classes).concepts
+                        if c.name != erased.name
+                    }
+                    for label, m in (("full", full), ("removed", removed))
+                }
                 change = {n: score["removed"][n] - score["full"][n] for n in score["removed"]}
                 rows.append({"seed": seed, "offset": offset, "kept_change": change})
                 log(f"seed {seed} offset {offset}: " + ", ".join(f"{n} {v:+.3f}" for n, v in change.items()))
     finally:
         protocol._seeds = original
-    return {"command": f"python -m benchmarks.forget_repair_probe --concepts {concepts} --forget {forget} "
-                       f"--seeds {','.join(map(str, seeds))} --draw-offsets {','.join(map(str, offsets))}",
-            "rows": rows}
+    return {
+        "command": f"python -m benchmarks.forget_repair_probe --concepts {concepts} --forget {forget} "
+        f"--seeds {','.join(map(str, seeds))} --draw-offsets {','.join(map(str, offsets))}",
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -183,12 +220,23 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=REPO_ROOT / "models" / "base")
     ap.add_argument("--evaluator", type=Path, default=REPO_ROOT / "models" / "evaluator")
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "outputs" / "benchmark")
-    ap.add_argument("--draw-offsets", default="", help="instead of the repair: re-draw full and removed with these "
-                                                       "sample-seed offsets (the evaluation's own noise)")
+    ap.add_argument(
+        "--draw-offsets",
+        default="",
+        help="instead of the repair: re-draw full and removed with these "
+        "sample-seed offsets (the evaluation's own noise)",
+    )
     a = ap.parse_args()
     if a.draw_offsets:
-        report = draw_noise(a.concepts, a.forget, [int(s) for s in a.seeds.split(",")],
-                            [int(o) for o in a.draw_offsets.split(",")], a.base, a.evaluator, a.work)
+        report = draw_noise(
+            a.concepts,
+            a.forget,
+            [int(s) for s in a.seeds.split(",")],
+            [int(o) for o in a.draw_offsets.split(",")],
+            a.base,
+            a.evaluator,
+            a.work,
+        )
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(report, indent=2))
         print(f"wrote {a.json}")

@@ -47,8 +47,13 @@ def retrained_chain(params, base: Path, dirs: list[Path], seed: int, full, erase
         if not (ckpt / "ledger.json").is_file():
             model = LifelongModel.from_ledger(chain.before(entry.task), base)
             folder = dirs[entry.task - 1]
-            train_task(model, read_concept(folder), get_method("lfs"), dataclasses.replace(cfg, seed=seed * 100 + entry.task),
-                       ckpt)
+            train_task(
+                model,
+                read_concept(folder),
+                get_method("lfs"),
+                dataclasses.replace(cfg, seed=seed * 100 + entry.task),
+                ckpt,
+            )
             log(f"  relearned {ckpt}")
         chain = read_ledger(ckpt)
         assert chain.entries[-1].task == entry.task and chain.entries[-1].name == entry.name
@@ -68,8 +73,16 @@ def _lora_gap(a: Path, b: Path) -> float | None:
     return max(float((x[k] - y[k]).abs().max()) for k in x)
 
 
-def run(concepts: Path, forget: int, seeds: list[int], offsets: list[int], base: Path, evaluator_dir: Path, work: Path,
-        log=print) -> dict:
+def run(
+    concepts: Path,
+    forget: int,
+    seeds: list[int],
+    offsets: list[int],
+    base: Path,
+    evaluator_dir: Path,
+    work: Path,
+    log=print,
+) -> dict:
     import components.evaluation.forgetting as protocol
     from benchmarks.forget_concept import full_and_removed, setup
     from components.evaluation.forgetting import ForgettingEvaluator
@@ -81,10 +94,13 @@ def run(concepts: Path, forget: int, seeds: list[int], offsets: list[int], base:
         for seed in seeds:
             full, erased, without = full_and_removed(params, base, dirs, seed, forget, work, log)
             dropped = LifelongModel.from_ledger(without, base).eval()
-            retrained, folder = retrained_chain(params, base, dirs, seed, full, erased, work, log)
+            retrained, _folder = retrained_chain(params, base, dirs, seed, full, erased, work, log)
             never = Path(work) / f"seed{seed}" / f"lfs-without-{forget:02d}"
-            gaps = {e.name: _lora_gap(Path(e.checkpoint), next(iter(never.glob(f"*-{e.name}")), never / "none"))
-                    for e in retrained.ledger.entries if e.task > erased.task}
+            gaps = {
+                e.name: _lora_gap(Path(e.checkpoint), next(iter(never.glob(f"*-{e.name}")), never / "none"))
+                for e in retrained.ledger.entries
+                if e.task > erased.task
+            }
             bare = LifelongModel.from_base(base, "lfs").eval()
             classes = list(dict.fromkeys(e.class_word for e in full.ledger.entries))
             models = {"full": full, "dropped": dropped, "retrained": retrained}
@@ -92,20 +108,45 @@ def run(concepts: Path, forget: int, seeds: list[int], offsets: list[int], base:
                 protocol._seeds = lambda tag, n, o=offset: original(tag + 100 * o, n)
                 evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
                 evaluator.base_rcf_images(bare.bundle, classes)
-                erased_score = {label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity
-                                for label, m in {**models, "base": bare}.items()}
-                kept = {label: {c.name: c.fidelity for c in evaluator.score_step(m, icgen=True, rcf_classes=classes).concepts
-                                if c.name != erased.name} for label, m in models.items()}
-                rows.append({"seed": seed, "offset": offset, "erased": erased.name, "erased_fidelity": erased_score,
-                             "kept_fidelity": kept, "retrained_vs_never_lora_max_abs": gaps})
-                log(f"seed {seed} offset {offset}: erased " + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items())
-                    + "; kept change dropped " + ", ".join(f"{n} {kept['dropped'][n] - kept['full'][n]:+.3f}" for n in kept["full"])
-                    + "; retrained " + ", ".join(f"{n} {kept['retrained'][n] - kept['full'][n]:+.3f}" for n in kept["full"]))
+                erased_score = {
+                    label: evaluator.score_concept(m, erased, icgen=False)[0].fidelity
+                    for label, m in {**models, "base": bare}.items()
+                }
+                kept = {
+                    label: {
+                        c.name: c.fidelity
+                        for c in evaluator.score_step(m, icgen=True, rcf_classes=classes).concepts
+                        if c.name != erased.name
+                    }
+                    for label, m in models.items()
+                }
+                rows.append(
+                    {
+                        "seed": seed,
+                        "offset": offset,
+                        "erased": erased.name,
+                        "erased_fidelity": erased_score,
+                        "kept_fidelity": kept,
+                        "retrained_vs_never_lora_max_abs": gaps,
+                    }
+                )
+                log(
+                    f"seed {seed} offset {offset}: erased "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in erased_score.items())
+                    + "; kept change dropped "
+                    + ", ".join(f"{n} {kept['dropped'][n] - kept['full'][n]:+.3f}" for n in kept["full"])
+                    + "; retrained "
+                    + ", ".join(f"{n} {kept['retrained'][n] - kept['full'][n]:+.3f}" for n in kept["full"])
+                )
     finally:
         protocol._seeds = original
-    return {"command": f"python -m benchmarks.forget_retrain --concepts {concepts} --forget {forget} "
-                       f"--seeds {','.join(map(str, seeds))} --draw-offsets {','.join(map(str, offsets))}",
-            "rows": rows, "summary": summarise(rows), "wall_seconds": round(time.time() - start, 1)}
+    return {
+        "command": f"python -m benchmarks.forget_retrain --concepts {concepts} --forget {forget} "
+        f"--seeds {','.join(map(str, seeds))} --draw-offsets {','.join(map(str, offsets))}",
+        "rows": rows,
+        "summary": summarise(rows),
+        "wall_seconds": round(time.time() - start, 1),
+    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -116,15 +157,25 @@ def summarise(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["seed"] == seed]
         erased = {k: float(np.mean([r["erased_fidelity"][k] for r in mine])) for k in mine[0]["erased_fidelity"]}
         names = list(mine[0]["kept_fidelity"]["full"])
-        change = {label: {n: float(np.mean([r["kept_fidelity"][label][n] - r["kept_fidelity"]["full"][n] for r in mine]))
-                          for n in names} for label in ("dropped", "retrained")}
-        out[str(seed)] = {"draws": len(mine), "erased_fidelity_mean": erased, "kept_change_mean": change,
-                          "max_abs_kept_change_mean": {k: max(abs(v) for v in c.values()) for k, c in change.items()}}
+        change = {
+            label: {
+                n: float(np.mean([r["kept_fidelity"][label][n] - r["kept_fidelity"]["full"][n] for r in mine]))
+                for n in names
+            }
+            for label in ("dropped", "retrained")
+        }
+        out[str(seed)] = {
+            "draws": len(mine),
+            "erased_fidelity_mean": erased,
+            "kept_change_mean": change,
+            "max_abs_kept_change_mean": {k: max(abs(v) for v in c.values()) for k, c in change.items()},
+        }
     return out
 
 
 def pooled(rows: list[dict], bound: float = 0.02) -> dict:
-    """The readings fixed before seeds 6-9 ran (docs/log/results-2026-12-01-to-12-04.md, "Ten seeds"), over every seed in `rows`,
+    """The readings fixed before seeds 6-9 ran (docs/log/results-2026-12-01-to-12-04.md, "Ten seeds"), over
+    every seed in `rows`,
     each seed the mean over its draws (`summarise`). Kept: per kept concept, the mean over seeds of
     (chain - full), its standard error and the seeds below zero; a mode meets the bound when every |mean|
     <= `bound`. Erased: dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
@@ -132,26 +183,37 @@ def pooled(rows: list[dict], bound: float = 0.02) -> dict:
 
     per = summarise(rows)
     seeds = [int(s) for s in per]
-    se = lambda x: float(x.std(ddof=1) / np.sqrt(len(x)))  # noqa: E731
+    se = lambda x: float(x.std(ddof=1) / np.sqrt(len(x)))
     out: dict = {"seeds": seeds, "kept": {}}
     for label in ("dropped", "retrained"):
         concepts = {}
         for n in rows[0]["kept_fidelity"]["full"]:
             x = np.array([v["kept_change_mean"][label][n] for v in per.values()])
-            concepts[n] = {"mean": float(x.mean()), "se": se(x), "below_zero": int((x < 0).sum()),
-                           "per_seed": [round(float(v), 4) for v in x]}
+            concepts[n] = {
+                "mean": float(x.mean()),
+                "se": se(x),
+                "below_zero": int((x < 0).sum()),
+                "per_seed": [round(float(v), 4) for v in x],
+            }
         worst = [v["max_abs_kept_change_mean"][label] for v in per.values()]
-        out["kept"][label] = {"concepts": concepts, "meets_bound": all(abs(c["mean"]) <= bound for c in concepts.values()),
-                              "per_seed_max_abs": [round(w, 4) for w in worst],
-                              "seeds_within_bound": sum(w <= bound for w in worst)}
+        out["kept"][label] = {
+            "concepts": concepts,
+            "meets_bound": all(abs(c["mean"]) <= bound for c in concepts.values()),
+            "per_seed_max_abs": [round(w, 4) for w in worst],
+            "seeds_within_bound": sum(w <= bound for w in worst),
+        }
     erased = [v["erased_fidelity_mean"] for v in per.values()]
     d = np.array([e["dropped"] - e["retrained"] for e in erased])
     gap = np.array([e["full"] - e["retrained"] for e in erased])
     k, n = int((d > 0).sum()), len(d)
     out["erased_dropped_minus_never"] = {
-        "per_seed": [round(float(v), 4) for v in d], "mean": float(d.mean()), "se": se(d), "positive": k,
+        "per_seed": [round(float(v), 4) for v in d],
+        "mean": float(d.mean()),
+        "se": se(d),
+        "positive": k,
         "sign_test_p_two_sided": min(1.0, 2 * min(sign_test_p(k, n), sign_test_p(n - k, n))),
-        "share_of_learned_gap": float(d.mean() / gap.mean())}
+        "share_of_learned_gap": float(d.mean() / gap.mean()),
+    }
     return out
 
 
@@ -173,8 +235,15 @@ def main() -> None:
         report = pooled([r for f in a.pooled for r in json.loads(f.read_text())["rows"]])
         report["command"] = "python -m benchmarks.forget_retrain --pooled " + " ".join(map(str, a.pooled))
     else:
-        report = run(a.concepts, a.forget, [int(s) for s in a.seeds.split(",")],
-                     [int(o) for o in a.draw_offsets.split(",")], a.base, a.evaluator, a.work)
+        report = run(
+            a.concepts,
+            a.forget,
+            [int(s) for s in a.seeds.split(",")],
+            [int(o) for o in a.draw_offsets.split(",")],
+            a.base,
+            a.evaluator,
+            a.work,
+        )
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {a.json}" + (f" in {report['wall_seconds']:.0f} s" if "wall_seconds" in report else ""))

@@ -19,12 +19,31 @@ from pathlib import Path
 
 import numpy as np
 
-METRIC_KEYS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "rcf_class_acc",
-               "new_concept_fidelity", "text_alignment", "final_clip_i")
+METRIC_KEYS = (
+    "final_fidelity",
+    "avg_forgetting",
+    "bwt",
+    "rcf_preservation",
+    "rcf_class_acc",
+    "new_concept_fidelity",
+    "text_alignment",
+    "final_clip_i",
+)
 
 
-def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, base: Path, evaluator_dir: Path,
-        work: Path, log=print, adapter: str | None = None, overrides: list[str] = (), to_mlflow: bool = True) -> dict:
+def run(
+    concepts: Path,
+    methods: list[str],
+    seeds: list[int],
+    out_json: Path,
+    base: Path,
+    evaluator_dir: Path,
+    work: Path,
+    log=print,
+    adapter: str | None = None,
+    overrides: list[str] = (),
+    to_mlflow: bool = True,
+) -> dict:
     import torch
 
     from components.config import load_params
@@ -47,8 +66,9 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
             evaluator = ForgettingEvaluator(clip, dino, params.forgetting)  # theta_0 images shared across methods
             for method in methods:
                 cfg = dataclasses.replace(params.training, seed=seed, method=method)
-                result = run_sequence(base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log,
-                                      on_task=advance)
+                result = run_sequence(
+                    base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log, on_task=advance
+                )
                 runs[method].append(result)
                 _save_visuals(result, Path(out_json).parent / Path(out_json).stem / f"{method}-seed{seed}")
     timing = step_time_probe(base, dirs[0], methods, params.training, work=Path(work) / "timing", log=log)
@@ -66,8 +86,9 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
         rows[method] = row
     report = {
         "command": f"lfsd benchmark forgetting --concepts {concepts} --methods {','.join(methods)} "
-                   f"--seeds {','.join(map(str, seeds))} --json {out_json}" + (f" --adapter {adapter}" if adapter else "")
-                   + "".join(f" --set {o}" for o in overrides),
+        f"--seeds {','.join(map(str, seeds))} --json {out_json}"
+        + (f" --adapter {adapter}" if adapter else "")
+        + "".join(f" --set {o}" for o in overrides),
         "concepts": [d.name for d in dirs],
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads {params.runtime.threads}",
         "wall_seconds": round(time.time() - start, 1),
@@ -80,15 +101,22 @@ def run(concepts: Path, methods: list[str], seeds: list[int], out_json: Path, ba
     if to_mlflow:  # after the JSON: the record never depends on a tracking store
         from benchmarks.mlflow_runs import log_sequence_runs
 
-        ids = log_sequence_runs("forgetting", runs, seeds, params.training, report["command"],
-                                figures=Path(out_json).parent / Path(out_json).stem)
+        ids = log_sequence_runs(
+            "forgetting",
+            runs,
+            seeds,
+            params.training,
+            report["command"],
+            figures=Path(out_json).parent / Path(out_json).stem,
+        )
         log(f"logged {len(ids)} runs to MLflow experiment 'benchmark-forgetting' (lfsd ui to compare them)")
     return report
 
 
 def apply_overrides(params, overrides: list[str]):
     """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` / `runtime.threads=N` on top of
-    params.yaml, for development runs (threads: quality runs side by side on a small machine). Values are YAML, checked by the config's own coercion and validation. Anything else
+    params.yaml, for development runs (threads: quality runs side by side on a small machine). Values are YAML,
+    checked by the config's own coercion and validation. Anything else
     is refused."""
     import yaml
 
@@ -98,8 +126,10 @@ def apply_overrides(params, overrides: list[str]):
         name, sep, value = item.partition("=")
         section, _, key = name.partition(".")
         if not sep or section not in ("training", "forgetting", "sampling", "runtime"):
-            raise ValueError(f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE, sampling.KEY=VALUE "
-                             f"or runtime.threads=N")
+            raise ValueError(
+                f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE, sampling.KEY=VALUE "
+                f"or runtime.threads=N"
+            )
         current = getattr(params, section)
         if key not in {f.name for f in dataclasses.fields(current)}:
             raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")
@@ -107,8 +137,9 @@ def apply_overrides(params, overrides: list[str]):
     return params
 
 
-def step_time_probe(base: Path, concept_dir: Path, methods: list[str], cfg, work: Path, rounds: int = 3,
-                    log=print) -> dict[str, dict]:
+def step_time_probe(
+    base: Path, concept_dir: Path, methods: list[str], cfg, work: Path, rounds: int = 3, log=print
+) -> dict[str, dict]:
     """Seconds per training step of each method relative to `finetune`, measured in one interleaved
     run (round r trains every method once on the same concept), so a slow spell of the machine hits
     every method alike. The time is the whole task divided by its steps: the teacher's trajectory bank
@@ -132,8 +163,14 @@ def step_time_probe(base: Path, concept_dir: Path, methods: list[str], cfg, work
             per_step[method].append(result.seconds / c.steps)
     shutil.rmtree(work, ignore_errors=True)
     ref = float(np.median(per_step["finetune"]))
-    out = {m: {"task_s_per_step": float(np.median(v)), "step_time_ratio_vs_finetune": float(np.median(v)) / ref,
-               "step_time_ratio_per_round": [a / b for a, b in zip(v, per_step["finetune"])]} for m, v in per_step.items()}
+    out = {
+        m: {
+            "task_s_per_step": float(np.median(v)),
+            "step_time_ratio_vs_finetune": float(np.median(v)) / ref,
+            "step_time_ratio_per_round": [a / b for a, b in zip(v, per_step["finetune"])],
+        }
+        for m, v in per_step.items()
+    }
     log("step time vs finetune: " + ", ".join(f"{m} x{o['step_time_ratio_vs_finetune']:.2f}" for m, o in out.items()))
     return out
 

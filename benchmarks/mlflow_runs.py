@@ -11,8 +11,15 @@ from pathlib import Path
 EXPERIMENT_PREFIX = "benchmark-"
 
 
-def log_sequence_runs(benchmark: str, runs: dict[str, list], seeds: list[int], training, command: str,
-                      figures: Path | None = None, root: Path | None = None) -> list[str]:
+def log_sequence_runs(
+    benchmark: str,
+    runs: dict[str, list],
+    seeds: list[int],
+    training,
+    command: str,
+    figures: Path | None = None,
+    root: Path | None = None,
+) -> list[str]:
     """`runs`: method -> one SequenceResult per seed (in `seeds` order). Returns the MLflow run ids.
     The store is the workspace's (`root`, default: the workspace around the current directory, else it)."""
     import mlflow
@@ -26,8 +33,13 @@ def log_sequence_runs(benchmark: str, runs: dict[str, list], seeds: list[int], t
     ids = []
     for method, results in runs.items():
         for seed, result in zip(seeds, results):
-            tags = {"lfsd.kind": "benchmark", "lfsd.benchmark": benchmark, "lfsd.method": method,
-                    "lfsd.seed": str(seed), "lfsd.command": command}
+            tags = {
+                "lfsd.kind": "benchmark",
+                "lfsd.benchmark": benchmark,
+                "lfsd.method": method,
+                "lfsd.seed": str(seed),
+                "lfsd.command": command,
+            }
             with mlflow.start_run(run_name=f"{method}-seed{seed}", tags=tags) as run:
                 cfg = dataclasses.asdict(dataclasses.replace(training, seed=seed, method=method))
                 mlflow.log_params({f"training.{k}": v for k, v in cfg.items() if k != "class_candidates"})

@@ -68,8 +68,8 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
         os.environ.pop(var, None)
 
     # -- bare components, one process, no Prefect, no Ray
-    from components.publishing.parent_run import finish_parent_run, start_parent_run
     from components.chains.onboard import onboard
+    from components.publishing.parent_run import finish_parent_run, start_parent_run
     from components.training.launch import in_process
 
     _use(bare_root)
@@ -102,8 +102,10 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
     t0 = time.time()
     flowed = lifelong_sequence([str(d) for d in dirs], workspace=str(flow_root), run_name="overhead-flow")
     flow_total = time.time() - t0
-    log(f"flows: {flow_total:.1f} s for {len(dirs)} concepts (+ Ray start {ray_start_s:.1f} s, Prefect API start "
-        f"{prefect_start_s:.1f} s)")
+    log(
+        f"flows: {flow_total:.1f} s for {len(dirs)} concepts (+ Ray start {ray_start_s:.1f} s, Prefect API start "
+        f"{prefect_start_s:.1f} s)"
+    )
 
     def mean_step(results, step):
         return float(np.mean([r.seconds.get(step, 0.0) for r in results]))
@@ -118,8 +120,9 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
     bare_compute = [r.seconds["train"] + r.seconds["evaluate"] for r in bare]
     # In a served process or a long sequence the one-time costs (Ray's start, the warm worker group's
     # start in the first concept's train step) are paid once: the concepts after the first show the rest.
-    steady = lambda results, compute: float(np.mean([r.seconds["concept_wall"] - c  # noqa: E731
-                                                     for r, c in zip(results[1:], compute[1:])]))
+    steady = lambda results, compute: float(
+        np.mean([r.seconds["concept_wall"] - c for r, c in zip(results[1:], compute[1:])])
+    )
     report = {
         "command": f"python -m benchmarks.pipeline_overhead --concepts {concepts} --n {n} --json {out_json}",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -128,9 +131,14 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
         "flow_s_per_concept": flow_per,
         "ratio_flow_vs_bare": flow_per / (bare_total / len(dirs)),
         "per_step_mean_s": per_step,
-        "one_time_s": {"import_prefect_flows": import_s, "ray_start": ray_start_s, "prefect_api_start": prefect_start_s},
-        "prefect_s_per_concept": float(np.mean([flow_total / len(dirs) - sum(r.seconds[s] for s in STEPS)
-                                                for r in flowed])),
+        "one_time_s": {
+            "import_prefect_flows": import_s,
+            "ray_start": ray_start_s,
+            "prefect_api_start": prefect_start_s,
+        },
+        "prefect_s_per_concept": float(
+            np.mean([flow_total / len(dirs) - sum(r.seconds[s] for s in STEPS) for r in flowed])
+        ),
         "ray_added_train_s_per_concept": per_step["train"]["added_s"],
         "ray_in_worker_vs_call_s": float(np.mean([r.seconds["train"] - r.seconds["train_in_worker"] for r in flowed])),
         "gx_suite_s": _gx_seconds(dirs[0]),
@@ -140,8 +148,9 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
         "fixed_orchestration_s_per_concept_bare": float(np.mean([bare_total / len(dirs) - c for c in bare_compute])),
         "fixed_orchestration_s_per_concept_after_the_first": steady(flowed, compute),
         "fixed_orchestration_s_per_concept_after_the_first_bare": steady(bare, bare_compute),
-        "ray_call_vs_worker_s_after_the_first": float(np.mean([r.seconds["train"] - r.seconds["train_in_worker"]
-                                                               for r in flowed[1:]])),
+        "ray_call_vs_worker_s_after_the_first": float(
+            np.mean([r.seconds["train"] - r.seconds["train_in_worker"] for r in flowed[1:]])
+        ),
         "warm_worker_group_start_s": flowed[0].seconds["train"] - flowed[0].seconds["train_in_worker"],
         "target_fixed_s": TARGET_FIXED_S,
         "results": {"bare": [r.__dict__ for r in bare], "flow": [r.__dict__ for r in flowed]},
@@ -150,8 +159,9 @@ def run(concepts: Path, n: int, out_json: Path, work: Path, log=print) -> dict:
     paid_once = one_time + report["warm_worker_group_start_s"]
     report["target_met_after_the_first"] = steady_s <= TARGET_FIXED_S
     # n with (paid_once + n * steady) / n <= target: how long a sequence amortises the one-time costs
-    report["concepts_to_amortise_to_target"] = (int(np.ceil(paid_once / (TARGET_FIXED_S - steady_s)))
-                                                if steady_s < TARGET_FIXED_S else None)
+    report["concepts_to_amortise_to_target"] = (
+        int(np.ceil(paid_once / (TARGET_FIXED_S - steady_s))) if steady_s < TARGET_FIXED_S else None
+    )
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(report, indent=2, default=str))
     return report

@@ -24,13 +24,13 @@ HEAVY = "import torch, peft, transformers, diffusers; from diffusers import UNet
 
 def preimport() -> None:
     """The setup hook: what the training loop would import."""
-    exec(HEAVY)  # noqa: S102 - a fixed string
+    exec(HEAVY)
 
 
 def _loop(config: dict) -> dict:
     t0 = time.time()
     had = "diffusers" in sys.modules
-    exec(HEAVY)  # noqa: S102
+    exec(HEAVY)
     return {"import_s": time.time() - t0, "had": had, "start": t0, "pid": os.getpid()}
 
 
@@ -41,7 +41,7 @@ def probe_reuse() -> None:
 
     @ray.remote(num_cpus=1)
     def warm() -> int:
-        exec(HEAVY)  # noqa: S102
+        exec(HEAVY)
         return os.getpid()
 
     @ray.remote(num_cpus=1)
@@ -69,17 +69,25 @@ def probe_hook() -> None:
         env = {"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}}
         if mode == "hook":
             env["worker_process_setup_hook"] = "benchmarks.ray_warm_probe.preimport"
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env=env,
-                 _temp_dir=tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+        ray.init(
+            num_cpus=2, include_dashboard=False, runtime_env=env, _temp_dir=tempfile.mkdtemp(prefix="rp", dir="/tmp")
+        )
         for i in range(3):
             t0 = time.time()
-            result = TorchTrainer(_loop, torch_config=TorchConfig(backend="gloo"),
-                                  scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-                                  run_config=RunConfig(name=f"probe-{mode}-{i}-{time.time():.0f}",
-                                                       storage_path=tempfile.mkdtemp(prefix="rp-results"))).fit()
+            result = TorchTrainer(
+                _loop,
+                torch_config=TorchConfig(backend="gloo"),
+                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                run_config=RunConfig(
+                    name=f"probe-{mode}-{i}-{time.time():.0f}", storage_path=tempfile.mkdtemp(prefix="rp-results")
+                ),
+            ).fit()
             m = result.return_value
-            print(f"{mode} fit {i}: wall {time.time() - t0:.1f} s, fit->loop {m['start'] - t0:.1f} s, "
-                  f"imports in the loop {m['import_s']:.2f} s (already imported: {m['had']})", flush=True)
+            print(
+                f"{mode} fit {i}: wall {time.time() - t0:.1f} s, fit->loop {m['start'] - t0:.1f} s, "
+                f"imports in the loop {m['import_s']:.2f} s (already imported: {m['had']})",
+                flush=True,
+            )
         ray.shutdown()
 
 

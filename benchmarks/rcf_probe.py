@@ -22,10 +22,10 @@ def main(argv: list[str]) -> None:
     from components.config import load_params
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator
-    from components.training.concept import read_concept
     from components.lifelong import LifelongModel
-    from components.training.methods import get_method
+    from components.training.concept import read_concept
     from components.training.loop import train_task
+    from components.training.methods import get_method
 
     p = load_params()
     torch.set_num_threads(p.runtime.threads)
@@ -35,15 +35,20 @@ def main(argv: list[str]) -> None:
     ev.base_rcf_images(LifelongModel.from_base(Path("models/base"), "finetune").bundle, [concept.class_word])
     for spec in argv[1:]:
         method, *kv = spec.split(":")
-        over = {k: tuple(v.split("|")) if isinstance(getattr(p.training, k), tuple) else type(getattr(p.training, k))(v)
-                for k, v in (x.split("=", 1) for x in kv)}
+        over = {
+            k: tuple(v.split("|")) if isinstance(getattr(p.training, k), tuple) else type(getattr(p.training, k))(v)
+            for k, v in (x.split("=", 1) for x in kv)
+        }
         cfg = dataclasses.replace(p.training, method=method, seed=1, **over)
         model = LifelongModel.from_base(Path("models/base"), method)
         t0 = time.time()
         train_task(model, concept, get_method(method), cfg, Path("outputs/rcf_probe") / spec.replace(":", "_"))
         s = ev.score_step(model, icgen=get_method(method).icgen, rcf_classes=[concept.class_word])
-        print(f"{spec:32s} fidelity {s.concepts[0].fidelity:.3f}  rcf sim {s.rcf_similarity:.3f}  "
-              f"acc {s.rcf_class_acc:.2f}  ({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"{spec:32s} fidelity {s.concepts[0].fidelity:.3f}  rcf sim {s.rcf_similarity:.3f}  "
+            f"acc {s.rcf_class_acc:.2f}  ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

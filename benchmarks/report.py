@@ -1,7 +1,7 @@
 """Markdown tables from the benchmark JSON files (what docs/results.md shows).
 
-    python -m benchmarks.report docs/figures/forgetting.json [docs/figures/forgetting_ablations.json ...]
-    python -m benchmarks.report --across docs/figures/forgetting*.json   # the forgetting bar over many runs
+python -m benchmarks.report docs/figures/forgetting.json [docs/figures/forgetting_ablations.json ...]
+python -m benchmarks.report --across docs/figures/forgetting*.json   # the forgetting bar over many runs
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ import re
 import sys
 from pathlib import Path
 
-COLUMNS = [("avg_forgetting", "avg forgetting (lower)"), ("rcf_preservation", "RCF preservation"),
-           ("rcf_class_acc", "RCF class acc"), ("new_concept_fidelity", "new-concept fidelity"),
-           ("final_fidelity", "final fidelity"), ("bwt", "BWT"), ("text_alignment", "text alignment")]
+COLUMNS = [
+    ("avg_forgetting", "avg forgetting (lower)"),
+    ("rcf_preservation", "RCF preservation"),
+    ("rcf_class_acc", "RCF class acc"),
+    ("new_concept_fidelity", "new-concept fidelity"),
+    ("final_fidelity", "final fidelity"),
+    ("bwt", "BWT"),
+    ("text_alignment", "text alignment"),
+]
 
 
 def table(report: dict) -> str:
@@ -23,14 +29,20 @@ def table(report: dict) -> str:
     for method, row in report["methods"].items():
         cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k, _ in COLUMNS]
         ratio = row.get("step_time_ratio_vs_finetune")
-        lines.append(f"| `{method}` | " + " | ".join(cells) + f" | {row['train_s_per_task']:.1f} | "
-                     + (f"x{ratio:.2f}" if ratio else "-") + " |")
+        lines.append(
+            f"| `{method}` | "
+            + " | ".join(cells)
+            + f" | {row['train_s_per_task']:.1f} | "
+            + (f"x{ratio:.2f}" if ratio else "-")
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def per_seed(report: dict, key: str) -> str:
-    return "\n".join(f"- `{m}` {key}: " + ", ".join(f"{v:.3f}" for v in row[key]["per_seed"])
-                     for m, row in report["methods"].items())
+    return "\n".join(
+        f"- `{m}` {key}: " + ", ".join(f"{v:.3f}" for v in row[key]["per_seed"]) for m, row in report["methods"].items()
+    )
 
 
 def margin_bar(rows: dict, key: str) -> tuple[float, float]:
@@ -52,19 +64,30 @@ def bars(report: dict) -> list[tuple[str, str, bool | None]]:
     if "lfs" in rows and "finetune" in rows:
         for key in ("avg_forgetting", "rcf_preservation"):
             margin, need = margin_bar(rows, key)
-            out.append((f"lfs beats finetune on {key} by > 2x the larger seed std",
-                        f"{margin:.3f} vs 2 x {need / 2:.3f} = {need:.3f}", margin > need))
+            out.append(
+                (
+                    f"lfs beats finetune on {key} by > 2x the larger seed std",
+                    f"{margin:.3f} vs 2 x {need / 2:.3f} = {need:.3f}",
+                    margin > need,
+                )
+            )
         (lm, _), (fm, _) = stat("lfs", "new_concept_fidelity"), stat("finetune", "new_concept_fidelity")
-        out.append(("lfs new-concept fidelity >= 90% of finetune's", f"{lm:.3f} vs {fm:.3f} ({lm / fm:.0%})",
-                    lm >= 0.9 * fm))
+        out.append(
+            ("lfs new-concept fidelity >= 90% of finetune's", f"{lm:.3f} vs {fm:.3f} ({lm / fm:.0%})", lm >= 0.9 * fm)
+        )
         ratio = rows["lfs"].get("step_time_ratio_vs_finetune")
         out.append(("step time ratio <= 1.6", f"x{ratio:.2f}" if ratio else "-", ratio <= 1.6 if ratio else None))
     if "lfs" in rows and "prior-preservation" in rows:
         (lm, _), (pm, _) = stat("lfs", "avg_forgetting"), stat("prior-preservation", "avg_forgetting")
         out.append(("lfs avg forgetting <= prior-preservation's", f"{lm:.3f} vs {pm:.3f}", lm <= pm))
     minutes = report["wall_seconds"] / 60
-    out.append((f"{len(rows)} methods x {len(next(iter(rows.values()))['avg_forgetting']['per_seed'])} seeds "
-                "under 90 min", f"{minutes:.1f} min", minutes < 90))
+    out.append(
+        (
+            f"{len(rows)} methods x {len(next(iter(rows.values()))['avg_forgetting']['per_seed'])} seeds under 90 min",
+            f"{minutes:.1f} min",
+            minutes < 90,
+        )
+    )
     return out
 
 
@@ -86,14 +109,17 @@ def paired_wins(report: dict, method: str = "lfs", baseline: str = "finetune") -
 
 def sign_test_p(wins: int, n: int) -> float:
     """One-sided exact sign test: P(at least `wins` of `n` under a fair coin)."""
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
 
 
 def across(reports: dict[str, dict]) -> str:
     """One row per run that has `lfs` and `finetune`: the forgetting bar as measured, the same bar for a
     method with zero forgetting, and the per-seed comparison; then every seed run pooled."""
-    lines = ["| run | concepts | adapter | bar: margin vs 2 x larger std | bar if `lfs` forgot nothing | "
-             "`lfs` < `finetune` per seed |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| run | concepts | adapter | bar: margin vs 2 x larger std | bar if `lfs` forgot nothing | "
+        "`lfs` < `finetune` per seed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     total_wins = total_n = 0
     for name, report in reports.items():
         rows = report.get("methods", {})
@@ -105,11 +131,15 @@ def across(reports: dict[str, dict]) -> str:
         total_wins, total_n = total_wins + wins, total_n + n
         adapter = report.get("training", {}).get("adapter", "lora")  # runs from before the switch were LoRA
         concepts = re.search(r"--concepts (\S+)", report.get("command", ""))
-        lines.append(f"| {name} | {concepts[1] if concepts else '?'} | {adapter} | {margin:.3f} vs {need:.3f}: "
-                     f"{'yes' if margin > need else '**no**'} | {ceiling_mean:.3f} vs {ceiling_need:.3f}: "
-                     f"{'yes' if ceiling_holds else '**no**'} | {wins} of {n} |")
-    lines.append(f"\nPooled: `lfs` forgets less than `finetune` in {total_wins} of {total_n} seed runs "
-                 f"(one-sided sign test p = {sign_test_p(total_wins, total_n):.2g}).")
+        lines.append(
+            f"| {name} | {concepts[1] if concepts else '?'} | {adapter} | {margin:.3f} vs {need:.3f}: "
+            f"{'yes' if margin > need else '**no**'} | {ceiling_mean:.3f} vs {ceiling_need:.3f}: "
+            f"{'yes' if ceiling_holds else '**no**'} | {wins} of {n} |"
+        )
+    lines.append(
+        f"\nPooled: `lfs` forgets less than `finetune` in {total_wins} of {total_n} seed runs "
+        f"(one-sided sign test p = {sign_test_p(total_wins, total_n):.2g})."
+    )
     return "\n".join(lines)
 
 

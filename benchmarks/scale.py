@@ -37,7 +37,9 @@ def _rss_mb() -> tuple[float, float]:
     return round(peak, 1), round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
-def _score_row(evaluator, model, icgen: bool, base_bundle, only: list[int]) -> tuple[dict, dict[str, float], dict, dict[str, float]]:
+def _score_row(
+    evaluator, model, icgen: bool, base_bundle, only: list[int]
+) -> tuple[dict, dict[str, float], dict, dict[str, float]]:
     """The ledger positions `only`, each item timed: (score per position, seconds per concept, RCF per class
     of those concepts, seconds per class)."""
     import numpy as np
@@ -60,7 +62,7 @@ def _score_row(evaluator, model, icgen: bool, base_bundle, only: list[int]) -> t
     return scores, concept_s, rcf, class_s
 
 
-def _step(task: int, scores, rcf: dict, classes) -> "object":
+def _step(task: int, scores, rcf: dict, classes) -> object:
     import numpy as np
 
     from components.evaluation.forgetting import StepEval
@@ -69,8 +71,17 @@ def _step(task: int, scores, rcf: dict, classes) -> "object":
     return StepEval(task, list(scores), float(np.mean([a for a, _ in picked])), float(np.mean([s for _, s in picked])))
 
 
-def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator, work: Path, log=print,
-               on_row=None, reference_every: int = 1) -> list[dict]:
+def run_method(
+    method_name: str,
+    dirs: list[Path],
+    params,
+    base: Path,
+    evaluator,
+    work: Path,
+    log=print,
+    on_row=None,
+    reference_every: int = 1,
+) -> list[dict]:
     """One method over the whole sequence; returns one row per step (`on_row(rows)` after each: a long run
     keeps what it has measured). The reference (full-protocol) row is scored at every `reference_every`-th
     step and the last (1: every step, the exact definition; its O(k^2) cost is what the bounded protocol
@@ -98,13 +109,16 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         train_s = time.perf_counter() - t0
         entries = model.ledger.entries
         # The bounded protocol at this step: its plan from what it scored before (it uses the same scores).
-        plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], bounded_records), f.sample_size, f.full_every)
+        plan = step_plan(
+            last_scored_steps([e.name for e in entries[:-1]], bounded_records), f.sample_size, f.full_every
+        )
         picked = list(range(len(entries))) if plan is None else plan
         reference = reference_every <= 1 or k % reference_every == 0 or k == len(dirs)
         scored = list(range(len(entries))) if reference else picked
         t0 = time.perf_counter()
-        scores, concept_s, rcf, class_s = _score_row(evaluator, model, method.icgen and model.bundle.has_context_path,
-                                                     base_bundle, scored)
+        scores, concept_s, rcf, class_s = _score_row(
+            evaluator, model, method.icgen and model.bundle.has_context_path, base_bundle, scored
+        )
         eval_s = time.perf_counter() - t0
         measured.append(_step(k, [scores[i] for i in scored], rcf, list(rcf)))
         full = sequence_metrics(measured) if reference else None
@@ -123,37 +137,54 @@ def run_method(method_name: str, dirs: list[Path], params, base: Path, evaluator
         timings = {}
         for label, m in (("generate_s", served), ("generate_stacked_s", model)):
             t0 = time.perf_counter()
-            generate(m.bundle, prompts, seeds, steps=params.sampling.steps, guidance_scale=params.sampling.guidance_scale)
+            generate(
+                m.bundle, prompts, seeds, steps=params.sampling.steps, guidance_scale=params.sampling.guidance_scale
+            )
             timings[label] = round(time.perf_counter() - t0, 3)
         del served
         peak, rss = _rss_mb()
         at = {i: scores[i].fidelity for i in scored}
         row = {
-            "k": k, "concept": concept.name, "reference": reference,
-            "avg_forgetting": full and full["avg_forgetting"], "final_fidelity": full and full["final_fidelity"],
-            "rcf_preservation": full and full["rcf_preservation"], "rcf_similarity": measured[-1].rcf_similarity,
+            "k": k,
+            "concept": concept.name,
+            "reference": reference,
+            "avg_forgetting": full and full["avg_forgetting"],
+            "final_fidelity": full and full["final_fidelity"],
+            "rcf_preservation": full and full["rcf_preservation"],
+            "rcf_similarity": measured[-1].rcf_similarity,
             "new_concept_fidelity": at[k - 1],
             **{("fidelity_first" if j == 1 else f"fidelity_{j}"): at.get(j - 1) for j in TRACKED},
-            "est_avg_forgetting": est["avg_forgetting"], "est_final_fidelity": est["final_fidelity"],
+            "est_avg_forgetting": est["avg_forgetting"],
+            "est_final_fidelity": est["final_fidelity"],
             "est_protocol": "full" if plan is None else f"bounded ({len(picked)} of {k})",
-            "train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "eval_bounded_s": round(eval_bounded_s, 3),
-            "load_s": round(load_s, 3), **timings, "bytes_added": added, "bytes_total": total,
-            "peak_rss_mb": peak, "rss_mb": rss, "kd_prompts": len(json.loads((out / "training.json").read_text())
-                                                                    .get("relevant_prompts", [])),
+            "train_s": round(train_s, 3),
+            "eval_s": round(eval_s, 3),
+            "eval_bounded_s": round(eval_bounded_s, 3),
+            "load_s": round(load_s, 3),
+            **timings,
+            "bytes_added": added,
+            "bytes_total": total,
+            "peak_rss_mb": peak,
+            "rss_mb": rss,
+            "kd_prompts": len(json.loads((out / "training.json").read_text()).get("relevant_prompts", [])),
         }
         row["step_s"] = round(time.perf_counter() - t_step, 3)
         rows.append(row)
         if on_row is not None:
             on_row(rows)
-        log(f"[{method_name}] k={k} {concept.name}: forgetting {row['avg_forgetting'] if reference else float('nan'):.3f} "
-            f"(est {row['est_avg_forgetting']:.3f}), train {train_s:.1f} s, eval {eval_s:.1f} s (bounded {eval_bounded_s:.1f} s), "
+        log(
+            f"[{method_name}] k={k} {concept.name}: "
+            f"forgetting {row['avg_forgetting'] if reference else float('nan'):.3f} "
+            f"(est {row['est_avg_forgetting']:.3f}), train {train_s:.1f} s, eval {eval_s:.1f} s "
+            f"(bounded {eval_bounded_s:.1f} s), "
             f"load {load_s:.2f} s, gen {timings['generate_s']:.2f}/{timings['generate_stacked_s']:.2f} s, "
-            f"{len(scored)} of {k} concepts scored, rss {rss:.0f} MB")
+            f"{len(scored)} of {k} concepts scored, rss {rss:.0f} MB"
+        )
     return rows
 
 
 def parse_order(text: str, n: int) -> list[int]:
-    """"1-15,20,19" -> [1, ..., 15, 20, 19]: positions in the n-concept sequence, each at most once."""
+    """ "1-15,20,19" -> [1, ..., 15, 20, 19]: positions in the n-concept sequence, each at most once."""
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.strip().partition("-")
@@ -163,9 +194,21 @@ def parse_order(text: str, n: int) -> list[int]:
     return out
 
 
-def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evaluator_dir: Path, work: Path,
-        shots: int = 4, overrides: list[str] = (), log=print, reference_every: int = 1,
-        stop_after: int | None = None, order: list[int] | None = None) -> dict:
+def run(
+    n: int,
+    seed: int,
+    methods: list[str],
+    out_json: Path,
+    base: Path,
+    evaluator_dir: Path,
+    work: Path,
+    shots: int = 4,
+    overrides: list[str] = (),
+    log=print,
+    reference_every: int = 1,
+    stop_after: int | None = None,
+    order: list[int] | None = None,
+) -> dict:
     import shutil
 
     import torch
@@ -188,15 +231,19 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
     clip, dino = load_evaluator(evaluator_dir)
     report = {
         "command": f"lfsd benchmark scale --n {n} --seed {seed} --methods {','.join(methods)} --json {out_json}"
-                   + (f" --reference-every {reference_every}" if reference_every > 1 else "")
-                   + (f" --stop-after {stop_after}" if stop_after else "")
-                   + (f" --order {','.join(map(str, order))}" if order else "")
-                   + "".join(f" --set {o}" for o in overrides),
+        + (f" --reference-every {reference_every}" if reference_every > 1 else "")
+        + (f" --stop-after {stop_after}" if stop_after else "")
+        + (f" --order {','.join(map(str, order))}" if order else "")
+        + "".join(f" --set {o}" for o in overrides),
         "reference_every": reference_every,
         "machine": f"{platform.machine()}, torch threads {params.runtime.threads}",
-        "base_bytes": _bytes(base), "n": n, "seed": seed, "shots": shots,
+        "base_bytes": _bytes(base),
+        "n": n,
+        "seed": seed,
+        "shots": shots,
         "concepts": [d.name for d in dirs],
-        "forgetting": dataclasses.asdict(params.forgetting), "training": dataclasses.asdict(params.training),
+        "forgetting": dataclasses.asdict(params.forgetting),
+        "training": dataclasses.asdict(params.training),
         "methods": {},
     }
     start = time.time()
@@ -209,24 +256,37 @@ def run(n: int, seed: int, methods: list[str], out_json: Path, base: Path, evalu
 
     for method in methods:
         evaluator = ForgettingEvaluator(clip, dino, params.forgetting)
-        run_method(method, dirs, params, base, evaluator, work / method, log=log,
-                   on_row=lambda rows, m=method: save(m, rows), reference_every=reference_every)
+        run_method(
+            method,
+            dirs,
+            params,
+            base,
+            evaluator,
+            work / method,
+            log=log,
+            on_row=lambda rows, m=method: save(m, rows),
+            reference_every=reference_every,
+        )
     return report
 
 
 def table(report: dict, every: int = 5) -> str:
     """A markdown table of a scale report: k = 1 and every `every`-th step (the reference steps)."""
-    lines = ["| method | k | train s | eval s (run / bounded) | load s | generate s (folded / stacked) | KiB added | "
-             "RSS MB | avg forgetting (full) | estimate (bounded) | concept 1 fidelity |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [
+        "| method | k | train s | eval s (run / bounded) | load s | generate s (folded / stacked) | KiB added | "
+        "RSS MB | avg forgetting (full) | estimate (bounded) | concept 1 fidelity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
     for method, body in report["methods"].items():
         for r in body["steps"]:
             if r["k"] == 1 or r["k"] % every == 0:
-                lines.append(f"| {method} | {r['k']} | {r['train_s']:.1f} | {r['eval_s']:.1f} / {r['eval_bounded_s']:.1f} | "
-                             f"{r['load_s']:.2f} | {r['generate_s']:.2f} / {r['generate_stacked_s']:.2f} | "
-                             f"{r['bytes_added'] / 1024:.0f} | {r['rss_mb']:.0f} | {fmt(r['avg_forgetting'])} | "
-                             f"{r['est_avg_forgetting']:.3f} | {fmt(r['fidelity_first'])} |")
+                lines.append(
+                    f"| {method} | {r['k']} | {r['train_s']:.1f} | {r['eval_s']:.1f} / {r['eval_bounded_s']:.1f} | "
+                    f"{r['load_s']:.2f} | {r['generate_s']:.2f} / {r['generate_stacked_s']:.2f} | "
+                    f"{r['bytes_added'] / 1024:.0f} | {r['rss_mb']:.0f} | {fmt(r['avg_forgetting'])} | "
+                    f"{r['est_avg_forgetting']:.3f} | {fmt(r['fidelity_first'])} |"
+                )
     return "\n".join(lines)
 
 

@@ -75,7 +75,13 @@ def measure(run_dir: Path, rounds: int, base: Path, evaluator_dir: Path, overrid
                 model = LifelongModel.from_checkpoint(ckpt, base, fold=not method.c_lora)
                 seconds[label]["load"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                generate(model.bundle, prompts, seeds, steps=params.sampling.steps, guidance_scale=params.sampling.guidance_scale)
+                generate(
+                    model.bundle,
+                    prompts,
+                    seeds,
+                    steps=params.sampling.steps,
+                    guidance_scale=params.sampling.guidance_scale,
+                )
                 seconds[label]["generate"].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 evaluator.score_concept(model, probe, uses_icgen(method_name, model.bundle.has_context_path))
@@ -83,15 +89,23 @@ def measure(run_dir: Path, rounds: int, base: Path, evaluator_dir: Path, overrid
                 t0 = time.perf_counter()
                 train_task(model, concept, method, cfg, Path(tmp) / f"{label}-{r}")
                 seconds[label]["train"].append(time.perf_counter() - t0)
-                log(f"round {r + 1}/{rounds} {label}: " + ", ".join(f"{t} {seconds[label][t][-1]:.2f} s" for t in TASKS))
+                log(
+                    f"round {r + 1}/{rounds} {label}: " + ", ".join(f"{t} {seconds[label][t][-1]:.2f} s" for t in TASKS)
+                )
                 del model
     medians = {label: {t: round(statistics.median(v), 3) for t, v in per.items()} for label, per in seconds.items()}
     return {
-        "command": f"python -m benchmarks.scale_cost {run_dir} --rounds {rounds}" + "".join(f" --set {o}" for o in overrides),
-        "machine": f"{platform.machine()}, torch threads {params.runtime.threads}", "method": method_name,
-        "k1": 1, "kn": n, "rounds": rounds, "held_out": concept.name,
+        "command": f"python -m benchmarks.scale_cost {run_dir} --rounds {rounds}"
+        + "".join(f" --set {o}" for o in overrides),
+        "machine": f"{platform.machine()}, torch threads {params.runtime.threads}",
+        "method": method_name,
+        "k1": 1,
+        "kn": n,
+        "rounds": rounds,
+        "held_out": concept.name,
         "seconds": {label: {t: [round(s, 3) for s in v] for t, v in per.items()} for label, per in seconds.items()},
-        "median": medians, "ratio_kn_over_k1": {t: round(medians["kn"][t] / medians["k1"][t], 3) for t in TASKS},
+        "median": medians,
+        "ratio_kn_over_k1": {t: round(medians["kn"][t] / medians["k1"][t], 3) for t in TASKS},
     }
 
 
@@ -104,8 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--model", type=Path, default=DEFAULT_BASE)
     ap.add_argument("--evaluator", type=Path, default=DEFAULT_EVALUATOR)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="As for the scale run it measures "
-                    "(e.g. runtime.threads=2); the same training settings make the same task.")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="As for the scale run it measures "
+        "(e.g. runtime.threads=2); the same training settings make the same task.",
+    )
     args = ap.parse_args(argv)
     report = measure(args.run_dir, args.rounds, args.model, args.evaluator, args.overrides)
     print(json.dumps({"median": report["median"], "ratio_kn_over_k1": report["ratio_kn_over_k1"]}, indent=2))

@@ -49,8 +49,13 @@ def _lfsd(ws: Path, args: list[str], env: dict, log_file: Path, cwd: Path | None
     with open(log_file, "a") as log:
         log.write(f"\n$ lfsd {' '.join(args)}\n")
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "components.cli", *args], cwd=cwd or ws, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "components.cli", *args],
+            cwd=cwd or ws,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024
@@ -60,8 +65,11 @@ def _run_metrics(ws: Path, run_name: str) -> dict[str, float]:
     """The latest values of the MLflow run named `run_name` (the checkpoint folder's name), read from the
     workspace's tracking database."""
     with sqlite3.connect(ws / ".lfsd" / "mlflow" / "mlflow.db") as con:
-        rows = con.execute("select m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
-                           "where r.name = ? and r.lifecycle_stage = 'active'", (run_name,)).fetchall()
+        rows = con.execute(
+            "select m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
+            "where r.name = ? and r.lifecycle_stage = 'active'",
+            (run_name,),
+        ).fetchall()
     return {key: value for key, value in rows}
 
 
@@ -74,8 +82,9 @@ def _stores(ws: Path) -> dict[str, int]:
     return out
 
 
-def run(n: int, seed: int, out_json: Path, work: Path, shots: int = 4, prefect_api: str | None = None,
-        log=print) -> dict:
+def run(
+    n: int, seed: int, out_json: Path, work: Path, shots: int = 4, prefect_api: str | None = None, log=print
+) -> dict:
     import shutil
 
     from components.world.concepts import write_concepts
@@ -89,10 +98,18 @@ def run(n: int, seed: int, out_json: Path, work: Path, shots: int = 4, prefect_a
     code, init_s, _ = _lfsd(ws, ["init", str(ws)], env, log_file, cwd=work)
     if code:
         raise RuntimeError(f"lfsd init failed ({code}); see {log_file}")
-    report = {"command": f"python -m benchmarks.scale_pipeline --n {n} --seed {seed} --json {out_json}",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "n": n, "seed": seed, "shots": shots,
-              "prefect_api": prefect_api or "ephemeral (started by each lfsd process)", "init_s": round(init_s, 2),
-              "base_bytes": _bytes(ws / "models" / "base"), "stores_after_init": _stores(ws), "steps": []}
+    report = {
+        "command": f"python -m benchmarks.scale_pipeline --n {n} --seed {seed} --json {out_json}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "n": n,
+        "seed": seed,
+        "shots": shots,
+        "prefect_api": prefect_api or "ephemeral (started by each lfsd process)",
+        "init_s": round(init_s, 2),
+        "base_bytes": _bytes(ws / "models" / "base"),
+        "stores_after_init": _stores(ws),
+        "steps": [],
+    }
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     for k, folder in enumerate(dirs, start=1):
@@ -101,17 +118,26 @@ def run(n: int, seed: int, out_json: Path, work: Path, shots: int = 4, prefect_a
             raise RuntimeError(f"lfsd onboard {folder} failed ({code}) at k={k}; see {log_file}")
         checkpoint = next(p.name for p in (ws / "checkpoints").glob(f"{k:02d}-*") if p.is_dir())  # not NN-name.dvc
         metrics = _run_metrics(ws, checkpoint)
-        row = {"k": k, "concept": folder.name, "step_s": round(wall, 2), "peak_rss_mb": round(rss, 1),
-               "train_s": metrics.get("train_seconds"),
-               **{key.removeprefix("seconds."): round(v, 2) for key, v in metrics.items() if key.startswith("seconds.")},
-               "avg_forgetting": metrics.get("avg_forgetting"), "final_fidelity": metrics.get("final_fidelity"),
-               **{f"bytes_{name}": b for name, b in _stores(ws).items()}}
+        row = {
+            "k": k,
+            "concept": folder.name,
+            "step_s": round(wall, 2),
+            "peak_rss_mb": round(rss, 1),
+            "train_s": metrics.get("train_seconds"),
+            **{key.removeprefix("seconds."): round(v, 2) for key, v in metrics.items() if key.startswith("seconds.")},
+            "avg_forgetting": metrics.get("avg_forgetting"),
+            "final_fidelity": metrics.get("final_fidelity"),
+            **{f"bytes_{name}": b for name, b in _stores(ws).items()},
+        }
         report["steps"].append(row)
         report["wall_seconds"] = round(time.time() - start, 1)
         Path(out_json).write_text(json.dumps(report, indent=2))
-        log(f"k={k} {folder.name}: {wall:.1f} s (train {row['train_s'] or float('nan'):.1f}, evaluate "
-            f"{row.get('evaluate', float('nan')):.1f}), rss {rss:.0f} MB, mlflow {row['bytes_mlflow_artifacts'] / 2**20:.1f} MiB, "
-            f"dvc cache {row['bytes_dvc_cache'] / 2**20:.1f} MiB")
+        log(
+            f"k={k} {folder.name}: {wall:.1f} s (train {row['train_s'] or float('nan'):.1f}, evaluate "
+            f"{row.get('evaluate', float('nan')):.1f}), rss {rss:.0f} MB, "
+            f"mlflow {row['bytes_mlflow_artifacts'] / 2**20:.1f} MiB, "
+            f"dvc cache {row['bytes_dvc_cache'] / 2**20:.1f} MiB"
+        )
     return report
 
 
@@ -122,8 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shots", type=int, default=4)
     ap.add_argument("--json", type=Path, default=Path("docs/figures/scale/pipeline-seed0.json"))
     ap.add_argument("--work", type=Path, default=Path("outputs/scale-pipeline"))
-    ap.add_argument("--prefect-api", default=None, help="A running Prefect server's API URL (default: the ephemeral API "
-                    "each lfsd process starts, as on a fresh machine).")
+    ap.add_argument(
+        "--prefect-api",
+        default=None,
+        help="A running Prefect server's API URL (default: the ephemeral API "
+        "each lfsd process starts, as on a fresh machine).",
+    )
     args = ap.parse_args(argv)
     run(args.n, args.seed, args.json, args.work, args.shots, args.prefect_api)
 

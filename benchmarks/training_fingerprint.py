@@ -41,8 +41,9 @@ def fingerprint(steps: int = 12, n_concepts: int = 2) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method, adapter in CASES:
-            cfg = dataclasses.replace(p.training, steps=steps, kd_refresh_every=5, prior_images=4, adapter=adapter,
-                                      method=method)
+            cfg = dataclasses.replace(
+                p.training, steps=steps, kd_refresh_every=5, prior_images=4, adapter=adapter, method=method
+            )
             model, rows, tensors = LifelongModel.from_base(Path("models/base"), method), [], {}
             for k, c in enumerate(concepts, 1):
                 ckpt = Path(tmp) / f"{method}-{adapter}" / f"{k:02d}"
@@ -61,7 +62,10 @@ def compare(a: dict, b: dict) -> bool:
         rows = a[case]["tasks"] == b.get(case, {}).get("tasks")
         tensors = a[case]["tensors"] == b.get(case, {}).get("tensors")
         n = sum(len(t["losses"]) for t in a[case]["tasks"])
-        print(f"{case}: {n} steps' losses and prompts identical: {rows}; {len(a[case]['tensors'])} tensors bitwise equal: {tensors}")
+        print(
+            f"{case}: {n} steps' losses and prompts identical: {rows}; "
+            f"{len(a[case]['tensors'])} tensors bitwise equal: {tensors}"
+        )
         same &= rows and tensors
     return same
 

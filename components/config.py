@@ -145,7 +145,9 @@ class ForgettingConfig:
 class RayConfig:
     """Ray Train for one task. RAY_ADDRESS (env) points at a cluster; unset = a local Ray in-process."""
 
-    enabled: bool  # false: the pipeline trains in the onboarding process (same loop; no Ray, no resume of a killed training)
+    enabled: (
+        bool  # false: the pipeline trains in the onboarding process (same loop; no Ray, no resume of a killed training)
+    )
     num_workers: int
     use_gpu: bool
     cpus_per_worker: int  # also the worker's torch/OMP thread count (Ray does not set it)
@@ -154,13 +156,19 @@ class RayConfig:
     health_check_interval_s: float  # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s blocks every report)
     worker_resources: dict[str, float]  # custom Ray resources each worker asks for (nodes declare them at `ray start`)
     placement_strategy: str  # ScalingConfig.placement_strategy: PACK | SPREAD | STRICT_SPREAD | STRICT_PACK
-    keep_workers: bool  # a sequence / inbox tick trains on one worker group for all its tasks (components/ray_train/warm.py)
-    storage_path: str  # RunConfig.storage_path (resumable checkpoints): "" = <state dir>/ray_results; shared on a cluster
+    keep_workers: (
+        bool  # a sequence / inbox tick trains on one worker group for all its tasks (components/ray_train/warm.py)
+    )
+    storage_path: (
+        str  # RunConfig.storage_path (resumable checkpoints): "" = <state dir>/ray_results; shared on a cluster
+    )
 
     def __post_init__(self) -> None:
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
-            raise ValueError(f"ray.placement_strategy: expected one of {', '.join(PLACEMENT_STRATEGIES)}, "
-                             f"got {self.placement_strategy!r}")
+            raise ValueError(
+                f"ray.placement_strategy: expected one of {', '.join(PLACEMENT_STRATEGIES)}, "
+                f"got {self.placement_strategy!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from typing import TextIO
 
 
 @contextmanager
-def progress(description: str, total: int, stream: TextIO | None = None,
-             enabled: bool = True, start: int = 0) -> Iterator[Callable[[int], None]]:
+def progress(
+    description: str, total: int, stream: TextIO | None = None, enabled: bool = True, start: int = 0
+) -> Iterator[Callable[[int], None]]:
     """Yields `advance(n=1)`. On a TTY (and `enabled`), a bar with done/total, elapsed time and the time
     remaining (what has been done so far, extrapolated); elsewhere `advance` does nothing. `start`: work
     done before this bar (a resumed training run): shown as done, but not counted in the ETA's rate."""
@@ -21,10 +22,23 @@ def progress(description: str, total: int, stream: TextIO | None = None,
         yield lambda n=1: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(file=stream, force_terminal=True)) as bar:
         task = bar.add_task(description, total=total, completed=start)
         yield lambda n=1: bar.advance(task, n)

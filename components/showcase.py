@@ -21,9 +21,9 @@ OUT = REPO_ROOT / "outputs" / "showcase"
 
 def main() -> int:
     from components.model.pipeline import load
+    from components.model.pixels import to_uint8
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.model.pixels import to_uint8
     from components.visuals import save_grid
 
     start = time.time()
@@ -33,10 +33,18 @@ def main() -> int:
     steps, guidance = params.sampling.steps, params.sampling.guidance_scale
     OUT.mkdir(parents=True, exist_ok=True)
 
-    prompts = ["a red star on a white background", "a blue heart on a black background",
-               "a small yellow circle on a gray background", "a green cross on a brown background"]
-    images = generate(bundle, [p for p in prompts for _ in range(4)], list(range(16)), steps=steps, guidance_scale=guidance)
-    print(f"text-to-image grid ({', '.join(prompts)}): {save_grid(to_uint8(images), OUT / 'text_to_image.png', cols=4)}")
+    prompts = [
+        "a red star on a white background",
+        "a blue heart on a black background",
+        "a small yellow circle on a gray background",
+        "a green cross on a brown background",
+    ]
+    images = generate(
+        bundle, [p for p in prompts for _ in range(4)], list(range(16)), steps=steps, guidance_scale=guidance
+    )
+    print(
+        f"text-to-image grid ({', '.join(prompts)}): {save_grid(to_uint8(images), OUT / 'text_to_image.png', cols=4)}"
+    )
 
     rows = []
     for folder in sorted((REPO_ROOT / "examples" / "concepts").iterdir()):
@@ -44,8 +52,14 @@ def main() -> int:
         refs = load_reference_folder(folder, bundle.image_size)
         prompt = f"a {meta['class_word']} on a white background"
         seeds = list(range(4))
-        with_ctx = generate(bundle, [prompt] * 4, seeds, references=refs[None].expand(4, -1, -1, -1, -1),
-                            steps=steps, guidance_scale=guidance)
+        with_ctx = generate(
+            bundle,
+            [prompt] * 4,
+            seeds,
+            references=refs[None].expand(4, -1, -1, -1, -1),
+            steps=steps,
+            guidance_scale=guidance,
+        )
         without = generate(bundle, [prompt] * 4, seeds, steps=steps, guidance_scale=guidance)
         rows.append(np.concatenate([to_uint8(refs[:3]), to_uint8(with_ctx), to_uint8(without)]))
         print(f"  {folder.name}: '{prompt}' with its {len(refs)} references as context, and without")

@@ -42,5 +42,3 @@ class Timed:
             return self.run_step(name, fn, *args, **kwargs)
         finally:
             self.times[name] = round(time.time() - t0, 2)
-
-

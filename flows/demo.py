@@ -13,8 +13,8 @@ from components.config import REPO_ROOT
 
 def main() -> int:
     from components.onboarding.scoring import FORGETTING_FILE
-    from components.workspace.layout import load_workspace
     from components.registry import PRODUCTION, get_alias_version
+    from components.workspace.layout import load_workspace
     from components.workspace.mlflow_store import open_tracking
     from flows.sequence import lifelong_sequence
 
@@ -27,7 +27,9 @@ def main() -> int:
     name = ws.params.pipeline.model_name
     print("\n== lfsd demo: done in %.0f s ==" % (time.time() - start))
     for r in results:
-        print(f"  {r.concept:10s} {r.status:17s} {r.checkpoint:24s} version {r.version or '-':>3s}  gate {r.gate or '-'}")
+        print(
+            f"  {r.concept:10s} {r.status:17s} {r.checkpoint:24s} version {r.version or '-':>3s}  gate {r.gate or '-'}"
+        )
     latest = ws.latest_checkpoint()
     if latest is not None:
         metrics = json.loads((latest / FORGETTING_FILE).read_text())["metrics"]
@@ -39,8 +41,10 @@ def main() -> int:
     import yaml
 
     first = yaml.safe_load((concepts[0] / "concept.yaml").read_text())
-    print(f'  draw:          .venv/bin/lfsd generate "a <{first["name"]}> {first["class_word"]} on a white background" '
-          f"--model models:/{name}@{PRODUCTION} --concept {first['name']} --out grid.png")
+    print(
+        f'  draw:          .venv/bin/lfsd generate "a <{first["name"]}> {first["class_word"]} on a white background" '
+        f"--model models:/{name}@{PRODUCTION} --concept {first['name']} --out grid.png"
+    )
     print("  roll back:     .venv/bin/lfsd rollback")
     return 0
 

@@ -53,9 +53,9 @@ def quiet_tracebacks(log_file: Path) -> Path:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     for handler in root.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            if not isinstance(handler.formatter, _WithoutTraceback):
-                handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter(), str(log_file)))
+        on_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if on_terminal and not isinstance(handler.formatter, _WithoutTraceback):
+            handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter(), str(log_file)))
     if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(log_file) for h in root.handlers):
         full = logging.FileHandler(log_file)
         full.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -15,8 +15,8 @@ import shutil
 from prefect import flow, get_run_logger
 
 from components.onboarding.inbox import ready_folders, waiting_folders
-from components.workspace.layout import load_workspace
 from components.ray_train.warm import warm_training
+from components.workspace.layout import load_workspace
 from flows.sequence import lifelong_sequence
 
 
@@ -49,8 +49,9 @@ def onboard_inbox(workspace: str | None = None) -> list:
         results = _onboard_ready(ws, inbox, settle, logger)
     waiting = waiting_folders(inbox, settle)
     if waiting:
-        logger.info("inbox %s: still settling (changed in the last %g s): %s", inbox, settle,
-                    ", ".join(p.name for p in waiting))
+        logger.info(
+            "inbox %s: still settling (changed in the last %g s): %s", inbox, settle, ", ".join(p.name for p in waiting)
+        )
     if not results:
         logger.info("inbox %s: nothing to onboard", inbox)
     return results

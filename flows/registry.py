@@ -9,7 +9,9 @@ from components.workspace.layout import load_workspace
 
 
 @flow(name="promote")
-def promote(version: str, reason: str = "manual promotion", workspace: str | None = None, wait: bool = True) -> str | None:
+def promote(
+    version: str, reason: str = "manual promotion", workspace: str | None = None, wait: bool = True
+) -> str | None:
     """Point `production` at `version` (refused without lineage tags). Returns the replaced version."""
     return promotion.promote(load_workspace(workspace), version, reason, wait=wait, log=get_run_logger().info)
 

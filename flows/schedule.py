@@ -49,8 +49,9 @@ def serve_inbox(workspace: str, cron: str | None = None, interval: float | None 
         tags=["lfsd", "inbox"],
         paused=False,  # a deployment left paused (an older serve's shutdown, the UI) is resumed on start
         pause_on_shutdown=False,  # ... and stopping this process does not pause it
-        global_limit=ConcurrencyLimitConfig(limit=CONCURRENCY_LIMIT,
-                                            collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        global_limit=ConcurrencyLimitConfig(
+            limit=CONCURRENCY_LIMIT, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+        ),
         limit=CONCURRENCY_LIMIT,  # this runner's own slots
         entrypoint_type=EntrypointType.MODULE_PATH,  # flows.inbox.onboard_inbox, wherever serve started
     )

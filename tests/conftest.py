@@ -34,8 +34,16 @@ def tiny_model_config(params):
     import dataclasses
 
     return dataclasses.replace(
-        params.model, text_hidden_size=32, text_layers=1, text_heads=2, max_prompt_tokens=16, latent_channels=4,
-        vae_channels=(16, 16, 16), unet_channels=(16, 32), unet_attention_head_dim=8, context_embed_dim=16,
+        params.model,
+        text_hidden_size=32,
+        text_layers=1,
+        text_heads=2,
+        max_prompt_tokens=16,
+        latent_channels=4,
+        vae_channels=(16, 16, 16),
+        unet_channels=(16, 32),
+        unet_attention_head_dim=8,
+        context_embed_dim=16,
     )
 
 
@@ -86,5 +94,15 @@ def two_concepts(tmp_path):
 def tiny_training_config(params):
     import dataclasses
 
-    return dataclasses.replace(params.training, steps=3, batch_size=2, kd_batch_size=2, kd_trajectories=2,
-                               kd_teacher_steps=2, kd_refresh_every=2, prior_images=2, prior_batch_size=2, report_every=1)
+    return dataclasses.replace(
+        params.training,
+        steps=3,
+        batch_size=2,
+        kd_batch_size=2,
+        kd_trajectories=2,
+        kd_teacher_steps=2,
+        kd_refresh_every=2,
+        prior_images=2,
+        prior_batch_size=2,
+        report_every=1,
+    )

@@ -16,23 +16,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.erasure import removal_steps as fs
 from components.chains.catch_up import catch_up
 from components.chains.onboard import launcher as chain_launcher
+from components.erasure import removal_steps as fs
 from components.erasure.record import ErasureRecord, ErasureRefused, plan
-from components.workspace.faults import die_here_if_asked
-from components.publishing.gate import decide
-from components.workspace.lock import writer_lock
 from components.erasure.relearn import relearn_later
 from components.onboarding.steps import drop_training_state
-from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
-from components.workspace.layout import Workspace
-from components.workspace.recovery import discard_uncommitted
+from components.publishing.gate import decide
 from components.ray_train.warm import warm_training
+from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
+from components.workspace.faults import die_here_if_asked
+from components.workspace.layout import Workspace
+from components.workspace.lock import writer_lock
+from components.workspace.recovery import discard_uncommitted
 
 
-def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_plain, log: Log = print,
-           wait: bool = True, force: bool = False, retrain_later: bool | None = None, launcher=None) -> OnboardResult:
+def forget(
+    ws: Workspace,
+    name: str,
+    reason: str,
+    *,
+    run_step: StepRunner = run_plain,
+    log: Log = print,
+    wait: bool = True,
+    force: bool = False,
+    retrain_later: bool | None = None,
+    launcher=None,
+) -> OnboardResult:
     """Erase concept `name` from the workspace's chain, model registry and stores (see the module).
     `retrain_later` (default: params.yaml `forget.retrain_later`): relearn the concepts after it with
     `launcher` (default: the pipeline's, `chain.launcher`); False: drop its task and keep the rest as trained."""
@@ -53,19 +63,26 @@ def forget(ws: Workspace, name: str, reason: str, *, run_step: StepRunner = run_
             if record.retrained:
                 log(f"relearning {', '.join(record.retrained)} without {name}")
                 with warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers):
-                    attempts = step("relearn", relearn_later, ws, record, previous, out, launcher or chain_launcher(ws),
-                                    log)
+                    attempts = step(
+                        "relearn", relearn_later, ws, record, previous, out, launcher or chain_launcher(ws), log
+                    )
             evaluation = step("evaluate", fs.evaluate_removal, ws, record, previous, out)
-            log("without it: " + ", ".join(f"{k} {v:.3f}" for k, v in evaluation.current.items())
-                + "; erased concept's fidelity " + ", ".join(f"{k} {v:.3f}" for k, v in record.measured.items()))
+            log(
+                "without it: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in evaluation.current.items())
+                + "; erased concept's fidelity "
+                + ", ".join(f"{k} {v:.3f}" for k, v in record.measured.items())
+            )
             _refuse_unless_servable(ws, record, evaluation, force)
             ckpt_rec = step("commit", fs.commit_removal, ws, record, out)
         except BaseException:
             log(f"forgetting {name} failed before its commit: nothing changed")
             discard_uncommitted(ws, [out])
             raise
-        log(f"committed {ckpt_rec.commit[:10]}: {record.dataset} and "
-            f"{', '.join(record.dropped_checkpoints or [record.checkpoint])} out of the chain")
+        log(
+            f"committed {ckpt_rec.commit[:10]}: {record.dataset} and "
+            f"{', '.join(record.dropped_checkpoints or [record.checkpoint])} out of the chain"
+        )
         for attempt in attempts:
             drop_training_state(ws, attempt)
         die_here_if_asked("after-forget-commit")
@@ -95,8 +112,7 @@ def _refuse_unless_servable(ws: Workspace, record: ErasureRecord, evaluation, fo
         raise ErasureRefused(
             f"the chain without {record.concept!r} fails the promotion gate ({'; '.join(decision.reasons)}) while "
             f"production (version {held_by}) holds {record.concept!r}: nothing was changed. Rerun with --force to "
-            f"erase it anyway and serve the version without it.")
+            f"erase it anyway and serve the version without it."
+        )
     record.forced = True
     (Path(ws.root) / record.removal_checkpoint / fs.ERASURE_FILE).write_bytes(record.to_json())
-
-

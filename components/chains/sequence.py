@@ -8,17 +8,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.workspace.lock import writer_lock
 from components.publishing.parent_run import finish_parent_run, start_parent_run
-from components.workspace.layout import Workspace
 from components.ray_train.warm import warm_training
+from components.workspace.layout import Workspace
+from components.workspace.lock import writer_lock
 
 
-def onboard_sequence(ws: Workspace, concept_dirs: list[str], onboard_one: Callable[[str, str], object], *,
-                     run_name: str = "sequence", wait: bool = True, log: Callable[[str], None] = print) -> list:
+def onboard_sequence(
+    ws: Workspace,
+    concept_dirs: list[str],
+    onboard_one: Callable[[str, str], object],
+    *,
+    run_name: str = "sequence",
+    wait: bool = True,
+    log: Callable[[str], None] = print,
+) -> list:
     """`onboard_one(folder, parent_run_id)` for each folder in order; stops at the first failure."""
-    with writer_lock(ws.root, f"sequence {run_name}", wait=wait, log=log), \
-            warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers):
+    with (
+        writer_lock(ws.root, f"sequence {run_name}", wait=wait, log=log),
+        warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers),
+    ):
         parent = start_parent_run(ws, run_name, [Path(d).name for d in concept_dirs])
         results, status = [], "FAILED"
         try:

@@ -21,18 +21,26 @@ def service_failure(e: BaseException) -> str | None:
     for err in _chain(e):
         name, text = type(err).__name__, str(err)
         if isinstance(err, VersioningError) and err.step in ("dvc push", "dvc pull"):
-            return (f"error: the DVC remote refused {err.step!r} of {err.path}: {err.detail.splitlines()[-1] if err.detail else ''}"
-                    "\n  check the remote (`dvc remote list`, its credentials and space), then run the same command "
-                    "again: nothing was committed")
-        if "mlflow" in type(err).__module__ or "Max retries exceeded" in text or name == "MlflowException":
-            if any(s in text for s in ("Connection refused", "Max retries exceeded", "Failed to establish", "API request to")):
-                uri = os.environ.get("MLFLOW_TRACKING_URI", "the workspace's sqlite store")
-                return (f"error: the MLflow tracking server ({uri}) is unreachable: {text.splitlines()[0][:200]}"
-                        "\n  start it or fix MLFLOW_TRACKING_URI, then run the same command again: a concept already "
-                        "committed is registered then, none is trained twice; production is unchanged")
+            return (
+                f"error: the DVC remote refused {err.step!r} of {err.path}: "
+                f"{err.detail.splitlines()[-1] if err.detail else ''}"
+                "\n  check the remote (`dvc remote list`, its credentials and space), then run the same command "
+                "again: nothing was committed"
+            )
+        mlflow_error = "mlflow" in type(err).__module__ or "Max retries exceeded" in text or name == "MlflowException"
+        unreachable = ("Connection refused", "Max retries exceeded", "Failed to establish", "API request to")
+        if mlflow_error and any(s in text for s in unreachable):
+            uri = os.environ.get("MLFLOW_TRACKING_URI", "the workspace's sqlite store")
+            return (
+                f"error: the MLflow tracking server ({uri}) is unreachable: {text.splitlines()[0][:200]}"
+                "\n  start it or fix MLFLOW_TRACKING_URI, then run the same command again: a concept already "
+                "committed is registered then, none is trained twice; production is unchanged"
+            )
         if type(err).__module__.startswith(("httpx", "httpcore")) or "PrefectHTTPStatusError" in name:
             url = os.environ.get("PREFECT_API_URL", "the Prefect API")
-            return (f"error: the Prefect API ({url}) is unreachable: {text.splitlines()[0][:200] if text else name}"
-                    "\n  start the server (infra/prefect/start-server.sh) or unset PREFECT_API_URL to use a "
-                    "temporary one, then run the same command again: nothing was changed")
+            return (
+                f"error: the Prefect API ({url}) is unreachable: {text.splitlines()[0][:200] if text else name}"
+                "\n  start the server (infra/prefect/start-server.sh) or unset PREFECT_API_URL to use a "
+                "temporary one, then run the same command again: nothing was changed"
+            )
     return None

@@ -21,8 +21,8 @@ def _point_at_registry(workspace: Path | None) -> None:
     sqlite store, which must exist (export reads; it never creates a store)."""
     import mlflow
 
-    from components.workspace.layout import WorkspaceNotFound, workspace_root
     from components.registry.tracking import tracking_uri_default
+    from components.workspace.layout import WorkspaceNotFound, workspace_root
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -39,12 +39,20 @@ def _point_at_registry(workspace: Path | None) -> None:
 
 @app.command("export")
 def export_command(
-    model: str = typer.Argument(..., help="Registered version: models:/NAME/N, models:/NAME@ALIAS or runs:/RUN_ID/PATH."),
+    model: str = typer.Argument(
+        ..., help="Registered version: models:/NAME/N, models:/NAME@ALIAS or runs:/RUN_ID/PATH."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder to write (must not exist, or be empty)."),
-    fmt: str = typer.Option("diffusers", "--format", help="diffusers (peft keys, {token: vector}) or kohya "
-                            "(lora_unet_* keys, A1111 embeddings)."),
-    merged: bool = typer.Option(False, "--merged", help="One LoRA (ranks concatenated, exact) and one embeddings "
-                                "file for all the version's concepts."),
+    fmt: str = typer.Option(
+        "diffusers",
+        "--format",
+        help="diffusers (peft keys, {token: vector}) or kohya (lora_unet_* keys, A1111 embeddings).",
+    ),
+    merged: bool = typer.Option(
+        False,
+        "--merged",
+        help="One LoRA (ranks concatenated, exact) and one embeddings file for all the version's concepts.",
+    ),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
 ) -> None:
     """Export a registered version's concepts (LoRA + token per concept, or merged) with a README."""
@@ -60,7 +68,7 @@ def export_command(
         _fail(f"refused: {e}\n  nothing was written to {out}", 2)
     except ExportError as e:
         _fail(f"error: {e}\n  nothing was written to {out}", 1)
-    except Exception as e:  # noqa: BLE001 - the registry being down: one line, not a traceback
+    except Exception as e:
         from components.cli.errors import service_failure
 
         message = service_failure(e)

@@ -51,8 +51,11 @@ def generate(
     n: int = typer.Option(8, help="Number of images."),
     out: Path = typer.Option(Path("grid.png"), help="PNG grid to write."),
     context: Path = typer.Option(None, help="Folder of reference images used as visual context (ICGen)."),
-    model: str = typer.Option(str(DEFAULT_BASE), help="Model folder (lfsd bundle or a local Stable Diffusion folder), "
-                              "or a registry URI such as models:/lfs-diffusion@production."),
+    model: str = typer.Option(
+        str(DEFAULT_BASE),
+        help="Model folder (lfsd bundle or a local Stable Diffusion folder), "
+        "or a registry URI such as models:/lfs-diffusion@production.",
+    ),
     concept: str = typer.Option(None, help="Learned concept to draw with its references (registry models only)."),
     seed: int = typer.Option(0, help="First sampling seed; image i uses seed + i."),
     steps: int = typer.Option(None, help="DDIM steps (default: params.yaml sampling.steps)."),
@@ -63,9 +66,9 @@ def generate(
 
     from components.config import load_params
     from components.model.pipeline import load
+    from components.model.pixels import to_uint8
     from components.model.references import load_reference_folder
     from components.model.sampling import generate as sample
-    from components.model.pixels import to_uint8
     from components.visuals import save_grid
 
     params = load_params()
@@ -78,8 +81,12 @@ def generate(
     if context is not None:
         refs = load_reference_folder(context, bundle.image_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
     images = sample(
-        bundle, [prompt] * n, [seed + i for i in range(n)], references=refs,
-        steps=steps or params.sampling.steps, guidance_scale=guidance or params.sampling.guidance_scale,
+        bundle,
+        [prompt] * n,
+        [seed + i for i in range(n)],
+        references=refs,
+        steps=steps or params.sampling.steps,
+        guidance_scale=guidance or params.sampling.guidance_scale,
     )
     save_grid(to_uint8(images), out)
     typer.echo(str(out))
@@ -105,7 +112,9 @@ def _erased(uri: str) -> str | None:
     return refusal(name, str(mv.version), mv.tags or {})
 
 
-def _generate_from_registry(uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None) -> None:
+def _generate_from_registry(
+    uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None
+) -> None:
     import mlflow
     import numpy as np
     import pandas as pd
@@ -159,18 +168,33 @@ def benchmark_forgetting(
     evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
     work: Path = typer.Option(Path("outputs/benchmark"), help="Scratch folder for checkpoints."),
     adapter: str = typer.Option("", help="Override training.adapter for every method: lora or full-kv."),
-    overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.lambda_kd=50 (repeatable)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Development override, e.g. training.lambda_kd=50 (repeatable)."
+    ),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Also log one MLflow run per method x seed."),
 ) -> None:
     """Run every method over the concept sequence for every seed; write the forgetting table."""
     from benchmarks.forgetting import run
 
-    report = run(concepts, methods.split(","), [int(s) for s in seeds.split(",")], json_out, model, evaluator, work,
-                 log=typer.echo, adapter=adapter or None, overrides=overrides, to_mlflow=mlflow)
+    report = run(
+        concepts,
+        methods.split(","),
+        [int(s) for s in seeds.split(",")],
+        json_out,
+        model,
+        evaluator,
+        work,
+        log=typer.echo,
+        adapter=adapter or None,
+        overrides=overrides,
+        to_mlflow=mlflow,
+    )
     for name, row in report["methods"].items():
-        typer.echo(f"{name:20s} forgetting {row['avg_forgetting']['mean']:.3f}+-{row['avg_forgetting']['std']:.3f}"
-                   f"  rcf {row['rcf_preservation']['mean']:.3f}  new {row['new_concept_fidelity']['mean']:.3f}"
-                   f"  step x{row.get('step_time_ratio_vs_finetune') or float('nan'):.2f}")
+        typer.echo(
+            f"{name:20s} forgetting {row['avg_forgetting']['mean']:.3f}+-{row['avg_forgetting']['std']:.3f}"
+            f"  rcf {row['rcf_preservation']['mean']:.3f}  new {row['new_concept_fidelity']['mean']:.3f}"
+            f"  step x{row.get('step_time_ratio_vs_finetune') or float('nan'):.2f}"
+        )
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
 
 
@@ -185,19 +209,40 @@ def benchmark_scale(
     evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
     work: Path = typer.Option(Path("outputs/benchmark-scale"), help="Scratch folder (concepts, checkpoints)."),
     overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.steps=50 (repeatable)."),
-    reference_every: int = typer.Option(1, min=1, help="Score the full row (the reference) every N steps and the last; "
-                                        "1: every step (exact, O(k^2) generations over the sequence)."),
-    stop_after: int = typer.Option(None, min=1, help="Teach only the first N concepts of the n-concept sequence "
-                                   "(a diagnosis of its early steps: the sequence drawn depends on --n)."),
-    order: str = typer.Option(None, help="Teach these concepts of the n-concept sequence, in this order: 1-based "
-                              "positions and ranges, e.g. 1-15,20,21,22,19 (a counterfactual of the same draw)."),
+    reference_every: int = typer.Option(
+        1,
+        min=1,
+        help="Score the full row (the reference) every N steps and the last; "
+        "1: every step (exact, O(k^2) generations over the sequence).",
+    ),
+    stop_after: int = typer.Option(
+        None,
+        min=1,
+        help="Teach only the first N concepts of the n-concept sequence "
+        "(a diagnosis of its early steps: the sequence drawn depends on --n).",
+    ),
+    order: str = typer.Option(
+        None,
+        help="Teach these concepts of the n-concept sequence, in this order: 1-based "
+        "positions and ranges, e.g. 1-15,20,21,22,19 (a counterfactual of the same draw).",
+    ),
 ) -> None:
     """Teach a long sequence; per step k record forgetting, cost, storage, load and generation time."""
     from benchmarks.scale import parse_order, run
 
-    report = run(n, seed, methods.split(","), json_out, model, evaluator, work, shots=shots, overrides=overrides,
-                 log=typer.echo, reference_every=reference_every, stop_after=stop_after,
-                 order=parse_order(order, n) if order else None)
+    report = run(
+        n,
+        seed,
+        methods.split(","),
+        json_out,
+        model,
+        evaluator,
+        work,
+        shots=shots,
+        overrides=overrides,
+        log=typer.echo,
+        reference_every=reference_every,
+        stop_after=stop_after,
+        order=parse_order(order, n) if order else None,
+    )
     typer.echo(f"wrote {json_out} in {report['wall_seconds']:.0f} s")
-
-

@@ -10,15 +10,20 @@ import typer
 from components.cli.app import app
 from components.cli.running import NO_WAIT_HELP, WORKSPACE_HELP, _fail, _run_flow, _workspace, _writer
 
+
 def _print_results(results) -> None:
     for r in results:
         if r.status == "already-onboarded":
             typer.echo(f"{r.concept}: already onboarded ({r.dataset}); nothing changed")
         elif r.status == "registered-after-crash":
-            typer.echo(f"{r.concept}: {r.checkpoint} was committed by a killed run and is now registered as model "
-                       f"version {r.version}, gate {r.gate}; production = {r.production}")
+            typer.echo(
+                f"{r.concept}: {r.checkpoint} was committed by a killed run and is now registered as model "
+                f"version {r.version}, gate {r.gate}; production = {r.production}"
+            )
         else:
-            typer.echo(f"{r.concept}: {r.checkpoint}, model version {r.version}, gate {r.gate}; production = {r.production}")
+            typer.echo(
+                f"{r.concept}: {r.checkpoint}, model version {r.version}, gate {r.gate}; production = {r.production}"
+            )
 
 
 @app.command()
@@ -47,8 +52,9 @@ def sequence(
     with _writer(root, f"sequence {run_name}", no_wait):
         from flows.sequence import lifelong_sequence
 
-        _print_results(_run_flow(lifelong_sequence, [str(d.resolve()) for d in concept_dirs], workspace=root,
-                                 run_name=run_name))
+        _print_results(
+            _run_flow(lifelong_sequence, [str(d.resolve()) for d in concept_dirs], workspace=root, run_name=run_name)
+        )
 
 
 @app.command("evaluate")
@@ -57,7 +63,8 @@ def rescore_checkpoint(
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing versioned)."""
+    """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing
+    versioned)."""
     from components.onboarding.scoring import evaluate_checkpoint
     from components.workspace.layout import load_workspace
 
@@ -69,9 +76,19 @@ def rescore_checkpoint(
     if target not in chain:
         _fail(f"{target}: not a checkpoint of the chain in {ws.checkpoint_dir}")
     i = chain.index(target)
-    ev = evaluate_checkpoint(ws, target, chain[i - 1] if i else None, ws.state_dir / "figures" / f"evaluate-{target.name}",
-                             record=False, show_progress=True)
-    out = {k: v for k, v in ev.metrics.items()} | {"step": ev.current, "heatmap": str(ev.heatmap), "samples": str(ev.samples)}
+    ev = evaluate_checkpoint(
+        ws,
+        target,
+        chain[i - 1] if i else None,
+        ws.state_dir / "figures" / f"evaluate-{target.name}",
+        record=False,
+        show_progress=True,
+    )
+    out = {k: v for k, v in ev.metrics.items()} | {
+        "step": ev.current,
+        "heatmap": str(ev.heatmap),
+        "samples": str(ev.samples),
+    }
     if as_json:
         typer.echo(json.dumps(out, indent=2))
     else:
@@ -119,12 +136,19 @@ def rollback(
 @app.command()
 def forget(
     name: str = typer.Argument(..., help="The concept to erase (its name in the chain)."),
-    reason: str = typer.Option(..., "--reason", help="Why (an erasure request, a licence ending): recorded in git and MLflow."),
-    force: bool = typer.Option(False, "--force", help="Erase even if the chain without it fails the gate while production holds it."),
-    retrain_later: bool = typer.Option(None, "--retrain-later/--keep-later",
-                                       help="Relearn the concepts after it from their own datasets (exact: the model "
-                                            "that never saw it), or keep them as trained (fast; something may be left). "
-                                            "Default: params.yaml forget.retrain_later."),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why (an erasure request, a licence ending): recorded in git and MLflow."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Erase even if the chain without it fails the gate while production holds it."
+    ),
+    retrain_later: bool = typer.Option(
+        None,
+        "--retrain-later/--keep-later",
+        help="Relearn the concepts after it from their own datasets (exact: the model "
+        "that never saw it), or keep them as trained (fast; something may be left). "
+        "Default: params.yaml forget.retrain_later.",
+    ),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
 ) -> None:
@@ -135,15 +159,18 @@ def forget(
         from flows.forget import forget_concept
 
         r = _run_flow(forget_concept, name, reason, workspace=root, force=force, retrain_later=retrain_later)
-    typer.echo(f"{r.concept}: erased; model version {r.version} holds the rest ({r.checkpoint}), gate {r.gate}; "
-               f"production = {r.production}")
+    typer.echo(
+        f"{r.concept}: erased; model version {r.version} holds the rest ({r.checkpoint}), gate {r.gate}; "
+        f"production = {r.production}"
+    )
 
 
 @app.command()
 def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
     """`dvc pull` of every dataset and checkpoint the checked-out commit names; erased data is named with its
     erasure record (who, when, why) instead of DVC's missing-cache error."""
-    from components.erasure.pull import ErasedData, pull as pull_data
+    from components.erasure.pull import ErasedData
+    from components.erasure.pull import pull as pull_data
     from components.workspace.layout import load_workspace
 
     try:
@@ -156,8 +183,11 @@ def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="Folder to create the workspace in (must not exist yet)."),
-    base: Path = typer.Option(None, help="Base model folder (an lfsd bundle or a local Stable Diffusion folder); "
-                              "default: lfsd's embedded world base."),
+    base: Path = typer.Option(
+        None,
+        help="Base model folder (an lfsd bundle or a local Stable Diffusion folder); "
+        "default: lfsd's embedded world base.",
+    ),
 ) -> None:
     """Create a workspace: a git + DVC repository with the base and evaluator models and a params.yaml
     holding only this workspace's own values."""
@@ -183,16 +213,33 @@ def ui(
     import subprocess
     import sys
 
-    from components.workspace.layout import load_workspace
     from components.registry import artifact_root_default, tracking_uri_default
+    from components.workspace.layout import load_workspace
 
     ws = load_workspace(_workspace(workspace))
     uri = tracking_uri_default(ws.root)
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    subprocess.run([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                    "--backend-store-uri", uri, "--default-artifact-root", artifact_root_default(ws.root).as_uri()],
-                   env=env, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            uri,
+            "--default-artifact-root",
+            artifact_root_default(ws.root).as_uri(),
+        ],
+        env=env,
+        check=False,
+    )
 
 
 @app.command()
@@ -209,8 +256,10 @@ def schedule(
     from flows.schedule import FULL_NAME, api_url, serve_inbox
 
     if not api_url():
-        _fail("error: lfsd schedule needs a Prefect server: start one (infra/prefect/start-server.sh) and "
-              "export PREFECT_API_URL=http://HOST:PORT/api")
+        _fail(
+            "error: lfsd schedule needs a Prefect server: start one (infra/prefect/start-server.sh) and "
+            "export PREFECT_API_URL=http://HOST:PORT/api"
+        )
     when = f"every {interval:g} s" if interval else f"on cron {cron!r}"
     typer.echo(f"serving {FULL_NAME} {when} for the inbox of {root} (Ctrl-C stops serving; the schedule stays)")
     serve_inbox(root, cron=cron, interval=interval)
@@ -224,4 +273,3 @@ def inbox(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
         from flows.inbox import onboard_inbox
 
         _print_results(_run_flow(onboard_inbox, workspace=root))
-

@@ -66,14 +66,13 @@ def _writer(root: str, command: str, no_wait: bool):
 def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
-    from components.lifelong import BaseMismatch
+    from components.cli.errors import service_failure
     from components.erasure.record import ErasureRefused
-    from components.workspace.lock import BUSY_EXIT_CODE, WorkspaceBusy
+    from components.lifelong import BaseMismatch
     from components.registry import RegistryError
     from components.validation import ValidationError
     from components.versioning import VersioningError
-
-    from components.cli.errors import service_failure
+    from components.workspace.lock import BUSY_EXIT_CODE, WorkspaceBusy
 
     log_file = quiet_terminal()
     try:
@@ -86,12 +85,10 @@ def _run_flow(fn, *args, **kwargs):
         _fail(f"refused: {e}", 2)
     except WorkspaceBusy as e:
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
-    except Exception as e:  # noqa: BLE001 - a service that is down: one line, not a traceback
+    except Exception as e:
         message = service_failure(e)
         if message is not None:
             _fail(f"{message}\n  full log: {log_file}", 1)
         if isinstance(e, (RegistryError, VersioningError, FileNotFoundError)):
             _fail(f"error: {e}\n  full log: {log_file}", 1)
         raise
-
-

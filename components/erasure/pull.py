@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 
 from components.erasure.record import ErasureRecord
-from components.workspace.layout import RECORDS_DIR
-from components.workspace.layout import Workspace
+from components.workspace.layout import RECORDS_DIR, Workspace
 
 
 class ErasedData(RuntimeError):
@@ -40,17 +39,29 @@ def pull(ws: Workspace) -> list[str]:
     from components.versioning import restore
     from components.versioning.git import committed_names
 
-    folders = ("models", ws.params.pipeline.data_dir, ws.params.pipeline.checkpoint_dir)  # models/: a DVC-tracked SD base
-    targets = [f"{folder}/{n.removesuffix('.dvc')}" for folder in folders
-               for n in committed_names(ws.root, folder) if n.endswith(".dvc")]
+    folders = (
+        "models",
+        ws.params.pipeline.data_dir,
+        ws.params.pipeline.checkpoint_dir,
+    )  # models/: a DVC-tracked SD base
+    targets = [
+        f"{folder}/{n.removesuffix('.dvc')}"
+        for folder in folders
+        for n in committed_names(ws.root, folder)
+        if n.endswith(".dvc")
+    ]
     erased = {path: r for r in erasure_records_everywhere(ws) for path in (r.dataset, r.checkpoint)}
     wanted = [t for t in targets if t not in erased]
     if wanted:
         restore(ws.root, wanted)
     gone = [t for t in targets if t in erased]
     if gone:
-        raise ErasedData("; ".join(
-            f"{t} was erased on {erased[t].erased_at} by {erased[t].requested_by} ({erased[t].reason}; record "
-            f"{erased[t].git_path()}): it cannot be pulled" for t in gone)
-            + f". Everything else this commit names was pulled ({len(wanted)} paths).")
+        raise ErasedData(
+            "; ".join(
+                f"{t} was erased on {erased[t].erased_at} by {erased[t].requested_by} ({erased[t].reason}; record "
+                f"{erased[t].git_path()}): it cannot be pulled"
+                for t in gone
+            )
+            + f". Everything else this commit names was pulled ({len(wanted)} paths)."
+        )
     return wanted

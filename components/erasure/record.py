@@ -60,7 +60,7 @@ class ErasureRecord:
         return (json.dumps(asdict(self), indent=2) + "\n").encode()
 
     @classmethod
-    def read(cls, path: Path) -> "ErasureRecord":
+    def read(cls, path: Path) -> ErasureRecord:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -72,7 +72,7 @@ def top_folder(checkpoint: str) -> str:
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 def committed_records(ws: Workspace) -> list[ErasureRecord]:
@@ -92,44 +92,71 @@ def plan(ws: Workspace, name: str, reason: str, removal_checkpoint: Path, retrai
     relearned, their old checkpoints leave the chain too); ErasureRefused (naming what is known) when it
     cannot be erased. Reads only: changes nothing."""
     if not str(reason).strip():
-        raise ErasureRefused("an erasure needs a reason (--reason TEXT): it is recorded in git and on the model version")
+        raise ErasureRefused(
+            "an erasure needs a reason (--reason TEXT): it is recorded in git and on the model version"
+        )
     ledger = ws.ledger()
     names = ledger.names() if ledger else []
     if name not in names:
         earlier = [r for r in committed_records(ws) if r.concept == name]
         if earlier:
-            raise ErasureRefused(f"{name!r} was already erased on {earlier[-1].erased_at} by {earlier[-1].requested_by} "
-                                 f"({earlier[-1].reason}); record {earlier[-1].git_path()}; nothing to do")
-        raise ErasureRefused(f"{name!r} is not a concept of this workspace's chain; learned: {', '.join(names) or 'none'}")
+            raise ErasureRefused(
+                f"{name!r} was already erased on {earlier[-1].erased_at} by {earlier[-1].requested_by} "
+                f"({earlier[-1].reason}); record {earlier[-1].git_path()}; nothing to do"
+            )
+        raise ErasureRefused(
+            f"{name!r} is not a concept of this workspace's chain; learned: {', '.join(names) or 'none'}"
+        )
     if len(names) == 1:
-        raise ErasureRefused(f"{name!r} is the only concept of the chain: removing it would leave the bare base, which "
-                             f"is not a model version lfsd registers; onboard another concept first, or retire the model")
+        raise ErasureRefused(
+            f"{name!r} is the only concept of the chain: removing it would leave the bare base, which "
+            f"is not a model version lfsd registers; onboard another concept first, or retire the model"
+        )
     entry = next(e for e in ledger.entries if e.name == name)
     inbox = ws.root / ws.params.pipeline.inbox
-    copies = [ws.rel(p) for sub in (".done", ".rejected") for p in sorted((inbox / sub).glob("*"))
-              if p.is_dir() and _names(p, name)]
+    copies = [
+        ws.rel(p)
+        for sub in (".done", ".rejected")
+        for p in sorted((inbox / sub).glob("*"))
+        if p.is_dir() and _names(p, name)
+    ]
     held_by, runs = _mlflow_holders(ws, name)
     later = [e for e in ledger.entries if e.task > entry.task] if retrain_later else []
     kept = [e for e in ledger.entries if e is not entry and e not in later]
-    folders = lambda entries: {top_folder(e.checkpoint) for e in entries}  # noqa: E731
+    folders = lambda entries: {top_folder(e.checkpoint) for e in entries}
     return ErasureRecord(
-        retrained=[e.name for e in later], dropped_checkpoints=sorted(folders(ledger.entries) - folders(kept)),
-        model_versions=held_by, runs=runs, dvc_places=_dvc_places(ws),
-        concept=name, class_word=entry.class_word, token=entry.token, task=entry.task, reason=str(reason).strip(),
-        requested_by=getpass.getuser(), host=socket.gethostname(), erased_at=now_utc(),
-        removal_checkpoint=ws.rel(removal_checkpoint), dataset=f"{ws.params.pipeline.data_dir}/{name}",
-        checkpoint=Path(entry.checkpoint).as_posix(), inbox_copies=copies)
+        retrained=[e.name for e in later],
+        dropped_checkpoints=sorted(folders(ledger.entries) - folders(kept)),
+        model_versions=held_by,
+        runs=runs,
+        dvc_places=_dvc_places(ws),
+        concept=name,
+        class_word=entry.class_word,
+        token=entry.token,
+        task=entry.task,
+        reason=str(reason).strip(),
+        requested_by=getpass.getuser(),
+        host=socket.gethostname(),
+        erased_at=now_utc(),
+        removal_checkpoint=ws.rel(removal_checkpoint),
+        dataset=f"{ws.params.pipeline.data_dir}/{name}",
+        checkpoint=Path(entry.checkpoint).as_posix(),
+        inbox_copies=copies,
+    )
 
 
 def _mlflow_holders(ws: Workspace, name: str) -> tuple[list[str], list[str]]:
     """(model versions, runs) whose chain held `name`."""
     from components.registry.erased_versions import runs_holding, versions_holding
-    from components.workspace.mlflow_store import client as workspace_client, open_tracking
+    from components.workspace.mlflow_store import client as workspace_client
+    from components.workspace.mlflow_store import open_tracking
 
     exp = open_tracking(ws)
     client = workspace_client(ws)
-    return ([str(v.version) for v in versions_holding(client, ws.params.pipeline.model_name, name)],
-            [r.info.run_id for r in runs_holding(client, exp, name)])
+    return (
+        [str(v.version) for v in versions_holding(client, ws.params.pipeline.model_name, name)],
+        [r.info.run_id for r in runs_holding(client, exp, name)],
+    )
 
 
 def _dvc_places(ws: Workspace) -> list[str]:

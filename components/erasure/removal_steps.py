@@ -44,8 +44,9 @@ def evaluate_removal(ws: Workspace, record: ErasureRecord, previous: Path, out: 
     row last), and the erased concept itself drawn with its old token, without references, by the
     chain before, the chain after and the base: whether anything of it is left (written to the record)."""
     records = json.loads((previous / FORGETTING_FILE).read_text())["steps"]
-    evaluation = evaluate_checkpoint(ws, out, previous, ws.state_dir / "figures" / out.name,
-                                     history=history_without(records, record.concept))
+    evaluation = evaluate_checkpoint(
+        ws, out, previous, ws.state_dir / "figures" / out.name, history=history_without(records, record.concept)
+    )
     record.measured = score_erased(ws, record, previous, out)
     (out / ERASURE_FILE).write_bytes(record.to_json())
     return evaluation
@@ -65,9 +66,14 @@ def score_erased(ws: Workspace, record: ErasureRecord, previous: Path, out: Path
     evaluator = ForgettingEvaluator(*load_evaluator(ws.evaluator_dir), ws.params.forgetting)
     base = LifelongModel.from_base(ws.base_dir, read_ledger(previous).method)
     out_scores = {}
-    for label, model in (("before", LifelongModel.from_checkpoint(previous, ws.base_dir, fold=True)),
-                         ("after", LifelongModel.from_checkpoint(out, ws.base_dir, fold=True)), ("base", base)):
-        out_scores[f"fidelity_{label}"] = round(evaluator.score_concept(model.eval(), entry, icgen=False)[0].fidelity, 6)
+    for label, model in (
+        ("before", LifelongModel.from_checkpoint(previous, ws.base_dir, fold=True)),
+        ("after", LifelongModel.from_checkpoint(out, ws.base_dir, fold=True)),
+        ("base", base),
+    ):
+        out_scores[f"fidelity_{label}"] = round(
+            evaluator.score_concept(model.eval(), entry, icgen=False)[0].fidelity, 6
+        )
     return out_scores
 
 
@@ -78,9 +84,13 @@ def commit_removal(ws: Workspace, record: ErasureRecord, out: Path):
     from components.versioning import version_paths
 
     history = json.loads((out / FORGETTING_FILE).read_text())
-    (rec,) = version_paths(ws.root, [ws.rel(out)], f"forget {record.concept}: {record.reason}",
-                           git_files={**metrics_files(history), record.git_path(): record.to_json()},
-                           drop=[record.dataset, *(record.dropped_checkpoints or [record.checkpoint])])
+    (rec,) = version_paths(
+        ws.root,
+        [ws.rel(out)],
+        f"forget {record.concept}: {record.reason}",
+        git_files={**metrics_files(history), record.git_path(): record.to_json()},
+        drop=[record.dataset, *(record.dropped_checkpoints or [record.checkpoint])],
+    )
     return rec
 
 
@@ -102,11 +112,14 @@ def purge(ws: Workspace, record: ErasureRecord, log) -> dict:
     dvc = drop_objects(ws.root, [p for p in pointers if p])
     exp = open_tracking(ws)
     note = f"{record.concept} erased {record.erased_at} by {record.requested_by}: {record.reason} ({record.git_path()})"
-    mlflow_touched = erase_from_registry(client(ws), ws.params.pipeline.model_name, exp, record.concept,
-                                         record.task, note)
-    log(f"purged {record.concept}: inbox copies {len(record.inbox_copies)}, DVC objects "
+    mlflow_touched = erase_from_registry(
+        client(ws), ws.params.pipeline.model_name, exp, record.concept, record.task, note
+    )
+    log(
+        f"purged {record.concept}: inbox copies {len(record.inbox_copies)}, DVC objects "
         + ", ".join(f"{k} {v}" for k, v in dvc.items())
-        + f", MLflow model versions {len(mlflow_touched['model_versions'])} and runs {len(mlflow_touched['runs'])}")
+        + f", MLflow model versions {len(mlflow_touched['model_versions'])} and runs {len(mlflow_touched['runs'])}"
+    )
     return {"dvc": dvc, **mlflow_touched}
 
 
@@ -124,21 +137,48 @@ def finish_removal(ws: Workspace, checkpoint: Path, step: Timed, log: Log, evalu
     record = ErasureRecord.read(checkpoint / ERASURE_FILE)
     if evaluation is None:
         history = json.loads((checkpoint / FORGETTING_FILE).read_text())["steps"][:-1]
-        evaluation = step("evaluate", evaluate_checkpoint, ws, checkpoint, None,
-                          ws.state_dir / "figures" / checkpoint.name, record=False, history=history)
+        evaluation = step(
+            "evaluate",
+            evaluate_checkpoint,
+            ws,
+            checkpoint,
+            None,
+            ws.state_dir / "figures" / checkpoint.name,
+            record=False,
+            history=history,
+        )
     ckpt_rec = committed_record(ws.root, ws.rel(checkpoint))
-    run_id, version = step("register", log_and_register_removal, ws, checkpoint=checkpoint, record=record,
-                           evaluation=evaluation, lineage=lineage_tags(ws, ckpt_rec))
+    run_id, version = step(
+        "register",
+        log_and_register_removal,
+        ws,
+        checkpoint=checkpoint,
+        record=record,
+        evaluation=evaluation,
+        lineage=lineage_tags(ws, ckpt_rec),
+    )
     die_here_if_asked("after-forget-register")
     decision = decide(evaluation.current, ws.params.gate)
     production = step("gate", apply_gate, ws, version, decision)
     if not decision.passed and record.forced:
         production = version
-        promote(ws.params.pipeline.model_name, version, reason=f"erasure of {record.concept} forced past the gate "
-                                                                f"({decision.summary()})")
+        promote(
+            ws.params.pipeline.model_name,
+            version,
+            reason=f"erasure of {record.concept} forced past the gate ({decision.summary()})",
+        )
     touched = step("purge", purge, ws, record, log)
     client(ws).set_model_version_tag(ws.params.pipeline.model_name, version, PURGED_TAG, json.dumps(touched["dvc"]))
     log(f"{record.concept}: erased; version {version} without it, gate {decision.summary()}; production = {production}")
-    return OnboardResult(record.concept, "forgotten", ws.rel(checkpoint), record.dataset, version, run_id,
-                         decision.summary(), production, evaluation.current | {f"erased.{k}": v for k, v in
-                                                                                record.measured.items()}, step.times)
+    return OnboardResult(
+        record.concept,
+        "forgotten",
+        ws.rel(checkpoint),
+        record.dataset,
+        version,
+        run_id,
+        decision.summary(),
+        production,
+        evaluation.current | {f"erased.{k}": v for k, v in record.measured.items()},
+        step.times,
+    )

@@ -29,7 +29,9 @@ def zero_shot(clip: ClipAnalogue, images: torch.Tensor) -> tuple[list[str], list
     return [CLASSES[i] for i in (img @ cls_txt.T).argmax(1)], [colours[i] for i in (img @ col_txt.T).argmax(1)]
 
 
-def evaluator_figures(clip: ClipAnalogue, dino: DinoAnalogue, rng: np.random.Generator, n_images: int, n_instances: int) -> dict:
+def evaluator_figures(
+    clip: ClipAnalogue, dino: DinoAnalogue, rng: np.random.Generator, n_images: int, n_instances: int
+) -> dict:
     scenes = [sample_scene(rng) for _ in range(n_images)]
     pred_cls, pred_col = zero_shot(clip, to_tensor(np.stack([s.image for s in scenes])))
     class_acc = np.mean([p == s.cls for p, s in zip(pred_cls, scenes)])
@@ -48,7 +50,9 @@ def evaluator_figures(clip: ClipAnalogue, dino: DinoAnalogue, rng: np.random.Gen
     return {"class_acc": float(class_acc), "color_acc": float(color_acc), "instance_retrieval": float(retrieval)}
 
 
-def text_to_image_figures(bundle, clip: ClipAnalogue, rng: np.random.Generator, per_prompt: int, steps: int, guidance: float) -> dict:
+def text_to_image_figures(
+    bundle, clip: ClipAnalogue, rng: np.random.Generator, per_prompt: int, steps: int, guidance: float
+) -> dict:
     from components.model.sampling import generate
 
     prompts, want_cls, want_col = [], [], []
@@ -60,10 +64,12 @@ def text_to_image_figures(bundle, clip: ClipAnalogue, rng: np.random.Generator, 
                 want_cls.append(cls)
                 want_col.append(col)
     seeds = [int(s) for s in rng.integers(2**31, size=len(prompts))]
-    images = torch.cat([
-        generate(bundle, prompts[i : i + 64], seeds[i : i + 64], steps=steps, guidance_scale=guidance)
-        for i in range(0, len(prompts), 64)
-    ])
+    images = torch.cat(
+        [
+            generate(bundle, prompts[i : i + 64], seeds[i : i + 64], steps=steps, guidance_scale=guidance)
+            for i in range(0, len(prompts), 64)
+        ]
+    )
     pred_cls, pred_col = zero_shot(clip, images)
     return {
         "base_class_acc": float(np.mean([p == w for p, w in zip(pred_cls, want_cls)])),
@@ -71,8 +77,15 @@ def text_to_image_figures(bundle, clip: ClipAnalogue, rng: np.random.Generator, 
     }
 
 
-def icgen_figures(bundle, dino: DinoAnalogue, rng: np.random.Generator, n_instances: int, n_distractors: int,
-                  steps: int, guidance: float) -> dict:
+def icgen_figures(
+    bundle,
+    dino: DinoAnalogue,
+    rng: np.random.Generator,
+    n_instances: int,
+    n_distractors: int,
+    steps: int,
+    guidance: float,
+) -> dict:
     """Pairwise win rates: (sample, class-mate) pairs where the sample is closer to its own instance."""
     from components.model.sampling import generate
 
@@ -105,8 +118,12 @@ def icgen_figures(bundle, dino: DinoAnalogue, rng: np.random.Generator, n_instan
 
     ctx_pair, ctx_all = win_rates(with_ctx)
     none_pair, none_all = win_rates(no_ctx)
-    return {"icgen_win_rate": ctx_pair, "icgen_no_context_win_rate": none_pair,
-            "icgen_win_rate_vs_all_classmates": ctx_all, "icgen_no_context_win_rate_vs_all_classmates": none_all}
+    return {
+        "icgen_win_rate": ctx_pair,
+        "icgen_no_context_win_rate": none_pair,
+        "icgen_win_rate_vs_all_classmates": ctx_all,
+        "icgen_no_context_win_rate_vs_all_classmates": none_all,
+    }
 
 
 def evaluate_base(model_dir: Path, evaluator_dir: Path, seed: int) -> dict:
@@ -119,9 +136,19 @@ def evaluate_base(model_dir: Path, evaluator_dir: Path, seed: int) -> dict:
     clip, dino = load_evaluator(evaluator_dir)
     bundle = load(model_dir)
     figures = {"seed": seed}
-    figures |= evaluator_figures(clip, dino, np.random.default_rng([seed, 1]), cfg.world_images, cfg.retrieval_instances)
-    figures |= text_to_image_figures(bundle, clip, np.random.default_rng([seed, 2]), cfg.samples_per_prompt,
-                                     smp.steps, smp.guidance_scale)
-    figures |= icgen_figures(bundle, dino, np.random.default_rng([seed, 3]), cfg.icgen_instances, cfg.icgen_distractors,
-                             smp.steps, smp.guidance_scale)
+    figures |= evaluator_figures(
+        clip, dino, np.random.default_rng([seed, 1]), cfg.world_images, cfg.retrieval_instances
+    )
+    figures |= text_to_image_figures(
+        bundle, clip, np.random.default_rng([seed, 2]), cfg.samples_per_prompt, smp.steps, smp.guidance_scale
+    )
+    figures |= icgen_figures(
+        bundle,
+        dino,
+        np.random.default_rng([seed, 3]),
+        cfg.icgen_instances,
+        cfg.icgen_distractors,
+        smp.steps,
+        smp.guidance_scale,
+    )
     return figures

@@ -57,4 +57,4 @@ def last_row_forgetting(matrix: list[list[float]]) -> list[float]:
 
     a = np.asarray(matrix, dtype=float)
     k = a.shape[0]
-    return [float(np.nanmax(a[:k - 1, j]) - a[-1, j]) for j in range(min(k, a.shape[1]) - 1) if not np.isnan(a[-1, j])]
+    return [float(np.nanmax(a[: k - 1, j]) - a[-1, j]) for j in range(min(k, a.shape[1]) - 1) if not np.isnan(a[-1, j])]

@@ -41,11 +41,21 @@ class ConvTrunk(nn.Module):
         super().__init__()
         w = width
         self.net = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
-            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+            nn.Conv2d(3, w, 3, padding=1),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),
+            nn.BatchNorm2d(4 * w),
+            nn.ReLU(),
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1),
+            nn.BatchNorm2d(4 * w),
+            nn.ReLU(),
         )
         self.out_dim = 8 * w
 
@@ -63,7 +73,9 @@ class WorldEvaluator(nn.Module):
         self.trunk = ConvTrunk(width)
         self.clip_head = nn.Sequential(nn.Linear(self.trunk.out_dim, 256), nn.ReLU(), nn.Linear(256, embed_dim))
         self.instance_trunk = ConvTrunk(width)
-        self.instance_head = nn.Sequential(nn.Linear(self.instance_trunk.out_dim, 256), nn.ReLU(), nn.Linear(256, embed_dim))
+        self.instance_head = nn.Sequential(
+            nn.Linear(self.instance_trunk.out_dim, 256), nn.ReLU(), nn.Linear(256, embed_dim)
+        )
         self.word_embeddings = nn.EmbeddingBag(len(WORDS), 128, mode="mean")
         self.text_head = nn.Sequential(nn.ReLU(), nn.Linear(128, embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(2.7))
@@ -89,7 +101,7 @@ class WorldEvaluator(nn.Module):
         (out / "config.json").write_text(json.dumps(self.config, indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> "WorldEvaluator":
+    def load(cls, path: Path) -> WorldEvaluator:
         from safetensors.torch import load_file
 
         path = Path(path)

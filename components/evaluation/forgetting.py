@@ -63,13 +63,17 @@ class ForgettingEvaluator:
         self._base_rcf: dict[str, torch.Tensor] = {}
 
     def _draw(self, bundle, prompts: list[str], seeds: list[int], refs: torch.Tensor | None = None) -> torch.Tensor:
-        return generate(bundle, prompts, seeds, references=refs, steps=self.cfg.steps, guidance_scale=self.cfg.guidance_scale)
+        return generate(
+            bundle, prompts, seeds, references=refs, steps=self.cfg.steps, guidance_scale=self.cfg.guidance_scale
+        )
 
     def base_rcf_images(self, base_bundle, class_words: list[str]) -> None:
         """Draw theta_0's images for any RCF prompt not drawn yet."""
         for p in rcf_prompts(class_words):
             if p not in self._base_rcf:
-                self._base_rcf[p] = self._draw(base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds))
+                self._base_rcf[p] = self._draw(
+                    base_bundle, [p] * self.cfg.rcf_seeds, _seeds(hash_prompt(p), self.cfg.rcf_seeds)
+                )
 
     @staticmethod
     def work_items(model, rcf_classes: list[str], only: list[int] | None = None) -> int:
@@ -101,14 +105,17 @@ class ForgettingEvaluator:
     def score_rcf_prompt(self, model, prompt: str) -> tuple[float, float]:
         """One RCF prompt drawn by `model` from the protocol's seeds: (class accuracy, paired similarity to
         theta_0's images of it; `base_rcf_images` must have drawn those)."""
-        images = self._draw(model.bundle, [prompt] * self.cfg.rcf_seeds, _seeds(hash_prompt(prompt), self.cfg.rcf_seeds))
+        images = self._draw(
+            model.bundle, [prompt] * self.cfg.rcf_seeds, _seeds(hash_prompt(prompt), self.cfg.rcf_seeds)
+        )
         want = prompt.split(" ")[1]
         pred, _ = zero_shot(self.clip, images)
         sim = (self.clip.embed_images(images) * self.clip.embed_images(self._base_rcf[prompt])).sum(-1).mean()
         return float(np.mean([q == want for q in pred])), float(sim)
 
-    def score_step(self, model, icgen: bool, rcf_classes: list[str], advance=None,
-                   only: list[int] | None = None) -> StepEval:
+    def score_step(
+        self, model, icgen: bool, rcf_classes: list[str], advance=None, only: list[int] | None = None
+    ) -> StepEval:
         """Score the learned concepts (all, or the ledger positions `only`: the bounded protocol's plan) and
         the RCF classes under `model` (a LifelongModel); `advance(1)` after each concept and each class
         prompt (a progress bar's; total `work_items`)."""
@@ -126,8 +133,13 @@ class ForgettingEvaluator:
             sims.append(sim)
             advance(1)
         task = model.ledger.entries[-1].task if model.ledger.entries else 0
-        return StepEval(task, scores, float(np.mean(accs)) if accs else float("nan"),
-                        float(np.mean(sims)) if sims else float("nan"), samples)
+        return StepEval(
+            task,
+            scores,
+            float(np.mean(accs)) if accs else float("nan"),
+            float(np.mean(sims)) if sims else float("nan"),
+            samples,
+        )
 
 
 def hash_prompt(prompt: str) -> int:
@@ -177,5 +189,9 @@ def sequence_metrics(steps: list[StepEval]) -> dict:
 
 
 def step_record(step: StepEval) -> dict:
-    return {"task": step.task, "concepts": [asdict(c) for c in step.concepts],
-            "rcf_class_acc": step.rcf_class_acc, "rcf_similarity": step.rcf_similarity}
+    return {
+        "task": step.task,
+        "concepts": [asdict(c) for c in step.concepts],
+        "rcf_class_acc": step.rcf_class_acc,
+        "rcf_similarity": step.rcf_similarity,
+    }

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 MAX_HEATMAP_INCHES = (12.0, 10.0)  # the figure's size at any k (width, height)
 ANNOTATE_UP_TO = 12  # cells carry their value up to this many concepts; beyond, the colour says it
 MAX_TICK_LABELS = 25

@@ -12,10 +12,32 @@ Operations on whole chains (folding adapters, removing a concept, exporting) bel
 
 # Names are loaded on first use: the ledger alone (what a workspace reads) needs no model library.
 _WHERE = {
-    **dict.fromkeys(("EMBEDS_FILE", "KV_DIR", "KV_WEIGHTS", "LORA_DIR", "LORA_TARGETS", "LORA_WEIGHTS", "adapter_name",
-                     "kv_layers"), "checkpoint"),
-    **dict.fromkeys(("LEDGER_FILE", "Ledger", "LedgerEntry", "folder_hash", "read_ledger", "relativize_ledger",
-                     "BaseMismatch", "verify_base"), "ledger"),
+    **dict.fromkeys(
+        (
+            "EMBEDS_FILE",
+            "KV_DIR",
+            "KV_WEIGHTS",
+            "LORA_DIR",
+            "LORA_TARGETS",
+            "LORA_WEIGHTS",
+            "adapter_name",
+            "kv_layers",
+        ),
+        "checkpoint",
+    ),
+    **dict.fromkeys(
+        (
+            "LEDGER_FILE",
+            "Ledger",
+            "LedgerEntry",
+            "folder_hash",
+            "read_ledger",
+            "relativize_ledger",
+            "BaseMismatch",
+            "verify_base",
+        ),
+        "ledger",
+    ),
     "LifelongModel": "model",
 }
 __all__ = sorted(_WHERE)

@@ -116,12 +116,19 @@ def apply_task(bundle, entry: LedgerEntry) -> None:
     if entry.adapter == "full-kv":
         add_kv_delta(bundle.unet, load_file(ckpt / KV_DIR / KV_WEIGHTS), ckpt)
     else:
-        bundle.unet.load_lora_adapter(str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS,
-                                      adapter_name=adapter_name(entry.task), prefix=None)
+        bundle.unet.load_lora_adapter(
+            str(ckpt / LORA_DIR), weight_name=LORA_WEIGHTS, adapter_name=adapter_name(entry.task), prefix=None
+        )
 
 
-def write_task(out: Path, bundle, ledger: Ledger, token_id: int, kv_delta: dict[str, torch.Tensor] | None,
-               extra: dict | None = None) -> Path:
+def write_task(
+    out: Path,
+    bundle,
+    ledger: Ledger,
+    token_id: int,
+    kv_delta: dict[str, torch.Tensor] | None,
+    extra: dict | None = None,
+) -> Path:
     """Write the last task of `ledger`: its LoRA (or `kv_delta`), its token row, the ledger, `extra`."""
     from safetensors.torch import save_file
 

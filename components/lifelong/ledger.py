@@ -44,15 +44,20 @@ class Ledger:
         number is never reused: its adapter name and artifact keys stay unambiguous)."""
         return max([self.retired, *(e.task for e in self.entries)]) + 1
 
-    def without(self, name: str) -> "Ledger":
+    def without(self, name: str) -> Ledger:
         """This chain with concept `name` taken out (its token and K/V update no longer applied); every
         other entry, its task number and its checkpoint unchanged."""
         if name not in self.names():
             raise KeyError(name)
-        return Ledger(self.base, self.base_hash, self.method, [e for e in self.entries if e.name != name],
-                      max(self.retired, *(e.task for e in self.entries)))
+        return Ledger(
+            self.base,
+            self.base_hash,
+            self.method,
+            [e for e in self.entries if e.name != name],
+            max(self.retired, *(e.task for e in self.entries)),
+        )
 
-    def before(self, task: int) -> "Ledger":
+    def before(self, task: int) -> Ledger:
         """The chain as it stood before task number `task` was learned: the entries below it, and every
         number below it taken, so the next task learned on it is `task` again (how `lfsd forget
         --retrain-later` relearns a later concept under its own number, adapter name and artifact keys)."""
@@ -65,18 +70,27 @@ class Ledger:
         Path(path).write_text(json.dumps(data, indent=2))
 
     @classmethod
-    def read(cls, path: Path) -> "Ledger":
+    def read(cls, path: Path) -> Ledger:
         """The ledger file exactly as written (paths unresolved)."""
         raw = json.loads(Path(path).read_text())
-        return cls(raw["base"], raw["base_hash"], raw["method"], [LedgerEntry(**e) for e in raw["entries"]],
-                   raw.get("retired", 0))
+        return cls(
+            raw["base"],
+            raw["base_hash"],
+            raw["method"],
+            [LedgerEntry(**e) for e in raw["entries"]],
+            raw.get("retired", 0),
+        )
 
-    def with_paths(self, fn) -> "Ledger":
+    def with_paths(self, fn) -> Ledger:
         """A copy with `fn` applied to the base, every reference and every checkpoint path ('' stays '')."""
-        conv = lambda p: fn(p) if p else p  # noqa: E731
-        return Ledger(conv(self.base), self.base_hash, self.method,
-                      [replace(e, references=conv(e.references), checkpoint=conv(e.checkpoint)) for e in self.entries],
-                      self.retired)
+        conv = lambda p: fn(p) if p else p
+        return Ledger(
+            conv(self.base),
+            self.base_hash,
+            self.method,
+            [replace(e, references=conv(e.references), checkpoint=conv(e.checkpoint)) for e in self.entries],
+            self.retired,
+        )
 
 
 def workspace_of(checkpoint: Path) -> Path:
@@ -89,7 +103,8 @@ def read_ledger(checkpoint: Path) -> Ledger:
     checkpoint's workspace. The one way lfsd reads a chain from disk."""
     root = workspace_of(checkpoint)
     return Ledger.read(Path(checkpoint) / LEDGER_FILE).with_paths(
-        lambda p: str(Path(p) if Path(p).is_absolute() else root / p))
+        lambda p: str(Path(p) if Path(p).is_absolute() else root / p)
+    )
 
 
 def relativize_ledger(checkpoint: Path, root: Path) -> Ledger:
@@ -116,9 +131,11 @@ def verify_base(base_dir: Path, base_hash: str) -> None:
     """Raise BaseMismatch naming the folder unless its content hash is the chain's `base_hash`."""
     actual = folder_hash(base_dir)
     if actual != base_hash:
-        raise BaseMismatch(f"{base_dir}: base hash {actual[:12]}... differs from {base_hash[:12]}..., the base the "
-                           f"chain was trained on; restore that base (e.g. `git checkout -- models/base` or "
-                           f"`dvc pull models/base.dvc`) or start a new workspace for this one (`lfsd init DIR --base`)")
+        raise BaseMismatch(
+            f"{base_dir}: base hash {actual[:12]}... differs from {base_hash[:12]}..., the base the "
+            f"chain was trained on; restore that base (e.g. `git checkout -- models/base` or "
+            f"`dvc pull models/base.dvc`) or start a new workspace for this one (`lfsd init DIR --base`)"
+        )
 
 
 def folder_hash(folder: Path) -> str:

@@ -17,8 +17,18 @@ import torch
 
 from components.config import ADAPTERS
 from components.lifelong.checkpoint import (
-    KV_DELTA_DTYPE, KV_DIR, KV_WEIGHTS, LORA_TARGETS, adapter_name, add_kv_delta, add_lora_delta, add_token, add_tokens, apply_task,
-    kv_layers, write_task,
+    KV_DELTA_DTYPE,
+    KV_DIR,
+    KV_WEIGHTS,
+    LORA_TARGETS,
+    adapter_name,
+    add_kv_delta,
+    add_lora_delta,
+    add_token,
+    add_tokens,
+    apply_task,
+    kv_layers,
+    write_task,
 )
 from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger, verify_base
 from components.model.pipeline import DiffusionBundle, load
@@ -60,7 +70,9 @@ class LifelongModel:
             if not fold:
                 apply_task(model.bundle, entry)
             elif entry.adapter == "full-kv":
-                add_kv_delta(model.bundle.unet, load_file(Path(entry.checkpoint) / KV_DIR / KV_WEIGHTS), Path(entry.checkpoint))
+                add_kv_delta(
+                    model.bundle.unet, load_file(Path(entry.checkpoint) / KV_DIR / KV_WEIGHTS), Path(entry.checkpoint)
+                )
             else:
                 add_lora_delta(layers, Path(entry.checkpoint))
                 model._merged.add(adapter_name(entry.task))
@@ -80,8 +92,11 @@ class LifelongModel:
 
     def adapter_names(self) -> list[str]:
         """The peft adapters theta_k is made of (full-K/V tasks have none: their delta is in the weights)."""
-        return [adapter_name(e.task) for e in self.ledger.entries
-                if e.adapter == "lora" and adapter_name(e.task) not in self._merged]
+        return [
+            adapter_name(e.task)
+            for e in self.ledger.entries
+            if e.adapter == "lora" and adapter_name(e.task) not in self._merged
+        ]
 
     def _activate(self, names: list[str]) -> None:
         unet = self.bundle.unet
@@ -121,11 +136,21 @@ class LifelongModel:
 
     def _refuse_if_folded(self, what: str) -> None:
         if self.is_folded:
-            raise RuntimeError(f"cannot {what}: this model's adapters are folded into its weights (serving "
-                               f"only); rebuild it with LifelongModel.from_ledger to train")
+            raise RuntimeError(
+                f"cannot {what}: this model's adapters are folded into its weights (serving "
+                f"only); rebuild it with LifelongModel.from_ledger to train"
+            )
 
-    def begin_task(self, name: str, class_word: str, references: str, checkpoint: str, rank: int,
-                   adapter: str = "lora", fold_frozen: bool = False) -> tuple[LedgerEntry, int]:
+    def begin_task(
+        self,
+        name: str,
+        class_word: str,
+        references: str,
+        checkpoint: str,
+        rank: int,
+        adapter: str = "lora",
+        fold_frozen: bool = False,
+    ) -> tuple[LedgerEntry, int]:
         """Add the new token and a fresh LoRA (or open the K/V weights); only those are trainable.
         Returns (entry, token id).
 
@@ -144,8 +169,15 @@ class LifelongModel:
         if fold_frozen:
             self._merge_live_adapters()
         task = self.ledger.next_task()
-        entry = LedgerEntry(task, name, class_word, f"<{name}>", str(Path(references).resolve()),
-                            str(Path(checkpoint).resolve()), adapter)
+        entry = LedgerEntry(
+            task,
+            name,
+            class_word,
+            f"<{name}>",
+            str(Path(references).resolve()),
+            str(Path(checkpoint).resolve()),
+            adapter,
+        )
         token_id = add_token(self.bundle, entry)
         self.bundle.requires_grad_(False)
         if adapter == "lora":
@@ -176,7 +208,9 @@ class LifelongModel:
 
     def kv_delta(self) -> dict[str, torch.Tensor]:
         """The current full-K/V task's change: W_k - W_{k-1} per cross-attention K/V layer."""
-        return {n: (m.weight.detach() - self._kv_before[n]).contiguous() for n, m in kv_layers(self.bundle.unet).items()}
+        return {
+            n: (m.weight.detach() - self._kv_before[n]).contiguous() for n, m in kv_layers(self.bundle.unet).items()
+        }
 
     @contextmanager
     def as_teacher(self):

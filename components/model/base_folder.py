@@ -32,15 +32,18 @@ def check_base_folder(path: Path) -> None:
     for part in ("unet", "vae", "text_encoder"):
         config = path / part / "config.json"
         if not config.is_file():
-            raise BaseFolderError(f"{config}: missing (a base needs unet/, vae/, text_encoder/ and tokenizer/, "
-                                  f"as StableDiffusionPipeline.save_pretrained writes them)")
+            raise BaseFolderError(
+                f"{config}: missing (a base needs unet/, vae/, text_encoder/ and tokenizer/, "
+                f"as StableDiffusionPipeline.save_pretrained writes them)"
+            )
         try:
             configs[part] = json.loads(config.read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise BaseFolderError(f"{config}: not valid JSON ({e})") from None
         if part in CLASS_NAMES and configs[part].get("_class_name") != CLASS_NAMES[part]:
-            raise BaseFolderError(f"{config}: _class_name is {configs[part].get('_class_name')!r}, lfsd needs "
-                                  f"{CLASS_NAMES[part]!r}")
+            raise BaseFolderError(
+                f"{config}: _class_name is {configs[part].get('_class_name')!r}, lfsd needs {CLASS_NAMES[part]!r}"
+            )
         if not any((path / part / w).is_file() for w in WEIGHT_FILES[part]):
             raise BaseFolderError(f"{path / part}: no weights ({' or '.join(WEIGHT_FILES[part])})")
     tok = path / "tokenizer"
@@ -48,9 +51,11 @@ def check_base_folder(path: Path) -> None:
         raise BaseFolderError(f"{tok}: no CLIP tokenizer (tokenizer.json, or vocab.json + merges.txt)")
     cross, hidden = configs["unet"].get("cross_attention_dim"), configs["text_encoder"].get("hidden_size")
     if cross != hidden:
-        raise BaseFolderError(f"{path / 'unet' / 'config.json'}: cross_attention_dim {cross} does not match the text "
-                              f"encoder's hidden_size {hidden} ({path / 'text_encoder' / 'config.json'})")
+        raise BaseFolderError(
+            f"{path / 'unet' / 'config.json'}: cross_attention_dim {cross} does not match the text "
+            f"encoder's hidden_size {hidden} ({path / 'text_encoder' / 'config.json'})"
+        )
     try:
         load(path)
-    except Exception as e:  # noqa: BLE001 - any loader failure is a bad base, named with its cause
+    except Exception as e:
         raise BaseFolderError(f"{path}: does not load as a diffusion model: {type(e).__name__}: {str(e)[:300]}") from e

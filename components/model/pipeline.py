@@ -51,14 +51,19 @@ class DiffusionBundle:
         return str(self.scheduler.config.get("prediction_type", "epsilon"))
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"text_encoder": self.text_encoder, "vae": self.vae, "unet": self.unet, "context_encoder": self.context_encoder}
+        return {
+            "text_encoder": self.text_encoder,
+            "vae": self.vae,
+            "unet": self.unet,
+            "context_encoder": self.context_encoder,
+        }
 
-    def eval(self) -> "DiffusionBundle":
+    def eval(self) -> DiffusionBundle:
         for m in self.modules().values():
             m.eval()
         return self
 
-    def requires_grad_(self, flag: bool) -> "DiffusionBundle":
+    def requires_grad_(self, flag: bool) -> DiffusionBundle:
         for m in self.modules().values():
             m.requires_grad_(flag)
         return self
@@ -89,7 +94,9 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 def ddpm_scheduler():
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False
+    )
 
 
 def ddim_scheduler(config) -> object:
@@ -179,7 +186,10 @@ def save(bundle: DiffusionBundle, out: Path, extra: dict | None = None) -> None:
         unet.set_attn_processor(processors)
         unet.encoder_hid_proj = hid_proj
         unet.register_to_config(encoder_hid_dim_type=hid_type)
-    index = {"_class_name": "LFSDiffusionBundle", "components": ["tokenizer", "text_encoder", "vae", "unet", "context_encoder", "scheduler"]}
+    index = {
+        "_class_name": "LFSDiffusionBundle",
+        "components": ["tokenizer", "text_encoder", "vae", "unet", "context_encoder", "scheduler"],
+    }
     index.update(extra or {})
     (out / "lfsd_index.json").write_text(json.dumps(index, indent=2))
 
@@ -204,9 +214,7 @@ def load(path: Path, context_embed_dim: int = 64) -> DiffusionBundle:
     text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(path / "vae")
     unet = UNet2DConditionModel.from_pretrained(path / "unet")
-    scheduler = (
-        DDPMScheduler.from_pretrained(path / "scheduler") if (path / "scheduler").is_dir() else ddpm_scheduler()
-    )
+    scheduler = DDPMScheduler.from_pretrained(path / "scheduler") if (path / "scheduler").is_dir() else ddpm_scheduler()
     if (path / "context_encoder").is_dir():
         context_encoder = ContextEncoder.from_pretrained(path / "context_encoder")
     else:

@@ -19,9 +19,16 @@ from pathlib import Path
 import torch
 
 SD15_SCHEDULER = {  # SD 1.5's scheduler/scheduler_config.json, values as shipped
-    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False,
-    "prediction_type": "epsilon", "trained_betas": None,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "prediction_type": "epsilon",
+    "trained_betas": None,
 }
 
 
@@ -37,26 +44,56 @@ def build_sd_shaped(out: Path, *, resolution: int = 64, seed: int = 0, width: in
         raise ValueError(f"resolution {resolution} is not a multiple of 64")
     torch.manual_seed(seed)
     tokenizer = build_clip_tokenizer(77)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=4 * text_width, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, projection_dim=text_width, hidden_act="quick_gelu",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=text_width,
+            intermediate_size=4 * text_width,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            projection_dim=text_width,
+            hidden_act="quick_gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     channels = (width, width, 2 * width, 2 * width)  # SD 1.5: 320, 640, 1280, 1280
     unet = UNet2DConditionModel(
-        sample_size=resolution // 8, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=resolution // 8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=channels, cross_attention_dim=text_width, attention_head_dim=8, norm_num_groups=32,
+        block_out_channels=channels,
+        cross_attention_dim=text_width,
+        attention_head_dim=8,
+        norm_num_groups=32,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=resolution,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=channels, norm_num_groups=32, scaling_factor=0.18215,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=resolution,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=channels,
+        norm_num_groups=32,
+        scaling_factor=0.18215,
     )
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=PNDMScheduler.from_config(SD15_SCHEDULER), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(Path(out), safe_serialization=True)
     return pipe
 

@@ -31,7 +31,8 @@ def build_clip_tokenizer(model_max_length: int):
     """The 49,408-token CLIP tokenizer from the bundled BPE merges (no hub access)."""
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(BPE_VOCAB).read().decode("utf-8").split("\n")
+    with gzip.open(BPE_VOCAB) as f:
+        lines = f.read().decode("utf-8").split("\n")
     merges = [tuple(m.split()) for m in lines[1 : 49152 - 256 - 2 + 1]]
     vocab = list(_bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]

@@ -35,8 +35,12 @@ class ConceptSubmission:
 def submission_of(report) -> ConceptSubmission:
     """From a passing ValidationReport (its manifest carries name, class word and hashes)."""
     m = report.manifest
-    return ConceptSubmission(Path(report.folder), str(m["name"].iloc[0]), str(m["class_word"].iloc[0]),
-                             tuple(sorted(str(h) for h in m["sha256"])))
+    return ConceptSubmission(
+        Path(report.folder),
+        str(m["name"].iloc[0]),
+        str(m["class_word"].iloc[0]),
+        tuple(sorted(str(h) for h in m["sha256"])),
+    )
 
 
 def fingerprint(folder: Path) -> tuple[str, str, tuple[str, ...]] | None:
@@ -46,7 +50,7 @@ def fingerprint(folder: Path) -> tuple[str, str, tuple[str, ...]] | None:
 
     try:
         m = build_manifest(Path(folder))
-    except Exception:  # noqa: BLE001 - anything unreadable is for validation to report
+    except Exception:
         return None
     if m.empty or m["name"].isna().all():
         return None
@@ -78,10 +82,20 @@ def stage_dataset(ws: Workspace, sub: ConceptSubmission) -> Path:
     try:
         for i, path in enumerate(list_folder(sub.folder).images):
             normalise_image(path).save(tmp / f"shot-{i:02d}.png", format="PNG")
-        (tmp / "concept.yaml").write_text(yaml.safe_dump({"name": sub.name, "class_word": sub.class_word}, sort_keys=False))
-        (tmp / SOURCE_FILE).write_text(json.dumps(
-            {"name": sub.name, "class_word": sub.class_word, "source": str(sub.folder), "sha256": list(sub.source_sha256)},
-            indent=2))
+        (tmp / "concept.yaml").write_text(
+            yaml.safe_dump({"name": sub.name, "class_word": sub.class_word}, sort_keys=False)
+        )
+        (tmp / SOURCE_FILE).write_text(
+            json.dumps(
+                {
+                    "name": sub.name,
+                    "class_word": sub.class_word,
+                    "source": str(sub.folder),
+                    "sha256": list(sub.source_sha256),
+                },
+                indent=2,
+            )
+        )
         if target.exists():  # a half-finished earlier attempt of the same concept (never a learned one)
             shutil.rmtree(target)
         tmp.rename(target)

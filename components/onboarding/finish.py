@@ -12,19 +12,36 @@ from components.stepping import Log, OnboardResult, StepRunner, Timed, run_plain
 from components.workspace.layout import Workspace
 
 
-def register_and_gate(ws, step, checkpoint, concept, class_word, losses, train_seconds, evaluation, data_rec,
-                       ckpt_rec, parent_run_id, log):
-    run_id, version = step("register", steps.register, ws, checkpoint=checkpoint, concept=concept,
-                           class_word=class_word, losses=losses, train_seconds=train_seconds, evaluation=evaluation,
-                           lineage=lineage_tags(ws, ckpt_rec, data_rec), parent_run_id=parent_run_id,
-                           stage_seconds=dict(step.times))
+def register_and_gate(
+    ws, step, checkpoint, concept, class_word, losses, train_seconds, evaluation, data_rec, ckpt_rec, parent_run_id, log
+):
+    run_id, version = step(
+        "register",
+        steps.register,
+        ws,
+        checkpoint=checkpoint,
+        concept=concept,
+        class_word=class_word,
+        losses=losses,
+        train_seconds=train_seconds,
+        evaluation=evaluation,
+        lineage=lineage_tags(ws, ckpt_rec, data_rec),
+        parent_run_id=parent_run_id,
+        stage_seconds=dict(step.times),
+    )
     decision, production = step("gate", steps.gate, ws, version, evaluation)
     log(f"{concept}: version {version}, gate {decision.summary()}; production is version {production}")
     return run_id, version, decision, production
 
 
-def register_committed(ws: Workspace, checkpoint: Path, *, run_step: StepRunner = run_plain,
-                       parent_run_id: str | None = None, log: Log = print) -> OnboardResult:
+def register_committed(
+    ws: Workspace,
+    checkpoint: Path,
+    *,
+    run_step: StepRunner = run_plain,
+    parent_run_id: str | None = None,
+    log: Log = print,
+) -> OnboardResult:
     """Finish a concept whose checkpoint was committed but never registered (its writer was killed in
     between): re-score it (deterministic: the numbers it was committed with), register, gate. Never
     retrains. Call under the writer lock."""
@@ -41,7 +58,28 @@ def register_committed(ws: Workspace, checkpoint: Path, *, run_step: StepRunner 
     ckpt_rec = committed_record(ws.root, ws.rel(checkpoint))
     trained = steps.training_record(checkpoint)
     run_id, version, decision, production = register_and_gate(
-        ws, step, checkpoint, entry.name, entry.class_word, [trained["final"]], trained["seconds"], evaluation,
-        data_rec, ckpt_rec, parent_run_id, log)
-    return OnboardResult(entry.name, "registered-after-crash", ws.rel(checkpoint), data_rec.path, version, run_id,
-                         decision.summary(), production, evaluation.current, step.times)
+        ws,
+        step,
+        checkpoint,
+        entry.name,
+        entry.class_word,
+        [trained["final"]],
+        trained["seconds"],
+        evaluation,
+        data_rec,
+        ckpt_rec,
+        parent_run_id,
+        log,
+    )
+    return OnboardResult(
+        entry.name,
+        "registered-after-crash",
+        ws.rel(checkpoint),
+        data_rec.path,
+        version,
+        run_id,
+        decision.summary(),
+        production,
+        evaluation.current,
+        step.times,
+    )

@@ -29,8 +29,10 @@ class StepEvaluation:
 def _steps_from_records(records: list[dict]):
     from components.evaluation.forgetting import ConceptScore, StepEval
 
-    return [StepEval(r["task"], [ConceptScore(**c) for c in r["concepts"]], r["rcf_class_acc"], r["rcf_similarity"])
-            for r in records]
+    return [
+        StepEval(r["task"], [ConceptScore(**c) for c in r["concepts"]], r["rcf_class_acc"], r["rcf_similarity"])
+        for r in records
+    ]
 
 
 def history_without(records: list[dict], name: str) -> list[dict]:
@@ -42,9 +44,15 @@ def history_without(records: list[dict], name: str) -> list[dict]:
     return [{**r, "concepts": [c for c in r["concepts"] if c["name"] != name]} for r in kept][:-1]
 
 
-def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, figures_dir: Path,
-                        record: bool = True, show_progress: bool = False,
-                        history: list[dict] | None = None) -> StepEvaluation:
+def evaluate_checkpoint(
+    ws: Workspace,
+    checkpoint: Path,
+    previous: Path | None,
+    figures_dir: Path,
+    record: bool = True,
+    show_progress: bool = False,
+    history: list[dict] | None = None,
+) -> StepEvaluation:
     """Score `checkpoint` (theta_k) with the forgetting protocol; with `record`, write `forgetting.json`
     into it (done once, before the checkpoint is versioned; `lfsd evaluate` re-scores without writing).
     `show_progress`: a progress bar on a terminal (a command of its own; not inside a Prefect run's log).
@@ -55,9 +63,9 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
     from components.evaluation.plots import save_heatmap, save_samples
+    from components.lifelong import LifelongModel
     from components.model.pipeline import load
     from components.progress import progress
-    from components.lifelong import LifelongModel
     from components.training.methods import uses_icgen
 
     torch.set_num_threads(ws.params.runtime.threads)
@@ -71,13 +79,17 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
     classes = list(dict.fromkeys(entries[i].class_word for i in (range(len(entries)) if plan is None else plan)))
     evaluator.base_rcf_images(load(ws.base_dir), classes)
     icgen = uses_icgen(model.ledger.method, model.bundle.has_context_path)
-    with progress(f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes, plan), enabled=show_progress) as advance:
+    with progress(
+        f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes, plan), enabled=show_progress
+    ) as advance:
         step = evaluator.score_step(model, icgen=icgen, rcf_classes=classes, advance=advance, only=plan)
     protocol = "full" if plan is None else "bounded"
     records = [*history, step_record(step) | {"protocol": protocol}]
     metrics = sequence_metrics(_steps_from_records(records))
     if plan is not None and needs_full_row(last_row_forgetting(metrics["matrix"]), ws.params.gate.max_avg_forgetting):
-        rest = evaluator.score_step(model, icgen=icgen, rcf_classes=[], only=[i for i in range(len(entries)) if i not in plan])
+        rest = evaluator.score_step(
+            model, icgen=icgen, rcf_classes=[], only=[i for i in range(len(entries)) if i not in plan]
+        )
         order = {e.name: i for i, e in enumerate(entries)}
         step.concepts = sorted([*step.concepts, *rest.concepts], key=lambda c: order[c.name])
         step.samples |= rest.samples
@@ -88,7 +100,9 @@ def evaluate_checkpoint(ws: Workspace, checkpoint: Path, previous: Path | None, 
         (Path(checkpoint) / FORGETTING_FILE).write_text(json.dumps({"steps": records, "metrics": metrics}, indent=2))
     names = metrics["concepts"]
     figures_dir.mkdir(parents=True, exist_ok=True)
-    heatmap = save_heatmap(metrics["matrix"], names, f"{model.ledger.method}: fidelity A[k][j]", figures_dir / "forgetting_heatmap.png")
+    heatmap = save_heatmap(
+        metrics["matrix"], names, f"{model.ledger.method}: fidelity A[k][j]", figures_dir / "forgetting_heatmap.png"
+    )
     samples = save_samples(step.samples, [n for n in names if n in step.samples], figures_dir / "samples.png")
     current = {
         "new_concept_fidelity": step.concepts[-1].fidelity,

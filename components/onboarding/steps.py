@@ -5,7 +5,8 @@ The Prefect flow runs each one as a task through the same chain.
 
 State rule: nothing is committed until `version_checkpoint`, which commits the dataset's and the
 checkpoint's .dvc files in ONE git commit (one commit per onboarded concept). A failure before that
-is undone by `discard_attempt` (`recovery.discard_uncommitted`), so git, DVC, the ledger and checkpoints stay as they were; objects
+is undone by `discard_attempt` (`recovery.discard_uncommitted`), so git, DVC, the ledger and checkpoints stay
+as they were; objects
 already pushed to the content-addressed DVC remote are harmless.
 """
 
@@ -53,14 +54,28 @@ def attempt_name(out: Path, previous: Path | None, dataset_md5: str, method: str
     return f"{out.name}-{key}"
 
 
-def train(ws: Workspace, dataset: Path, out: Path, previous: Path | None, launcher, report: Callable[[dict], None],
-          run_name: str | None = None):
+def train(
+    ws: Workspace,
+    dataset: Path,
+    out: Path,
+    previous: Path | None,
+    launcher,
+    report: Callable[[dict], None],
+    run_name: str | None = None,
+):
     """theta_{k-1} (`previous`, or the base) + the concept -> theta_k in `out`, by `launcher`."""
     from components.training.launch import TrainRequest
 
-    req = TrainRequest(base_dir=ws.base_dir, previous_checkpoint=previous, concept_dir=dataset,
-                       references=str(dataset.resolve()), out=out, method=ws.params.training.method,
-                       cfg=ws.params.training, run_name=run_name)
+    req = TrainRequest(
+        base_dir=ws.base_dir,
+        previous_checkpoint=previous,
+        concept_dir=dataset,
+        references=str(dataset.resolve()),
+        out=out,
+        method=ws.params.training.method,
+        cfg=ws.params.training,
+        run_name=run_name,
+    )
     return launcher(req, report)
 
 
@@ -86,8 +101,9 @@ def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: 
 
     relativize_ledger(checkpoint, ws.root)
     history = json.loads((checkpoint / FORGETTING_FILE).read_text())
-    data_rec, ckpt_rec = version_paths(ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message,
-                                       git_files=metrics_files(history))
+    data_rec, ckpt_rec = version_paths(
+        ws.root, [ws.rel(dataset), ws.rel(checkpoint)], message, git_files=metrics_files(history)
+    )
     return data_rec, ckpt_rec
 
 

@@ -53,7 +53,7 @@ def build_pool(bundle, rng: np.random.Generator, n_scenes: int, n_instances: int
 
 def sample_batch(pool: LatentPool, rng: np.random.Generator, batch: int, context_fraction: float):
     """Latents, captions, reference pixels (B, 3, ...) and reference mask (B, 3)."""
-    n_ctx = int(round(batch * context_fraction))
+    n_ctx = round(batch * context_fraction)
     n_txt = batch - n_ctx
     si = rng.integers(len(pool.scene_latents), size=n_txt)
     latents = [pool.scene_latents[si]]
@@ -122,7 +122,10 @@ def main(vae_dir: Path, out: Path, steps: int | None) -> None:
     )
     ema = Ema(trainable, decay=0.999)
     n_ctx_params = sum(p.numel() for p in context_parameters(bundle.unet))
-    print(json.dumps({"trainable_params": sum(p.numel() for p in trainable), "context_path_params": n_ctx_params}), flush=True)
+    print(
+        json.dumps({"trainable_params": sum(p.numel() for p in trainable), "context_path_params": n_ctx_params}),
+        flush=True,
+    )
     losses = []
     train_start = time.time()
     for step in range(1, steps + 1):
@@ -145,8 +148,16 @@ def main(vae_dir: Path, out: Path, steps: int | None) -> None:
         ema.update(step)
         losses.append(loss.item())
         if step % 100 == 0 or step == steps:
-            print(json.dumps({"step": step, "loss": round(float(np.mean(losses[-100:])), 5),
-                              "s": round(time.time() - train_start, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": round(float(np.mean(losses[-100:])), 5),
+                        "s": round(time.time() - train_start, 1),
+                    }
+                ),
+                flush=True,
+            )
         if step % cfg.checkpoint_every == 0 or step == steps:
             snapshot = [p.detach().clone() for p in trainable]
             ema.copy_to_model()
@@ -154,9 +165,12 @@ def main(vae_dir: Path, out: Path, steps: int | None) -> None:
             with torch.no_grad():
                 for p, s in zip(trainable, snapshot):
                     p.copy_(s)
-    summary = {"steps": steps, "pool_seconds": round(train_start - start, 1),
-               "train_seconds": round(time.time() - train_start, 1),
-               "final_loss_mean_last_500": round(float(np.mean(losses[-500:])), 5)}
+    summary = {
+        "steps": steps,
+        "pool_seconds": round(train_start - start, 1),
+        "train_seconds": round(time.time() - train_start, 1),
+        "final_loss_mean_last_500": round(float(np.mean(losses[-500:])), 5),
+    }
     (Path(out) / "training_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
 

@@ -132,12 +132,25 @@ def main(out: Path) -> None:
         opt.step()
         sched.step()
         if step % 100 == 0 or step == cfg.steps:
-            print(json.dumps({"step": step, "clip": round(l_clip.item(), 4), "instance": round(l_inst.item(), 4),
-                              "s": round(time.time() - start, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "clip": round(l_clip.item(), 4),
+                        "instance": round(l_inst.item(), 4),
+                        "s": round(time.time() - start, 1),
+                    }
+                ),
+                flush=True,
+            )
     model.eval()
     model.save(out)
-    summary = {"steps": cfg.steps, "seconds": round(time.time() - start, 1),
-               "final_clip_loss": round(l_clip.item(), 4), "final_instance_loss": round(l_inst.item(), 4)}
+    summary = {
+        "steps": cfg.steps,
+        "seconds": round(time.time() - start, 1),
+        "final_clip_loss": round(l_clip.item(), 4),
+        "final_instance_loss": round(l_inst.item(), 4),
+    }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
 

@@ -44,7 +44,12 @@ def main(out: Path) -> None:
         opt.step()
         sched.step()
         if step % 100 == 0 or step == cfg.steps:
-            row = {"step": step, "rec": round(rec.item(), 5), "kl": round(kl.item(), 2), "s": round(time.time() - start, 1)}
+            row = {
+                "step": step,
+                "rec": round(rec.item(), 5),
+                "kl": round(kl.item(), 2),
+                "s": round(time.time() - start, 1),
+            }
             log.append(row)
             print(json.dumps(row), flush=True)
     vae.eval()
@@ -55,8 +60,13 @@ def main(out: Path) -> None:
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     out.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(out)
-    summary = {"steps": cfg.steps, "seconds": round(time.time() - start, 1), "final_rec_loss": log[-1]["rec"],
-               "heldout_mean_abs_error_0_255": round(err, 3), "scaling_factor": float(1.0 / z.std())}
+    summary = {
+        "steps": cfg.steps,
+        "seconds": round(time.time() - start, 1),
+        "final_rec_loss": log[-1]["rec"],
+        "heldout_mean_abs_error_0_255": round(err, 3),
+        "scaling_factor": float(1.0 / z.std()),
+    }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
 

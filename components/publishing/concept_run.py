@@ -14,8 +14,16 @@ from components.workspace.faults import die_here_if_asked
 from components.workspace.layout import Workspace
 from components.workspace.mlflow_store import open_tracking, registered_version
 
-SEQUENCE_METRICS = ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "rcf_class_acc",
-                    "new_concept_fidelity", "text_alignment", "final_clip_i")
+SEQUENCE_METRICS = (
+    "final_fidelity",
+    "avg_forgetting",
+    "bwt",
+    "rcf_preservation",
+    "rcf_class_acc",
+    "new_concept_fidelity",
+    "text_alignment",
+    "final_clip_i",
+)
 
 
 def log_and_register(
@@ -53,8 +61,13 @@ def log_and_register(
         cfg = dataclasses.asdict(ws.params.training)
         mlflow.log_params({f"training.{k}": v for k, v in cfg.items() if k != "class_candidates"})
         mlflow.log_params({"concept": concept, "class_word": class_word, "step": len(evaluation.metrics["concepts"])})
-        log_dataset_input(lineage["lfsd.dataset_path"], lineage["lfsd.dataset_dvc_md5"], concept, class_word,
-                          shots_in(ws.root / lineage["lfsd.dataset_path"]))
+        log_dataset_input(
+            lineage["lfsd.dataset_path"],
+            lineage["lfsd.dataset_dvc_md5"],
+            concept,
+            class_word,
+            shots_in(ws.root / lineage["lfsd.dataset_path"]),
+        )
         log_training_rows(losses)
         _log_evaluation(evaluation)
         mlflow.log_metric("train_seconds", train_seconds)
@@ -101,7 +114,9 @@ def _card_and_candidate(name: str, version: str) -> None:
     set_alias(name, CANDIDATE, version)
 
 
-def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluation, lineage: dict[str, str]) -> tuple[str, str]:
+def log_and_register_removal(
+    ws: Workspace, *, checkpoint: Path, record, evaluation, lineage: dict[str, str]
+) -> tuple[str, str]:
     """The removal's run (kind `removal`: its metrics, the erasure record, the erased concept's measured
     fidelity) and its model version, tagged `lfsd.forgot` and `lfsd.forgot_reason`; alias `candidate`.
     Registered once: a rerun finds the version by its checkpoint md5."""
@@ -112,8 +127,13 @@ def log_and_register_removal(ws: Workspace, *, checkpoint: Path, record, evaluat
     done = registered_version(ws, lineage["lfsd.checkpoint_dvc_md5"])
     if done is not None:
         return done.run_id, str(done.version)
-    tags = {**lineage, "lfsd.forgot": record.concept, "lfsd.forgot_reason": record.reason,
-            "lfsd.erasure_record": record.git_path(), "lfsd.card_concepts": concepts_tag(card_concepts(checkpoint))}
+    tags = {
+        **lineage,
+        "lfsd.forgot": record.concept,
+        "lfsd.forgot_reason": record.reason,
+        "lfsd.erasure_record": record.git_path(),
+        "lfsd.card_concepts": concepts_tag(card_concepts(checkpoint)),
+    }
     with mlflow.start_run(run_name=Path(checkpoint).name, tags={**tags, "lfsd.kind": "removal"}) as run:
         _log_evaluation(evaluation)
         mlflow.log_metrics({f"erased.{k}": float(v) for k, v in record.measured.items()})
@@ -144,11 +164,18 @@ def lineage_tags(ws: Workspace, ckpt_rec, data_rec=None) -> dict[str, str]:
 
     ledger = Ledger.read(ws.root / ckpt_rec.path / LEDGER_FILE)
     dataset = {"lfsd.dataset_dvc_md5": data_rec.md5, "lfsd.dataset_path": data_rec.path} if data_rec else {}
-    return dataset | {
-        "lfsd.checkpoint_dvc_md5": ckpt_rec.md5, "lfsd.checkpoint_path": ckpt_rec.path,
-        "lfsd.git_commit": ckpt_rec.commit, "lfsd.base_hash": ledger.base_hash, "lfsd.method": ledger.method,
-        "lfsd.ledger": ",".join(ledger.names()),
-    } | icgen_tag(ws.root / ckpt_rec.path)
+    return (
+        dataset
+        | {
+            "lfsd.checkpoint_dvc_md5": ckpt_rec.md5,
+            "lfsd.checkpoint_path": ckpt_rec.path,
+            "lfsd.git_commit": ckpt_rec.commit,
+            "lfsd.base_hash": ledger.base_hash,
+            "lfsd.method": ledger.method,
+            "lfsd.ledger": ",".join(ledger.names()),
+        }
+        | icgen_tag(ws.root / ckpt_rec.path)
+    )
 
 
 def icgen_tag(checkpoint: Path) -> dict[str, str]:

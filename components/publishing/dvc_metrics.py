@@ -23,10 +23,16 @@ def history_rows(steps: list[dict], matrix: list[list[float]], names: list[str])
 
     rows = []
     for k, row in enumerate(matrix):
-        rows.append({"task": k + 1, "concept": names[k], "new_concept_fidelity": round(float(row[k]), 4),
-                     "mean_fidelity": round(sum(_known(row)) / len(_known(row)), 4),
-                     "avg_forgetting": round(forgetting_at(matrix, k), 4),
-                     "rcf_similarity": round(float(steps[k]["rcf_similarity"]), 4)})
+        rows.append(
+            {
+                "task": k + 1,
+                "concept": names[k],
+                "new_concept_fidelity": round(float(row[k]), 4),
+                "mean_fidelity": round(sum(_known(row)) / len(_known(row)), 4),
+                "avg_forgetting": round(forgetting_at(matrix, k), 4),
+                "rcf_similarity": round(float(steps[k]["rcf_similarity"]), 4),
+            }
+        )
     return rows
 
 
@@ -34,9 +40,23 @@ def metrics_files(forgetting: dict) -> dict[str, bytes]:
     """{repo-relative path: JSON bytes} from a checkpoint's forgetting history (its `forgetting.json`:
     the step records and the sequence metrics)."""
     m, steps = forgetting["metrics"], forgetting["steps"]
-    summary = {"tasks": len(m["concepts"]), "newest": m["concepts"][-1],
-               **{k: round(float(m[k]), 4) for k in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation",
-                                                     "new_concept_fidelity", "text_alignment")}}
+    summary = {
+        "tasks": len(m["concepts"]),
+        "newest": m["concepts"][-1],
+        **{
+            k: round(float(m[k]), 4)
+            for k in (
+                "final_fidelity",
+                "avg_forgetting",
+                "bwt",
+                "rcf_preservation",
+                "new_concept_fidelity",
+                "text_alignment",
+            )
+        },
+    }
     history = history_rows(steps, m["matrix"], m["concepts"])
-    return {METRICS_FILE: (json.dumps(summary, indent=2) + "\n").encode(),
-            HISTORY_FILE: (json.dumps(history, indent=2) + "\n").encode()}
+    return {
+        METRICS_FILE: (json.dumps(summary, indent=2) + "\n").encode(),
+        HISTORY_FILE: (json.dumps(history, indent=2) + "\n").encode(),
+    }

@@ -29,8 +29,11 @@ def decide(current: dict, cfg: GateConfig) -> GateDecision:
         ("rcf_similarity", current["rcf_similarity"], ">=", cfg.min_rcf_similarity),
         ("new_concept_fidelity", current["new_concept_fidelity"], ">=", cfg.min_new_concept_fidelity),
     ]
-    failed = tuple(f"{name} {value:.3f} not {op} {bound}" for name, value, op, bound in checks
-                   if not (value <= bound if op == "<=" else value >= bound) or value != value)
+    failed = tuple(
+        f"{name} {value:.3f} not {op} {bound}"
+        for name, value, op, bound in checks
+        if not (value <= bound if op == "<=" else value >= bound) or value != value
+    )
     checked = ", ".join(f"{name} {value:.3f} {op} {bound}" for name, value, op, bound in checks)
     return GateDecision(not failed, failed, checked)
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from components.workspace.layout import Workspace
 from components.workspace.lock import writer_lock
-from components.workspace.mlflow_store import client as workspace_client, open_tracking
+from components.workspace.mlflow_store import client as workspace_client
+from components.workspace.mlflow_store import open_tracking
 
 
 def preview(ws: Workspace, version: str) -> str:
@@ -26,7 +27,9 @@ def preview(ws: Workspace, version: str) -> str:
     return card + "\n\n" + promotion_diff(client, name, get_alias_version(name, PRODUCTION), version)
 
 
-def promote(ws: Workspace, version: str, reason: str, *, wait: bool = True, log: Callable[[str], None] = print) -> str | None:
+def promote(
+    ws: Workspace, version: str, reason: str, *, wait: bool = True, log: Callable[[str], None] = print
+) -> str | None:
     """Point `production` at `version` (refused without lineage tags). Returns the replaced version."""
     from components.registry import promote as move
 

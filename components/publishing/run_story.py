@@ -25,8 +25,9 @@ def log_dataset_input(path: str, md5: str, name: str, class_word: str, shots: in
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(path)
     dataset = MetaDataset(source, name=name, digest=md5[:36])
-    mlflow.log_input(dataset, context="training", tags={"class_word": class_word, "shots": str(shots),
-                                                        "dvc_md5": md5, "path": path})
+    mlflow.log_input(
+        dataset, context="training", tags={"class_word": class_word, "shots": str(shots), "dvc_md5": md5, "path": path}
+    )
 
 
 def log_training_rows(rows: list[dict]) -> None:
@@ -42,8 +43,10 @@ def log_training_rows(rows: list[dict]) -> None:
 def forgetting_history(metrics: dict) -> list[tuple[int, dict[str, float]]]:
     """(task index 1..k, {fidelity.<concept>: A[i][j]}) for every step so far: concept j from its own task on."""
     names, matrix = metrics["concepts"], metrics["matrix"]
-    return [(i + 1, {f"fidelity.{names[j]}": float(v) for j, v in enumerate(row) if v is not None and not math.isnan(v)})
-            for i, row in enumerate(matrix)]
+    return [
+        (i + 1, {f"fidelity.{names[j]}": float(v) for j, v in enumerate(row) if v is not None and not math.isnan(v)})
+        for i, row in enumerate(matrix)
+    ]
 
 
 def log_forgetting_history(metrics: dict) -> None:
@@ -53,7 +56,12 @@ def log_forgetting_history(metrics: dict) -> None:
     for step, values in forgetting_history(metrics):
         mlflow.log_metrics(values, step=step)
     names = metrics["concepts"]
-    rows = [{"task": i + 1, "learned": names[i],
-             **{n: (None if v is None or math.isnan(v) else round(float(v), 4)) for n, v in zip(names, row)}}
-            for i, row in enumerate(metrics["matrix"])]
+    rows = [
+        {
+            "task": i + 1,
+            "learned": names[i],
+            **{n: (None if v is None or math.isnan(v) else round(float(v), 4)) for n, v in zip(names, row)},
+        }
+        for i, row in enumerate(metrics["matrix"])
+    ]
     mlflow.log_table({key: [r[key] for r in rows] for key in rows[0]}, artifact_file=MATRIX_TABLE)

@@ -22,22 +22,40 @@ def run_link(run_id: str) -> str:
 def result_markdown(r: OnboardResult) -> str:
     if r.status == "already-onboarded":
         return f"### {r.concept}: already onboarded\n\nDataset `{r.dataset}`; nothing changed."
-    title = f"### {r.concept}: erased; model version {r.version} holds everything else" if r.status == "forgotten" \
+    title = (
+        f"### {r.concept}: erased; model version {r.version} holds everything else"
+        if r.status == "forgotten"
         else f"### {r.concept}: model version {r.version}"
-    lines = [title, "",
-             f"- checkpoint `{r.checkpoint}`, dataset `{r.dataset}`",
-             f"- gate **{r.gate}**", f"- production is version {r.production}",
-             f"- MLflow run: [{r.run_id[:12]}]({run_link(r.run_id)})", "",
-             "| metric | value |", "| --- | --- |"]
+    )
+    lines = [
+        title,
+        "",
+        f"- checkpoint `{r.checkpoint}`, dataset `{r.dataset}`",
+        f"- gate **{r.gate}**",
+        f"- production is version {r.production}",
+        f"- MLflow run: [{r.run_id[:12]}]({run_link(r.run_id)})",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
     lines += [f"| {k} | {r.metrics[k]:.3f} |" for k in METRICS if k in r.metrics]
     return "\n".join(lines)
 
 
 def results_table(results: list[OnboardResult]) -> list[dict]:
     """One row per concept of a sequence (what the sequence flow's table artifact shows)."""
-    return [{"concept": r.concept, "status": r.status, "version": r.version, "gate": r.gate.split(":")[0],
-             "production": r.production or "", **{k: round(float(r.metrics[k]), 3) for k in METRICS if k in r.metrics},
-             "mlflow_run": run_link(r.run_id)} for r in results]
+    return [
+        {
+            "concept": r.concept,
+            "status": r.status,
+            "version": r.version,
+            "gate": r.gate.split(":")[0],
+            "production": r.production or "",
+            **{k: round(float(r.metrics[k]), 3) for k in METRICS if k in r.metrics},
+            "mlflow_run": run_link(r.run_id),
+        }
+        for r in results
+    ]
 
 
 def artifact_key(prefix: str, name: str) -> str:

@@ -25,11 +25,11 @@ import uuid
 from pathlib import Path
 
 from components.config import RayConfig
-from components.training.launch import Launcher, TrainRequest
-from components.training.loop import Report, TaskResult
 from components.ray_train.progress_file import follow, progress_path
 from components.ray_train.runtime import cpus_per_worker, ensure_ray, run_storage, train_env, work_dir
 from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
+from components.training.launch import Launcher, TrainRequest
+from components.training.loop import Report, TaskResult
 
 __all__ = ["FAIL_AT_STEP_ENV", "on_ray", "train_on_ray"]
 
@@ -39,19 +39,30 @@ log = logging.getLogger(__name__)
 def train_loop_per_worker(config: dict) -> dict | None:
     """One Ray Train worker of a one-task fit: the task of `config["request"]` (`worker.train_one`)."""
     rank, world = worker_setup(config)
-    return train_one(config, config["request"], config["run_name"], rank, world, gather_nodes(world),
-                     config.get("progress_file"))
+    return train_one(
+        config, config["request"], config["run_name"], rank, world, gather_nodes(world), config.get("progress_file")
+    )
 
 
 def loop_config(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, run_name: str) -> dict:
     """What every worker is given: the request with absolute paths, threads, checkpoint cadence, cwd."""
     threads = max(1, int(cpus_per_worker(ray_cfg)))
-    absolute = lambda p: Path(os.path.abspath(p)) if p else None  # noqa: E731
-    request = dataclasses.replace(req, base_dir=absolute(req.base_dir), concept_dir=absolute(req.concept_dir),
-                                  previous_checkpoint=absolute(req.previous_checkpoint))
-    return {"run_name": run_name, "request": request, "checkpoint_every": ray_cfg.checkpoint_every,
-            "threads": threads, "cwd": os.getcwd(), "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0),
-            "progress_file": progress_path(run_storage(ray_cfg, state_dir), run_name)}  # None off a terminal
+    absolute = lambda p: Path(os.path.abspath(p)) if p else None
+    request = dataclasses.replace(
+        req,
+        base_dir=absolute(req.base_dir),
+        concept_dir=absolute(req.concept_dir),
+        previous_checkpoint=absolute(req.previous_checkpoint),
+    )
+    return {
+        "run_name": run_name,
+        "request": request,
+        "checkpoint_every": ray_cfg.checkpoint_every,
+        "threads": threads,
+        "cwd": os.getcwd(),
+        "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0),
+        "progress_file": progress_path(run_storage(ray_cfg, state_dir), run_name),
+    }  # None off a terminal
 
 
 def attempt_name(req: TrainRequest) -> str:
@@ -62,22 +73,31 @@ def attempt_name(req: TrainRequest) -> str:
     return req.run_name or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def task_result(req: TrainRequest, ret: dict | None, name: str, run_name: str, start: float,
-                on_report: Report | None) -> TaskResult:
+def task_result(
+    req: TrainRequest, ret: dict | None, name: str, run_name: str, start: float, on_report: Report | None
+) -> TaskResult:
     """What rank 0 returned, as the launcher's TaskResult; `on_report` gets each reported row."""
     if not ret:
         raise RuntimeError(f"Ray training of concept {name!r} returned nothing from rank 0 (run {run_name})")
     rows = [dict(r) for r in ret["rows"]]
     for row in rows if on_report is not None else ():
         on_report(row)
-    return TaskResult(Path(req.out), float(ret["seconds"]), float(ret["step_seconds"]), rows,
-                      list(ret["relevant_prompts"]), resumed_from_step=int(ret["resumed_from_step"]),
-                      wall_seconds=time.time() - start, worker_nodes=list(ret.get("worker_nodes", [])),
-                      worker_pid=int(ret.get("worker_pid", 0)))
+    return TaskResult(
+        Path(req.out),
+        float(ret["seconds"]),
+        float(ret["step_seconds"]),
+        rows,
+        list(ret["relevant_prompts"]),
+        resumed_from_step=int(ret["resumed_from_step"]),
+        wall_seconds=time.time() - start,
+        worker_nodes=list(ret.get("worker_nodes", [])),
+        worker_pid=int(ret.get("worker_pid", 0)),
+    )
 
 
 def trainer(loop, config: dict, ray_cfg: RayConfig, state_dir: Path, run_name: str):
-    """The TorchTrainer both Ray launchers run (one fit per task, the warm group): gloo, the configured scaling, failures and storage."""
+    """The TorchTrainer both Ray launchers run (one fit per task, the warm group): gloo, the configured
+    scaling, failures and storage."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -87,9 +107,12 @@ def trainer(loop, config: dict, ray_cfg: RayConfig, state_dir: Path, run_name: s
         train_loop_config=config,
         # The trainable tensors live on the CPU whatever use_gpu says, so the process group is gloo.
         torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=ray_cfg.num_workers, use_gpu=ray_cfg.use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker(ray_cfg)} | dict(ray_cfg.worker_resources),
-                                     placement_strategy=ray_cfg.placement_strategy),
+        scaling_config=ScalingConfig(
+            num_workers=ray_cfg.num_workers,
+            use_gpu=ray_cfg.use_gpu,
+            resources_per_worker={"CPU": cpus_per_worker(ray_cfg)} | dict(ray_cfg.worker_resources),
+            placement_strategy=ray_cfg.placement_strategy,
+        ),
         run_config=RunConfig(
             name=run_name,
             storage_path=run_storage(ray_cfg, state_dir),
@@ -126,9 +149,16 @@ def train_on_ray(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, on_repo
     ret = result.return_value
     end, m = time.time(), (ret or {}).get("marks", {})
     if m:  # where the fixed cost goes (clocks of one machine, or of NTP-synced nodes)
-        log.info("ray task %s: setup %.1fs, fit->worker loop %.1fs, model+imports %.1fs, train %.1fs, "
-                 "worker->fit return %.1fs", name, fit_start - start, m["loop_start"] - fit_start,
-                 m["model_ready"] - m["loop_start"], m["trained"] - m["model_ready"], end - m["trained"])
+        log.info(
+            "ray task %s: setup %.1fs, fit->worker loop %.1fs, model+imports %.1fs, train %.1fs, "
+            "worker->fit return %.1fs",
+            name,
+            fit_start - start,
+            m["loop_start"] - fit_start,
+            m["model_ready"] - m["loop_start"],
+            m["trained"] - m["model_ready"],
+            end - m["trained"],
+        )
     return task_result(req, ret, name, run_name, start, on_report)
 
 

@@ -106,7 +106,8 @@ class _Follower:
         if self.advance is None:
             self.shown = min(mark.start, mark.total)
             self.advance = self.bar.enter_context(
-                progress(self.description, mark.total, stream=self.stream, start=self.shown))
+                progress(self.description, mark.total, stream=self.stream, start=self.shown)
+            )
         step = min(mark.step, mark.total)
         if step > self.shown:
             self.advance(step - self.shown)
@@ -122,8 +123,7 @@ def _poll(path: Path, description: str, stream: TextIO, interval: float, stop: t
 
 
 @contextmanager
-def follow(path: Path | None, description: str, stream: TextIO | None = None,
-           interval: float = 0.5) -> Iterator[None]:
+def follow(path: Path | None, description: str, stream: TextIO | None = None, interval: float = 0.5) -> Iterator[None]:
     """While the body runs (`fit()`), a bar on `stream` (stderr by default) that follows the marks written
     to `path`; it closes when the body returns or raises. Nothing at all (no thread) without a path or
     off a terminal. A mark left by an earlier, killed attempt is removed first, and the file at the end."""
@@ -134,8 +134,9 @@ def follow(path: Path | None, description: str, stream: TextIO | None = None,
     path = Path(path)
     path.unlink(missing_ok=True)
     stop = threading.Event()
-    thread = threading.Thread(target=_poll, args=(path, description, stream, interval, stop),
-                              name="lfsd-training-progress", daemon=True)
+    thread = threading.Thread(
+        target=_poll, args=(path, description, stream, interval, stop), name="lfsd-training-progress", daemon=True
+    )
     thread.start()
     try:
         yield

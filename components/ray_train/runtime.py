@@ -97,7 +97,7 @@ def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
         try:
             ray.init(**kwargs)
             return
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             # Ray gives a local raylet a fixed 30 s to register; on a busy small machine it can miss that.
             if "timed out during startup" not in str(e) or attempt == 3:
                 raise

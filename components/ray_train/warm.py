@@ -29,12 +29,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from components.config import RayConfig
-from components.training.launch import TrainRequest
-from components.training.loop import Report, TaskResult
-from components.ray_train.progress_file import follow
 from components.ray_train.job import attempt_name, loop_config, task_result, trainer
+from components.ray_train.progress_file import follow
 from components.ray_train.runtime import cpus_per_worker, drop_run, ensure_ray, train_env, work_dir
 from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
+from components.training.launch import TrainRequest
+from components.training.loop import Report, TaskResult
 
 WARM_RUN = "warm-sequence"  # Ray Train run name of the warm fit (its storage is dropped when the scope ends)
 POLL_S = 2.0  # how long one board call blocks; the other ranks wait at most this long in a broadcast
@@ -132,9 +132,13 @@ class WarmLauncher:
         train_env(ray_cfg)
         self.ray_cfg, self.state_dir, self.error = ray_cfg, Path(state_dir), None
         self.board = _board()
-        config = {"board": self.board, "checkpoint_every": ray_cfg.checkpoint_every, "cwd": os.getcwd(),
-                  "threads": max(1, int(cpus_per_worker(ray_cfg))),
-                  "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0)}
+        config = {
+            "board": self.board,
+            "checkpoint_every": ray_cfg.checkpoint_every,
+            "cwd": os.getcwd(),
+            "threads": max(1, int(cpus_per_worker(ray_cfg))),
+            "fail_at_step": int(os.environ.get(FAIL_AT_STEP_ENV) or 0),
+        }
         self.fit = trainer(warm_loop_per_worker, config, ray_cfg, state_dir, WARM_RUN)
         self.thread = threading.Thread(target=self._run, name="lfsd-warm-fit", daemon=True)
         self.thread.start()
@@ -142,7 +146,7 @@ class WarmLauncher:
     def _run(self) -> None:
         try:
             self.error = self.fit.fit().error
-        except Exception as e:  # noqa: BLE001 - handed to the waiting request
+        except Exception as e:
             self.error = e
 
     def __call__(self, req: TrainRequest, report: Report | None = None) -> TaskResult:
@@ -157,16 +161,22 @@ class WarmLauncher:
             with follow(config["progress_file"], f"training {name}"):
                 while not (answer := ray.get(self.board.result.remote(rid, POLL_S)))[0]:
                     if not self.thread.is_alive():
-                        raise RuntimeError(f"Ray training of concept {name!r} failed: "
-                                           f"{self.error or 'the warm worker group ended'}")
+                        raise RuntimeError(
+                            f"Ray training of concept {name!r} failed: {self.error or 'the warm worker group ended'}"
+                        )
         finally:
             shutil.rmtree(work_dir(rid), ignore_errors=True)
         ret = answer[1]
         if ret and ret.get("marks"):
             m = ret["marks"]
-            log.info("warm ray task %s: submit->loop %.1fs, model+imports %.1fs, train %.1fs, return %.1fs", name,
-                     m["loop_start"] - start, m["model_ready"] - m["loop_start"], m["trained"] - m["model_ready"],
-                     time.time() - m["trained"])
+            log.info(
+                "warm ray task %s: submit->loop %.1fs, model+imports %.1fs, train %.1fs, return %.1fs",
+                name,
+                m["loop_start"] - start,
+                m["model_ready"] - m["loop_start"],
+                m["trained"] - m["model_ready"],
+                time.time() - m["trained"],
+            )
         return task_result(req, ret, name, rid, start, report)
 
     def close(self, timeout: float = 120.0) -> None:

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.training.launch import TrainRequest
 from components.ray_train.progress_file import step_writer
 from components.ray_train.runtime import work_dir
+from components.training.launch import TrainRequest
 
 FAIL_AT_STEP_ENV = "LFSD_RAY_FAIL_AT_STEP"  # test-only fault injection (see train_one)
 STATE_FILE = "state-rank{rank}.pt"
@@ -41,7 +41,7 @@ def _allreduce_mean(params: list) -> None:
     flat /= dist.get_world_size()
     offset = 0
     for p, g in zip(params, grads):
-        chunk = flat[offset:offset + g.numel()].view_as(g)
+        chunk = flat[offset : offset + g.numel()].view_as(g)
         offset += g.numel()
         if p.grad is None:
             p.grad = chunk.clone()
@@ -109,8 +109,9 @@ def worker_setup(config: dict) -> tuple[int, int]:
     return ctx.get_world_rank(), ctx.get_world_size()
 
 
-def train_one(config: dict, req: TrainRequest, run_name: str, rank: int, world: int, nodes: list[str],
-              progress_file: Path | None) -> dict | None:
+def train_one(
+    config: dict, req: TrainRequest, run_name: str, rank: int, world: int, nodes: list[str], progress_file: Path | None
+) -> dict | None:
     """One task on this worker group: resume the attempt's last state if there is one, run the loop,
     report every `report_every` steps (with a checkpoint every `checkpoint_every`). Rank 0 returns what
     the driver needs; the other ranks return None.
@@ -162,10 +163,14 @@ def train_one(config: dict, req: TrainRequest, run_name: str, rank: int, world: 
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
-    hooks = WorkerHooks(resume=resume, checkpoint_cb=checkpoint_cb, checkpoint_every=int(config["checkpoint_every"]),
-                        grad_sync=_allreduce_mean if world > 1 else None,
-                        data_seed=req.cfg.seed * 1000 + rank if world > 1 else None,
-                        on_step=step_writer(progress_file if rank == 0 else None, req.cfg.steps))
+    hooks = WorkerHooks(
+        resume=resume,
+        checkpoint_cb=checkpoint_cb,
+        checkpoint_every=int(config["checkpoint_every"]),
+        grad_sync=_allreduce_mean if world > 1 else None,
+        data_seed=req.cfg.seed * 1000 + rank if world > 1 else None,
+        on_step=step_writer(progress_file if rank == 0 else None, req.cfg.steps),
+    )
     marks["model_ready"] = time.time()
     try:
         result = run_request(req, with_system_metrics(report), hooks)
@@ -174,6 +179,13 @@ def train_one(config: dict, req: TrainRequest, run_name: str, rank: int, world: 
     if rank != 0:
         return None
     marks["trained"] = time.time()
-    return {"rows": rows, "seconds": result.seconds, "step_seconds": result.step_seconds, "marks": marks,
-            "resumed_from_step": result.resumed_from_step, "relevant_prompts": result.relevant_prompts,
-            "worker_nodes": nodes, "worker_pid": os.getpid()}
+    return {
+        "rows": rows,
+        "seconds": result.seconds,
+        "step_seconds": result.step_seconds,
+        "marks": marks,
+        "resumed_from_step": result.resumed_from_step,
+        "relevant_prompts": result.relevant_prompts,
+        "worker_nodes": nodes,
+        "worker_pid": os.getpid(),
+    }

@@ -35,9 +35,22 @@ _PYFUNC = {"LfsdPyfunc", "decode_png", "encode_png"}
 _PACKAGING = {"log_lifelong_model", "model_signature", "pip_requirements", "stage_artifacts"}
 
 __all__ = [
-    "CANDIDATE", "PRODUCTION", "PREVIOUS_PRODUCTION_TAG", "PROMOTION_REASON_TAG", "REQUIRED_LINEAGE_TAGS",
-    "RegistryError", "register_version", "set_alias", "get_alias_version", "promote", "rollback",
-    "tracking_uri_default", "artifact_root_default", "mlflow_dir", "setup_tracking", *sorted(_PYFUNC | _PACKAGING),
+    "CANDIDATE",
+    "PRODUCTION",
+    "PREVIOUS_PRODUCTION_TAG",
+    "PROMOTION_REASON_TAG",
+    "REQUIRED_LINEAGE_TAGS",
+    "RegistryError",
+    "register_version",
+    "set_alias",
+    "get_alias_version",
+    "promote",
+    "rollback",
+    "tracking_uri_default",
+    "artifact_root_default",
+    "mlflow_dir",
+    "setup_tracking",
+    *sorted(_PYFUNC | _PACKAGING),
 ]
 
 

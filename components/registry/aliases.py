@@ -36,15 +36,17 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def register_version(run_id: str, model_name: str, tags: dict[str, str] | None = None, *,
-                     artifact_name: str = "model") -> str:
+def register_version(
+    run_id: str, model_name: str, tags: dict[str, str] | None = None, *, artifact_name: str = "model"
+) -> str:
     """Register the model logged as `artifact_name` in run `run_id` as a new version of `model_name`
     (created if needed) in the current registry, with `tags` on the version. Returns the version
     number as a string."""
     import mlflow
 
-    version = mlflow.register_model(f"runs:/{run_id}/{artifact_name}", model_name,
-                                    tags={k: str(v) for k, v in (tags or {}).items()} or None)
+    version = mlflow.register_model(
+        f"runs:/{run_id}/{artifact_name}", model_name, tags={k: str(v) for k, v in (tags or {}).items()} or None
+    )
     return str(version.version)
 
 
@@ -97,8 +99,10 @@ def promote(model_name: str, version: str | int, reason: str, *, client=None) ->
         raise RegistryError(f"refusing to promote: {refused}")
     missing = missing_lineage(mv.tags or {})
     if missing:
-        raise RegistryError(f"refusing to promote {model_name} version {version} to {PRODUCTION!r}: "
-                            f"missing lineage tags {', '.join(missing)}")
+        raise RegistryError(
+            f"refusing to promote {model_name} version {version} to {PRODUCTION!r}: "
+            f"missing lineage tags {', '.join(missing)}"
+        )
     if not str(reason).strip():
         raise RegistryError("a promotion needs a reason")
     previous = get_alias_version(model_name, PRODUCTION, client=c)
@@ -125,8 +129,10 @@ def rollback(model_name: str, *, client=None) -> str:
         raise RegistryError(f"{model_name} has no {PRODUCTION!r} alias: nothing to roll back")
     previous = str((_version(c, model_name, current).tags or {}).get(PREVIOUS_PRODUCTION_TAG, "")).strip()
     if not previous:
-        raise RegistryError(f"{model_name} version {current} (production) records no previous production "
-                            f"version ({PREVIOUS_PRODUCTION_TAG}): nothing to roll back to")
+        raise RegistryError(
+            f"{model_name} version {current} (production) records no previous production "
+            f"version ({PREVIOUS_PRODUCTION_TAG}): nothing to roll back to"
+        )
     refused = refusal(model_name, previous, _version(c, model_name, previous).tags or {})
     if refused:
         raise RegistryError(f"refusing to roll back: {refused}")

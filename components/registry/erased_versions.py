@@ -95,5 +95,7 @@ def refusal(model_name: str, version: str, tags: dict) -> str | None:
     erased = erased_from(tags)
     if not erased:
         return None
-    return (f"{model_name} version {version} held {', '.join(erased)}, since erased "
-            f"({(tags or {}).get(ERASURE_NOTE_TAG, 'see its tags')}); it cannot be promoted, rolled back to or loaded")
+    return (
+        f"{model_name} version {version} held {', '.join(erased)}, since erased "
+        f"({(tags or {}).get(ERASURE_NOTE_TAG, 'see its tags')}); it cannot be promoted, rolled back to or loaded"
+    )

@@ -17,7 +17,12 @@ from pathlib import Path
 
 from components.registry import lora_formats as lf
 from components.registry.export_source import (  # noqa: F401 (the errors are part of this module's interface)
-    ConceptExport, ExportError, ExportRefused, VersionExport, read_version, safe_name,
+    ConceptExport,
+    ExportError,
+    ExportRefused,
+    VersionExport,
+    read_version,
+    safe_name,
 )
 
 FORMATS = ("diffusers", "kohya")
@@ -25,9 +30,19 @@ LORA_FOLDER, EMBEDDINGS_FOLDER, README = "lora", "embeddings", "README.md"
 
 
 def _metadata(v: VersionExport, title: str, concepts: list[ConceptExport], kind: str) -> dict[str, str]:
-    return {"format": "pt", **lf.common_metadata(
-        title=title, tokens=[c.token for c in concepts], class_words=[c.class_word for c in concepts], base=v.base,
-        model_name=v.model_name, model_version=v.model_version, steps=[c.steps for c in concepts], kind=kind)}
+    return {
+        "format": "pt",
+        **lf.common_metadata(
+            title=title,
+            tokens=[c.token for c in concepts],
+            class_words=[c.class_word for c in concepts],
+            base=v.base,
+            model_name=v.model_name,
+            model_version=v.model_version,
+            steps=[c.steps for c in concepts],
+            kind=kind,
+        ),
+    }
 
 
 def _write_lora(path: Path, v: VersionExport, fmt: str, title: str, concepts: list[ConceptExport]) -> None:
@@ -100,25 +115,40 @@ def readme(v: VersionExport, fmt: str, merged: bool) -> str:
     guidance = v.guidance_scale if v.guidance_scale is not None else 7.5
     first = v.concepts[0]
     prompt = f"a {first.token} {first.class_word}"
-    rows = "\n".join(f"| `{c.token}` | {c.class_word} | `a {c.token} {c.class_word}` | "
-                     f"{LORA_FOLDER}/{v.stem if merged else safe_name(c.name)}.safetensors |" for c in v.concepts)
+    rows = "\n".join(
+        f"| `{c.token}` | {c.class_word} | `a {c.token} {c.class_word}` | "
+        f"{LORA_FOLDER}/{v.stem if merged else safe_name(c.name)}.safetensors |"
+        for c in v.concepts
+    )
     if merged:
         lora_lines = f'pipe.load_lora_weights("{LORA_FOLDER}/{v.stem}.safetensors", adapter_name="lfsd")\n'
-        ti_lines = (f'emb = load_file("{EMBEDDINGS_FOLDER}/{v.stem}.safetensors")  # {{token: vector}}\n'
-                    "pipe.load_textual_inversion(list(emb.values()), token=list(emb.keys()))\n")
+        ti_lines = (
+            f'emb = load_file("{EMBEDDINGS_FOLDER}/{v.stem}.safetensors")  # {{token: vector}}\n'
+            "pipe.load_textual_inversion(list(emb.values()), token=list(emb.keys()))\n"
+        )
     else:
         names = [safe_name(c.name) for c in v.concepts]
-        lora_lines = "".join(f'pipe.load_lora_weights("{LORA_FOLDER}/{n}.safetensors", adapter_name="{n}")\n' for n in names)
-        lora_lines += f"pipe.set_adapters({names!r}, adapter_weights={[1.0] * len(names)!r})  # all at once, as lfsd stacks them\n"
+        lora_lines = "".join(
+            f'pipe.load_lora_weights("{LORA_FOLDER}/{n}.safetensors", adapter_name="{n}")\n' for n in names
+        )
+        weights = [1.0] * len(names)
+        lora_lines += f"pipe.set_adapters({names!r}, adapter_weights={weights!r})  # all at once, as lfsd stacks them\n"
         token_arg = (lambda c: f', token="{c.token}"') if fmt == "kohya" else (lambda c: "")
-        ti_lines = "".join(f'pipe.load_textual_inversion("{EMBEDDINGS_FOLDER}/{safe_name(c.name)}.safetensors"{token_arg(c)})\n'
-                           for c in v.concepts)
+        ti_lines = "".join(
+            f'pipe.load_textual_inversion("{EMBEDDINGS_FOLDER}/{safe_name(c.name)}.safetensors"{token_arg(c)})\n'
+            for c in v.concepts
+        )
     version = f"{v.model_name} version {v.model_version}" if v.model_version else v.uri
     other = _other_tools(fmt, merged, safe_name(first.name), first.class_word, first.token)
+    files = (
+        "One merged LoRA holds every concept (ranks concatenated, exact)."
+        if merged
+        else "One LoRA and one embedding per concept."
+    )
     return f"""# {v.stem}: lfsd concepts for other tools
 
-Exported from `{v.uri}` ({version}) by `lfsd export --format {fmt}{' --merged' if merged else ''}`.
-Base: `{v.base['name']}` (lfsd folder hash `{v.base['hash'][:16]}...`, {v.base['architecture']}): the
+Exported from `{v.uri}` ({version}) by `lfsd export --format {fmt}{" --merged" if merged else ""}`.
+Base: `{v.base["name"]}` (lfsd folder hash `{v.base["hash"][:16]}...`, {v.base["architecture"]}): the
 concepts were learned on this base and only reproduce lfsd's images on it.
 
 | trigger | class word | prompt | LoRA |
@@ -128,15 +158,15 @@ concepts were learned on this base and only reproduce lfsd's images on it.
 Every LoRA must be active at weight 1.0 (lfsd stacks them all); every token must be loaded.
 They reproduce `lfsd generate PROMPT --model {v.uri}` (no `--concept`): lfsd's visual-context path
 (ICGen reference images) has no counterpart in other tools.
-{'One merged LoRA holds every concept (ranks concatenated, exact).' if merged else 'One LoRA and one embedding per concept.'}
+{files}
 
 ## Stock diffusers
 
 ```python
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
-{'from safetensors.torch import load_file' + chr(10) if merged else ''}
-pipe = StableDiffusionPipeline.from_pretrained("path/to/{v.base['name']}")  # the base named above
+{"from safetensors.torch import load_file" + chr(10) if merged else ""}
+pipe = StableDiffusionPipeline.from_pretrained("path/to/{v.base["name"]}")  # the base named above
 # lfsd's sampler: DDIM with these settings (any scheduler works; this one reproduces lfsd's images)
 pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False,
                                            steps_offset=1)
@@ -155,15 +185,21 @@ base hash). LoRA scales are folded into `lora_up`/`lora_B` with alpha = rank: lo
 
 def _other_tools(fmt: str, merged: bool, stem: str, class_word: str, token: str) -> str:
     if fmt == "diffusers":
-        return ("- **A1111 / ComfyUI / kohya**: export with `--format kohya` (without `--merged`: those tools take "
-                "one embedding per file, named after the file).\n")
+        return (
+            "- **A1111 / ComfyUI / kohya**: export with `--format kohya` (without `--merged`: those tools take "
+            "one embedding per file, named after the file).\n"
+        )
     if merged:
-        return ("- **A1111 / ComfyUI / kohya**: the merged LoRA is a kohya `networks.lora` file (A1111 `models/Lora`, "
-                "ComfyUI `models/loras`, strength 1.0). Their embeddings hold one token per file, named after the "
-                "file: export again without `--merged` for those.\n")
-    return ("- **A1111 / Forge**: copy `lora/*.safetensors` to `models/Lora` and `embeddings/*.safetensors` to "
-            "`embeddings`. A1111 names an embedding after its file, so there the trigger is the file name "
-            f"(`{stem}`, not `{token}`): `a {stem} {class_word} <lora:{stem}:1>`.\n"
-            "- **ComfyUI**: `lora/` into `models/loras` (LoraLoader, strength 1.0), `embeddings/` into "
-            f"`models/embeddings`; prompt `a embedding:{stem} {class_word}`.\n"
-            "- **kohya sd-scripts**: the LoRA files are `networks.lora` weights (`--network_weights`, merge scripts).\n")
+        return (
+            "- **A1111 / ComfyUI / kohya**: the merged LoRA is a kohya `networks.lora` file (A1111 `models/Lora`, "
+            "ComfyUI `models/loras`, strength 1.0). Their embeddings hold one token per file, named after the "
+            "file: export again without `--merged` for those.\n"
+        )
+    return (
+        "- **A1111 / Forge**: copy `lora/*.safetensors` to `models/Lora` and `embeddings/*.safetensors` to "
+        "`embeddings`. A1111 names an embedding after its file, so there the trigger is the file name "
+        f"(`{stem}`, not `{token}`): `a {stem} {class_word} <lora:{stem}:1>`.\n"
+        "- **ComfyUI**: `lora/` into `models/loras` (LoraLoader, strength 1.0), `embeddings/` into "
+        f"`models/embeddings`; prompt `a embedding:{stem} {class_word}`.\n"
+        "- **kohya sd-scripts**: the LoRA files are `networks.lora` weights (`--network_weights`, merge scripts).\n"
+    )

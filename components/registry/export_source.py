@@ -2,7 +2,8 @@
 
 Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base
 is named by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the
-architecture tag) the base's `unet/config.json`, from this version or the one storing them, are downloaded, never the base's weights or the reference photos.
+architecture tag) the base's `unet/config.json`, from this version or the one storing them, are downloaded,
+never the base's weights or the reference photos.
 Everything is checked here, before export.py writes a byte: an unknown URI, a missing or unreadable
 file (named by its path inside the model) is an ExportError; an erased version or a full-K/V task an
 ExportRefused. A full-K/V task changed the K/V weights themselves (a full-rank delta, not a LoRA), so
@@ -34,8 +35,14 @@ class ConceptExport:
     steps: int | None
 
     def summary(self) -> dict:
-        return {"name": self.name, "token": self.token, "class_word": self.class_word, "task": self.task,
-                "rank": lf.rank_of(self.lora), "steps": self.steps}
+        return {
+            "name": self.name,
+            "token": self.token,
+            "class_word": self.class_word,
+            "task": self.task,
+            "rank": lf.rank_of(self.lora),
+            "steps": self.steps,
+        }
 
 
 @dataclass
@@ -65,9 +72,11 @@ def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, header JSON errors alike
-        raise ExportError(f"{label}: not a valid safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not a dict: it has keys(), no __iter__, dict(f.metadata() or {})
+    except Exception as e:
+        raise ExportError(
+            f"{label}: not a valid safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from e
 
 
 def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
@@ -75,8 +84,11 @@ def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
     layout: SD 1.x's (cross-attention width 1024: 2.x), else lfsd's own world base, whose LoRA keys only
     load onto that base."""
     cfg = unet_config or {}
-    sd = (cfg.get("down_block_types") == SD_DOWN and cfg.get("up_block_types") == SD_UP
-          and not cfg.get("addition_embed_type"))
+    sd = (
+        cfg.get("down_block_types") == SD_DOWN
+        and cfg.get("up_block_types") == SD_UP
+        and not cfg.get("addition_embed_type")
+    )
     if sd and cfg.get("cross_attention_dim") == 1024:
         version, arch = "sd_v2", "stable-diffusion-v2-512"
     elif sd:
@@ -112,13 +124,21 @@ def read_version(uri: str, work: Path) -> VersionExport:
     base = locate(BASE_KEY)
     cfg_file = base[0].get(f"{base[1]}unet/config.json", required=False) if base is not None else None
     unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
-    out = VersionExport(uri, model_name, version, base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
-                        steps=config.get("steps"), guidance_scale=config.get("guidance_scale"))
+    out = VersionExport(
+        uri,
+        model_name,
+        version,
+        base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
+        steps=config.get("steps"),
+        guidance_scale=config.get("guidance_scale"),
+    )
     for entry in ledger.entries:
         found = locate(entry.checkpoint)
         if found is None:
-            raise ExportError(f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
-                              f"the model (erased or damaged)")
+            raise ExportError(
+                f"{uri}: concept {entry.name!r}: its checkpoint artifact {entry.checkpoint!r} is not in "
+                f"the model (erased or damaged)"
+            )
         out.concepts.append(_read_concept(uri, entry, *found))
     return out
 
@@ -137,7 +157,7 @@ def _read_mlmodel(uri: str, arts: VersionFiles) -> tuple[dict, dict, dict[str, s
         paths = {key: spec["path"] for key, spec in specs.items()}
     except ExportError:
         raise
-    except Exception as e:  # noqa: BLE001 -- whatever a foreign MLmodel breaks on, the user reads one line
+    except Exception as e:
         raise ExportError(f"{uri}: MLmodel: not an lfsd model ({e})") from e
     if LEDGER_KEY not in paths:
         raise ExportError(f"{uri}: MLmodel names no `{LEDGER_KEY}` artifact: not an lfsd model")
@@ -153,7 +173,7 @@ def _read_ledger(uri: str, arts: VersionFiles, paths: dict[str, str]):
         ledger = Ledger.read(arts.get(paths[LEDGER_KEY]))
     except ExportError:
         raise
-    except Exception as e:  # noqa: BLE001 -- a damaged ledger of any kind is one line to the user
+    except Exception as e:
         raise ExportError(f"{uri}: {paths[LEDGER_KEY]}: not a valid ledger ({e})") from e
     if not ledger.entries:
         raise ExportError(f"{uri}: the ledger lists no concepts")
@@ -163,7 +183,8 @@ def _read_ledger(uri: str, arts: VersionFiles, paths: dict[str, str]):
             f"{uri}: concept(s) {', '.join(full)} were learned as full K/V updates (training.adapter: full-kv): "
             f"such a task changed the cross-attention K/V weights themselves (a full-rank delta, not a LoRA), so "
             f"no LoRA file reproduces this version; export a version whose concepts were all learned with "
-            f"adapter: lora")
+            f"adapter: lora"
+        )
     return ledger
 
 
@@ -182,8 +203,9 @@ def _read_concept(uri: str, entry, store: VersionFiles, folder: str) -> ConceptE
     embeds, _ = _read_safetensors(store.get(emb_path), f"{uri}: {emb_path}")
     vector = embeds.get(entry.token)
     if vector is None or vector.numel() == 0 or (vector.ndim > 1 and vector.shape[0] != 1):
-        raise ExportError(f"{uri}: {emb_path}: holds no single embedding for {entry.token} "
-                          f"(keys: {', '.join(embeds) or 'none'})")
+        raise ExportError(
+            f"{uri}: {emb_path}: holds no single embedding for {entry.token} (keys: {', '.join(embeds) or 'none'})"
+        )
     steps = None
     training = store.get(f"{folder}{TRAINING_FILE}", required=False)
     if training is not None:

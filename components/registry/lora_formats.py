@@ -42,8 +42,10 @@ def concat_ranks(adapters: list[LoraPairs]) -> LoraPairs:
     out = {}
     for m in modules:
         present = [pairs[m] for pairs in adapters if m in pairs]
-        out[m] = (torch.cat([a for a, _ in present], dim=0).contiguous(),
-                  torch.cat([b for _, b in present], dim=1).contiguous())
+        out[m] = (
+            torch.cat([a for a, _ in present], dim=0).contiguous(),
+            torch.cat([b for _, b in present], dim=1).contiguous(),
+        )
     return out
 
 
@@ -101,11 +103,20 @@ def safetensors_hashes(tensors: dict) -> tuple[str, str]:
 
     data = save(tensors)
     header = int.from_bytes(data[:8], "little")
-    return hashlib.sha256(data[8 + header:]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    return hashlib.sha256(data[8 + header :]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
 
 
-def common_metadata(*, title: str, tokens: list[str], class_words: list[str], base: dict, model_name: str,
-                    model_version: str, steps: list[int | None], kind: str) -> dict[str, str]:
+def common_metadata(
+    *,
+    title: str,
+    tokens: list[str],
+    class_words: list[str],
+    base: dict,
+    model_name: str,
+    model_version: str,
+    steps: list[int | None],
+    kind: str,
+) -> dict[str, str]:
     """The keys every exported file carries (strings only, as safetensors requires): kohya `ss_*` where
     kohya has one, `modelspec.*` where the SAI model spec has one, `lfsd.*` for the rest. `kind` is
     `lora` or `textual-inversion`; `base` holds name, hash, ss_version, architecture, resolution."""

@@ -21,29 +21,66 @@ class CardConcept:
     class_word: str
 
 
-def render_card(model_name: str, version: str, concepts: list[CardConcept], metrics: dict[str, float],
-                tags: dict[str, str], run_id: str, samples_artifact: str = "figures/samples.png") -> str:
+def render_card(
+    model_name: str,
+    version: str,
+    concepts: list[CardConcept],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    run_id: str,
+    samples_artifact: str = "figures/samples.png",
+) -> str:
     """Markdown: the concepts the version holds, the gate's decision with every bound and value, the
     lineage, the sample grid and how to generate with it."""
     newest = concepts[-1] if concepts else None
     gate = tags.get("lfsd.gate", "not decided yet")
-    change = (f": removes `{tags['lfsd.forgot']}` (erasure: {tags.get('lfsd.forgot_reason', '')})" if tags.get("lfsd.forgot")
-              else f": adds `{newest.name}` ({newest.class_word})" if newest else "")
-    lines = [f"### {model_name} v{version}" + change,
-             "", "| task | concept | trigger token | class word |", "| --- | --- | --- | --- |"]
+    change = (
+        f": removes `{tags['lfsd.forgot']}` (erasure: {tags.get('lfsd.forgot_reason', '')})"
+        if tags.get("lfsd.forgot")
+        else f": adds `{newest.name}` ({newest.class_word})"
+        if newest
+        else ""
+    )
+    lines = [
+        f"### {model_name} v{version}" + change,
+        "",
+        "| task | concept | trigger token | class word |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {c.task:02d} | {c.name} | `{c.token}` | {c.class_word} |" for c in concepts]
-    lines += ["", f"**Gate: {gate}**" + (f": {tags['lfsd.gate_reason'].split(': ', 1)[-1]}"
-                                          if tags.get("lfsd.gate_reason") else ""), ""]
+    lines += [
+        "",
+        f"**Gate: {gate}**"
+        + (f": {tags['lfsd.gate_reason'].split(': ', 1)[-1]}" if tags.get("lfsd.gate_reason") else ""),
+        "",
+    ]
     lines += ["| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {metrics[k]:.3f} |" for k in CARD_METRICS if k in metrics]
-    lines += ["", "Lineage: " + ", ".join(f"{k.removeprefix('lfsd.')} `{tags[k]}`" for k in
-                                          ("lfsd.dataset_dvc_md5", "lfsd.checkpoint_dvc_md5", "lfsd.git_commit",
-                                           "lfsd.method", "lfsd.base_hash") if k in tags)]
+    lines += [
+        "",
+        "Lineage: "
+        + ", ".join(
+            f"{k.removeprefix('lfsd.')} `{tags[k]}`"
+            for k in (
+                "lfsd.dataset_dvc_md5",
+                "lfsd.checkpoint_dvc_md5",
+                "lfsd.git_commit",
+                "lfsd.method",
+                "lfsd.base_hash",
+            )
+            if k in tags
+        ),
+    ]
     lines += [f"Run: `{run_id}`; sample grid: `runs:/{run_id}/{samples_artifact}`", ""]
     if newest:
-        lines += ["Generate:", "", "```bash",
-                  f'lfsd generate "a {newest.token} {newest.class_word} on a white background" '
-                  f"--model models:/{model_name}/{version} --concept {newest.name} --out grid.png", "```"]
+        lines += [
+            "Generate:",
+            "",
+            "```bash",
+            f'lfsd generate "a {newest.token} {newest.class_word} on a white background" '
+            f"--model models:/{model_name}/{version} --concept {newest.name} --out grid.png",
+            "```",
+        ]
     return "\n".join(lines)
 
 
@@ -78,10 +115,14 @@ def promotion_diff(client, model_name: str, current: str | None, candidate: str)
     old_metrics = client.get_run(old.run_id).data.metrics
     old_names = [c.name for c in concepts_of(old.tags or {})]
     new_names = [c.name for c in concepts_of(new.tags or {})]
-    lines = [f"production: version {current} -> version {candidate}",
-             "  concepts added:   " + (", ".join(n for n in new_names if n not in old_names) or "none"),
-             "  concepts dropped: " + (", ".join(n for n in old_names if n not in new_names) or "none")]
+    lines = [
+        f"production: version {current} -> version {candidate}",
+        "  concepts added:   " + (", ".join(n for n in new_names if n not in old_names) or "none"),
+        "  concepts dropped: " + (", ".join(n for n in old_names if n not in new_names) or "none"),
+    ]
     for k in CARD_METRICS:
         if k in old_metrics and k in new_metrics:
-            lines.append(f"  {k:22s} {old_metrics[k]:.3f} -> {new_metrics[k]:.3f} ({new_metrics[k] - old_metrics[k]:+.3f})")
+            lines.append(
+                f"  {k:22s} {old_metrics[k]:.3f} -> {new_metrics[k]:.3f} ({new_metrics[k] - old_metrics[k]:+.3f})"
+            )
     return "\n".join(lines)

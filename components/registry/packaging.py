@@ -12,7 +12,12 @@ from importlib import metadata
 from pathlib import Path
 
 from components.registry.pyfunc import (
-    BASE_KEY, LEDGER_KEY, REFERENCE_LIMIT, LfsdPyfunc, checkpoint_key, references_key,
+    BASE_KEY,
+    LEDGER_KEY,
+    REFERENCE_LIMIT,
+    LfsdPyfunc,
+    checkpoint_key,
+    references_key,
 )
 
 REQUIREMENTS = ("torch", "diffusers", "transformers", "peft", "safetensors", "pillow", "numpy", "pandas", "mlflow")
@@ -29,12 +34,14 @@ def model_signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([
-        ColSpec("string", "prompt"),
-        ColSpec("string", "concept", required=False),
-        ColSpec("long", "seed", required=False),
-        ColSpec("long", "steps", required=False),
-    ])
+    inputs = Schema(
+        [
+            ColSpec("string", "prompt"),
+            ColSpec("string", "concept", required=False),
+            ColSpec("long", "seed", required=False),
+            ColSpec("long", "steps", required=False),
+        ]
+    )
     outputs = Schema([ColSpec("string", "image"), ColSpec("long", "seed")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -43,8 +50,8 @@ def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: P
     """The `artifacts` mapping for log_model plus a metadata summary. The copied ledger and the
     reference images are written under `staging`; the base and checkpoints are used in place."""
     from components.lifelong import LEDGER_FILE, read_ledger, verify_base
-    from components.model.references import IMAGE_SUFFIXES
     from components.model.pipeline import has_trained_context_path
+    from components.model.references import IMAGE_SUFFIXES
     from components.training.methods import uses_icgen
 
     checkpoint_dir, base_dir = Path(checkpoint_dir).resolve(), Path(base_dir).resolve()
@@ -60,18 +67,25 @@ def stage_artifacts(checkpoint_dir: str | Path, base_dir: str | Path, staging: P
         if not ckpt.is_dir() and entry is ledger.entries[-1]:  # that holds no task of its own)
             ckpt = checkpoint_dir
         if not ckpt.is_dir():
-            raise FileNotFoundError(f"checkpoint {entry.checkpoint!r} of the chain ending in {checkpoint_dir} not found")
+            raise FileNotFoundError(
+                f"checkpoint {entry.checkpoint!r} of the chain ending in {checkpoint_dir} not found"
+            )
         artifacts[checkpoint_key(entry.task)] = str(ckpt)
         source["checkpoints"].append(str(ckpt))
         entry.checkpoint = checkpoint_key(entry.task)
         refs = Path(entry.references) if entry.references else None
-        files = sorted(p for p in refs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:REFERENCE_LIMIT] \
-            if refs is not None and refs.is_dir() else []
+        files = (
+            sorted(p for p in refs.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:REFERENCE_LIMIT]
+            if refs is not None and refs.is_dir()
+            else []
+        )
         source["references"].append(str(refs) if refs else "")
         if not files:
             if icgen:
-                raise FileNotFoundError(f"concept {entry.name!r}: no reference images in {entry.references!r} "
-                                        f"(method {ledger.method!r} draws with them)")
+                raise FileNotFoundError(
+                    f"concept {entry.name!r}: no reference images in {entry.references!r} "
+                    f"(method {ledger.method!r} draws with them)"
+                )
             entry.references = ""
             continue
         out = staging / references_key(entry.task)
@@ -108,7 +122,8 @@ def log_lifelong_model(
 ):
     """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name`
     in the active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version`
-    needs a run) and, with `registered_model_name`, register it; `tags` go on the logged model and, when registered, on the new model version.
+    needs a run) and, with `registered_model_name`, register it; `tags` go on the logged model and, when
+    registered, on the new model version.
     With `share_with` (a registered model's name), the base, checkpoints and references its newest version
     already stores with the same hash are not copied again: the version's index points at them.
     Returns mlflow's ModelInfo (`registered_model_version` is set when registered)."""

@@ -9,7 +9,8 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
     index              the hash of each artifact above and, for those the version before already stored,
                        where they are (shared_artifacts.py): those are not copied again, but downloaded here
 
-`load_context` fetches the shared artifacts (checking their hashes), turns the copied ledger's keys back into the local artifact paths, rebuilds the
+`load_context` fetches the shared artifacts (checking their hashes), turns the copied ledger's keys back into
+the local artifact paths, rebuilds the
 model with `LifelongModel.from_ledger(fold=True)`: every LoRA added into the K/V weights as it is read (a
 served model never trains; folded, loading and a UNet step cost what the base's do however long the chain).
 `predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
@@ -78,9 +79,8 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
 
         from components.lifelong import Ledger, LifelongModel
         from components.model.references import load_reference_folder
-        from components.training.methods import uses_icgen
-
         from components.registry.shared_artifacts import INDEX_KEY, fetch_shared, read_index
+        from components.training.methods import uses_icgen
 
         arts = dict(context.artifacts)
         index = read_index(arts.get(INDEX_KEY))
@@ -89,15 +89,19 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
             fetched, missing = fetch_shared(index, Path(self._shared_dir.name))
             arts |= fetched
             if BASE_KEY in missing:
-                raise FileNotFoundError(f"this model version's base is {missing[BASE_KEY]}: the artifact store lost "
-                                        f"the version that stores it")
+                raise FileNotFoundError(
+                    f"this model version's base is {missing[BASE_KEY]}: the artifact store lost "
+                    f"the version that stores it"
+                )
         raw = Ledger.read(Path(arts[LEDGER_KEY]))
-        here = lambda key: not key or (key in arts and Path(arts[key]).exists())  # noqa: E731
+        here = lambda key: not key or (key in arts and Path(arts[key]).exists())
         gone = [e.name for e in raw.entries if not (here(e.checkpoint) and here(e.references))]
         if gone:  # deleted by an erasure (registry/erasure.py), or a damaged copy: never load a partial chain
-            raise ErasedConceptError(f"this model version's files for concept(s) {', '.join(gone)} are gone (erased "
-                                     f"on request, see the version's lfsd.erasure tag): it cannot be loaded; "
-                                     f"load the version that replaced it")
+            raise ErasedConceptError(
+                f"this model version's files for concept(s) {', '.join(gone)} are gone (erased "
+                f"on request, see the version's lfsd.erasure tag): it cannot be loaded; "
+                f"load the version that replaced it"
+            )
         # The logged ledger names artifacts, not paths: map each key to where MLflow put it.
         ledger = raw.with_paths(lambda key: arts[key])
         # Serving never trains: fold the adapters as they are read, so loading and each step cost what the
@@ -117,8 +121,8 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         return self.model.ledger.names()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from components.model.sampling import generate
         from components.model.pixels import to_uint8
+        from components.model.sampling import generate
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "prompt" not in df.columns:
@@ -147,8 +151,14 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
             refs = None
             if ref_key is not None:
                 refs = self.references[ref_key].unsqueeze(0).expand(len(members), -1, -1, -1, -1)
-            out = generate(self.model.bundle, [m[1] for m in members], [m[3] for m in members],
-                           references=refs, steps=steps, guidance_scale=self.guidance_scale)
+            out = generate(
+                self.model.bundle,
+                [m[1] for m in members],
+                [m[3] for m in members],
+                references=refs,
+                steps=steps,
+                guidance_scale=self.guidance_scale,
+            )
             for m, arr in zip(members, to_uint8(out)):
                 images[m[0]] = encode_png(arr)
         return pd.DataFrame({"image": images, "seed": [r[3] for r in rows]})

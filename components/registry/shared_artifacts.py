@@ -29,8 +29,7 @@ def content_hashes(artifacts: dict[str, str], skip: tuple[str, ...]) -> dict[str
     """{key: folder_hash} of every artifact folder except `skip` (the ledger: it names the others)."""
     from components.lifelong.ledger import folder_hash
 
-    return {key: folder_hash(Path(path)) for key, path in artifacts.items()
-            if key not in skip and Path(path).is_dir()}
+    return {key: folder_hash(Path(path)) for key, path in artifacts.items() if key not in skip and Path(path).is_dir()}
 
 
 def split_shared(artifacts: dict[str, str], hashes: dict[str, str], stored: dict[str, dict]) -> tuple[dict, dict]:
@@ -104,7 +103,9 @@ def fetch_shared(index: dict, into: Path) -> tuple[dict[str, str], dict[str, str
         try:
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec["uri"], dst_path=str(Path(into) / key)))
         except (MlflowException, OSError) as e:
-            missing[key] = f"not at {spec['uri']} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+            missing[key] = (
+                f"not at {spec['uri']} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+            )
             continue
         if not path.is_dir() or not any(path.iterdir()):
             missing[key] = f"not at {spec['uri']}"

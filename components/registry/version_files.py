@@ -33,8 +33,10 @@ def resolve_version(uri: str) -> tuple[str, str, str]:
         return uri, f"run-{run_id[:12]}", ""
     ref = uri.removeprefix("models:/") if uri.startswith("models:/") else None
     if not ref or not ("@" in ref or re.fullmatch(r"[^/]+/\d+", ref)):
-        raise ExportError(f"{uri}: not a registered version URI (expected models:/NAME/N, models:/NAME@ALIAS "
-                          f"or runs:/RUN_ID/MODEL_PATH)")
+        raise ExportError(
+            f"{uri}: not a registered version URI (expected models:/NAME/N, models:/NAME@ALIAS "
+            f"or runs:/RUN_ID/MODEL_PATH)"
+        )
     client = mlflow.MlflowClient()
     try:
         if "@" in ref:
@@ -63,7 +65,7 @@ class VersionFiles:
         self.uri, self.work = uri, work
         try:
             self.repo = get_artifact_repository(uri)
-        except Exception as e:  # noqa: BLE001 - any resolution failure is "no such model"
+        except Exception as e:
             raise ExportError(f"{uri}: cannot open the model's artifacts ({str(e).splitlines()[0]})") from e
 
     def get(self, path: str, required: bool = True) -> Path | None:
@@ -76,8 +78,9 @@ class VersionFiles:
                 raise  # the artifact store failed, not the file
             if not required:
                 return None
-            raise ExportError(f"{self.uri}: {path}: missing from the registered model "
-                              f"({str(e).strip().splitlines()[-1]})") from e
+            raise ExportError(
+                f"{self.uri}: {path}: missing from the registered model ({str(e).strip().splitlines()[-1]})"
+            ) from e
         if not local.is_file():
             if not required:
                 return None

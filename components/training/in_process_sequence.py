@@ -48,14 +48,21 @@ def run_sequence(
         cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed * 100 + k)
         result = train_task(model, concept, method, cfg, Path(out_root) / f"{k:02d}-{concept.name}")
         tasks.append(result)
-        log(f"[{method_name}] task {k} {concept.name}: {result.seconds:.1f} s, {result.step_seconds * 1000:.0f} ms/step")
+        log(
+            f"[{method_name}] task {k} {concept.name}: {result.seconds:.1f} s, {result.step_seconds * 1000:.0f} ms/step"
+        )
         if evaluator is not None:
             classes = list(dict.fromkeys(e.class_word for e in model.ledger.entries))
             evaluator.base_rcf_images(base.bundle, classes)
-            step = evaluator.score_step(model, icgen=method.icgen and model.bundle.has_context_path, rcf_classes=classes)
+            step = evaluator.score_step(
+                model, icgen=method.icgen and model.bundle.has_context_path, rcf_classes=classes
+            )
             steps.append(step)
-            log(f"[{method_name}]   fidelity " + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
-                + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}")
+            log(
+                f"[{method_name}]   fidelity "
+                + " ".join(f"{c.fidelity:.3f}" for c in step.concepts)
+                + f" | rcf sim {step.rcf_similarity:.3f} acc {step.rcf_class_acc:.2f}"
+            )
         if on_task is not None:
             on_task(1)
     metrics = sequence_metrics(steps) if steps else {}

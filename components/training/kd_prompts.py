@@ -18,8 +18,13 @@ def nearest_class_words(tokenizer, text_encoder, class_word: str, candidates: li
     others = [c for c in candidates if c != class_word]
     if k <= 0 or not others:
         return []
-    ids = tokenizer([f"a {w}" for w in [class_word, *others]], padding="max_length", truncation=True,
-                    max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    ids = tokenizer(
+        [f"a {w}" for w in [class_word, *others]],
+        padding="max_length",
+        truncation=True,
+        max_length=tokenizer.model_max_length,
+        return_tensors="pt",
+    ).input_ids
     pooled = F.normalize(text_encoder(ids).pooler_output, dim=-1)  # (1 + N, D)
     sims = pooled[1:] @ pooled[0]
     return [others[i] for i in sims.argsort(descending=True)[:k].tolist()]
@@ -45,9 +50,17 @@ def earlier_subjects(previous: list[tuple[str, str]], near_classes: list[str], l
     return [previous[i][0] for i in sorted(chosen)]
 
 
-def relevant_prompts(tokenizer, text_encoder, class_word: str, candidates: list[str], k_related: int,
-                     previous: list[tuple[str, str]], templates: tuple[str, ...], max_previous: int,
-                     task: int) -> list[str]:
+def relevant_prompts(
+    tokenizer,
+    text_encoder,
+    class_word: str,
+    candidates: list[str],
+    k_related: int,
+    previous: list[tuple[str, str]],
+    templates: tuple[str, ...],
+    max_previous: int,
+    task: int,
+) -> list[str]:
     """Subjects (class word, nearest classes, up to `max_previous` earlier "<name> class") x caption
     templates, then ""."""
     related = nearest_class_words(tokenizer, text_encoder, class_word, candidates, k_related)

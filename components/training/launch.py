@@ -37,8 +37,9 @@ def previous_model(req: TrainRequest):
     from components.training.methods import get_method
 
     if req.previous_checkpoint:
-        return LifelongModel.from_checkpoint(Path(req.previous_checkpoint), Path(req.base_dir),
-                                             fold=not get_method(req.method).c_lora)
+        return LifelongModel.from_checkpoint(
+            Path(req.previous_checkpoint), Path(req.base_dir), fold=not get_method(req.method).c_lora
+        )
     return LifelongModel.from_base(Path(req.base_dir), req.method)
 
 
@@ -48,8 +49,16 @@ def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> 
     from components.training.loop import train_task
     from components.training.methods import get_method
 
-    return train_task(previous_model(req), read_concept(Path(req.concept_dir)), get_method(req.method), req.cfg,
-                      req.out, references=req.references, report=report, hooks=hooks)
+    return train_task(
+        previous_model(req),
+        read_concept(Path(req.concept_dir)),
+        get_method(req.method),
+        req.cfg,
+        req.out,
+        references=req.references,
+        report=report,
+        hooks=hooks,
+    )
 
 
 def in_process(threads: int) -> Launcher:

@@ -7,7 +7,8 @@
 
 Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own
 embedding space and at most `kd_previous_subjects` earlier concepts, each through the caption templates
-the base knows, plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update switched
+the base knows, plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the
+new update switched
 off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t, prompt)
 is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every` steps.
 No image, real or stored, is used: the KD term costs the student one batched forward pass.
@@ -34,8 +35,8 @@ from components.training.concept import Concept
 from components.training.kd_prompts import relevant_prompts
 from components.training.methods import Method
 
-
 # ---------------------------------------------------------------- the teacher's own inputs
+
 
 @dataclass
 class KDBatch:
@@ -69,20 +70,34 @@ class TeacherBank:
             targets.append(eps_cond.clone())
 
         with self.model.as_teacher():
-            denoise(b, noise, prompts, torch.zeros(n, 1, b.context_encoder.config.embed_dim),
-                    steps=self.cfg.kd_teacher_steps, guidance_scale=self.cfg.guidance_scale, on_step=record)
+            denoise(
+                b,
+                noise,
+                prompts,
+                torch.zeros(n, 1, b.context_encoder.config.embed_dim),
+                steps=self.cfg.kd_teacher_steps,
+                guidance_scale=self.cfg.guidance_scale,
+                on_step=record,
+            )
         self.latents, self.timesteps, self.targets = torch.cat(xs), torch.cat(ts), torch.cat(targets)
         self.point_prompts = prompts * len(xs)
         self.refreshes += 1
 
     def sample(self, k: int) -> KDBatch:
         idx = torch.randint(len(self.latents), (k,), generator=self.generator)
-        return KDBatch(self.latents[idx], self.timesteps[idx], [self.point_prompts[i] for i in idx.tolist()], self.targets[idx])
+        return KDBatch(
+            self.latents[idx], self.timesteps[idx], [self.point_prompts[i] for i in idx.tolist()], self.targets[idx]
+        )
 
     def state(self) -> dict:
-        return {"generator": self.generator.get_state(), "refreshes": self.refreshes, "latents": self.latents.clone(),
-                "timesteps": self.timesteps.clone(), "targets": self.targets.clone(),
-                "point_prompts": list(self.point_prompts)}
+        return {
+            "generator": self.generator.get_state(),
+            "refreshes": self.refreshes,
+            "latents": self.latents.clone(),
+            "timesteps": self.timesteps.clone(),
+            "targets": self.targets.clone(),
+            "point_prompts": list(self.point_prompts),
+        }
 
     def restore(self, st: dict) -> None:
         self.generator.set_state(st["generator"])
@@ -93,14 +108,20 @@ class TeacherBank:
 
 # ---------------------------------------------------------------- baselines' extra terms
 
+
 @torch.no_grad()
 def prior_latents(model: LifelongModel, concept: Concept, cfg: TrainingConfig) -> tuple[torch.Tensor, list[str]]:
     """DreamBooth's offline replay: class images drawn by the frozen previous model before the task."""
     b = model.bundle
     prompts = [f"a {concept.class_word}"] * cfg.prior_images
     with model.as_teacher():
-        images = generate(b, prompts, [cfg.seed * 10_000 + i for i in range(cfg.prior_images)],
-                          steps=20, guidance_scale=cfg.guidance_scale)
+        images = generate(
+            b,
+            prompts,
+            [cfg.seed * 10_000 + i for i in range(cfg.prior_images)],
+            steps=20,
+            guidance_scale=cfg.guidance_scale,
+        )
     return b.encode_images(images), prompts
 
 
@@ -113,7 +134,7 @@ def clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
     for module in model.bundle.unet.modules():
         if not isinstance(module, LoraLayer) or new not in module.lora_A or not old:
             continue
-        delta = lambda n: module.lora_B[n].weight @ module.lora_A[n].weight * module.scaling[n]  # noqa: E731
+        delta = lambda n, m=module: m.lora_B[n].weight @ m.lora_A[n].weight * m.scaling[n]
         with torch.no_grad():
             prev = sum(delta(n).abs() for n in old if n in module.lora_A)
         total = total + ((prev * delta(new)) ** 2).sum()
@@ -127,8 +148,15 @@ class LFSObjective:
     """Everything task k's loss needs, prepared once (shots' latents, teacher bank, prior images);
     `loss(step, rng)` draws one batch and returns (L, per-term values)."""
 
-    def __init__(self, model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig,
-                 class_candidates: list[str], previous: list[tuple[str, str]]):
+    def __init__(
+        self,
+        model: LifelongModel,
+        concept: Concept,
+        method: Method,
+        cfg: TrainingConfig,
+        class_candidates: list[str],
+        previous: list[tuple[str, str]],
+    ):
         self.model, self.method, self.cfg, self.task = model, method, cfg, model.ledger.entries[-1].task
         b = model.bundle
         self.icgen = method.icgen and b.has_context_path  # off on a base without a context path (methods.uses_icgen)
@@ -139,9 +167,17 @@ class LFSObjective:
         self.relevant: list[str] = []
         self.bank: TeacherBank | None = None
         if method.kd:
-            self.relevant = relevant_prompts(b.tokenizer, b.text_encoder, concept.class_word, class_candidates,
-                                             cfg.kd_related_classes, previous, cfg.kd_templates,
-                                             cfg.kd_previous_subjects, self.task)
+            self.relevant = relevant_prompts(
+                b.tokenizer,
+                b.text_encoder,
+                concept.class_word,
+                class_candidates,
+                cfg.kd_related_classes,
+                previous,
+                cfg.kd_templates,
+                cfg.kd_previous_subjects,
+                self.task,
+            )
             self.bank = TeacherBank(model, self.relevant, cfg)
         self.prior = prior_latents(model, concept, cfg) if method.prior else None
 
@@ -152,7 +188,9 @@ class LFSObjective:
         if self.icgen and k > 1:
             keep = torch.from_numpy(rng.random(cfg.batch_size) >= cfg.icgen_context_dropout)
             if keep.any():
-                refs = torch.stack([self.images[[j for j in range(k) if j != int(i)]] for i in picks[keep]])  # (B', K-1, 3, H, W)
+                refs = torch.stack(
+                    [self.images[[j for j in range(k) if j != int(i)]] for i in picks[keep]]
+                )  # (B', K-1, 3, H, W)
                 with torch.no_grad():
                     context[keep] = self.model.bundle.context_encoder.embed_references(refs, torch.ones(refs.shape[:2]))
         return context
@@ -167,8 +205,13 @@ class LFSObjective:
         context = self._icgen_context(picks, rng, ctx_dim)
         noise = torch.randn_like(latents)
         t = torch.randint(0, n_train, (cfg.batch_size,))
-        x_in, t_in, p_in, c_in, targets = [b.scheduler.add_noise(latents, noise, t)], [t], [self.prompt] * cfg.batch_size, [context], \
-            [denoising_target(b.scheduler, latents, noise, t)]
+        x_in, t_in, p_in, c_in, targets = (
+            [b.scheduler.add_noise(latents, noise, t)],
+            [t],
+            [self.prompt] * cfg.batch_size,
+            [context],
+            [denoising_target(b.scheduler, latents, noise, t)],
+        )
         n_main = cfg.batch_size
         if self.prior is not None:
             idx = torch.from_numpy(rng.integers(len(self.prior[0]), size=cfg.prior_batch_size))
@@ -191,8 +234,12 @@ class LFSObjective:
             c_in.append(torch.zeros(cfg.kd_batch_size, 1, ctx_dim))
         # One batched student pass over concept (+ prior) (+ KD) samples: eps (N, C, h, w).
         text = encode_prompts(b.tokenizer, b.text_encoder, p_in)
-        eps = b.unet(torch.cat(x_in), torch.cat(t_in), encoder_hidden_states=text,
-                     added_cond_kwargs={"image_embeds": [torch.cat(c_in)]}).sample
+        eps = b.unet(
+            torch.cat(x_in),
+            torch.cat(t_in),
+            encoder_hidden_states=text,
+            added_cond_kwargs={"image_embeds": [torch.cat(c_in)]},
+        ).sample
         l_denoise = F.mse_loss(eps[:n_main], torch.cat(targets))
         loss, row = l_denoise, {"denoise": l_denoise.item()}
         if kd is not None:

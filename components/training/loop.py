@@ -52,10 +52,22 @@ class WorkerHooks:
     data_seed: int | None = None  # reseeds batch sampling after the shared initialisation
     on_step: Callable[[int], None] | None = None  # each finished step, after its report (a bar's position)
 
+    def checkpoint_due(self, step: int, last: int) -> bool:
+        """A resumable state after `step`: every `checkpoint_every` steps, never after the last one."""
+        every = self.checkpoint_every
+        return self.checkpoint_cb is not None and every > 0 and step % every == 0 and step < last
 
-def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: TrainingConfig, out: Path,
-               references: str | None = None, report: Report | None = None,
-               hooks: WorkerHooks | None = None) -> TaskResult:
+
+def train_task(
+    model: LifelongModel,
+    concept: Concept,
+    method: Method,
+    cfg: TrainingConfig,
+    out: Path,
+    references: str | None = None,
+    report: Report | None = None,
+    hooks: WorkerHooks | None = None,
+) -> TaskResult:
     """Learn `concept` into `model` in place and write the task checkpoint to `out`.
 
     `model` must not have begun this task yet. `report` gets the mean losses every `report_every`
@@ -70,17 +82,18 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
     previous = [(f"{e.token} {e.class_word}", e.class_word) for e in model.ledger.entries]  # (subject, class)
     if method.c_lora and cfg.adapter != "lora":
         raise ValueError(f"method c-lora penalises LoRA updates; it needs training.adapter: lora, not {cfg.adapter!r}")
-    entry, token_id = model.begin_task(concept.name, concept.class_word, references or str(concept.folder), str(out),
-                                       cfg.lora_rank, cfg.adapter, fold_frozen=not method.c_lora)
+    entry, token_id = model.begin_task(
+        concept.name,
+        concept.class_word,
+        references or str(concept.folder),
+        str(out),
+        cfg.lora_rank,
+        cfg.adapter,
+        fold_frozen=not method.c_lora,
+    )
     objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous)
 
-    emb = b.text_encoder.get_input_embeddings().weight
-    row_mask = torch.zeros(emb.shape[0], 1)
-    row_mask[token_id] = 1.0
-    hook = emb.register_hook(lambda g: g * row_mask)  # only the new token's row learns
-    update = model.task_parameters(entry.task)  # the task's LoRA, or the K/V weights (full-kv)
-    opt = torch.optim.AdamW([{"params": update, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}],
-                            weight_decay=0.0)
+    opt, hook, update, emb = _optimiser(model, entry.task, token_id, cfg)
     params: list[torch.nn.Parameter] = [*update, emb]
     if hooks.data_seed is not None:  # after the shared init: every worker draws its own batches
         rng = np.random.default_rng(hooks.data_seed)
@@ -104,12 +117,12 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
         opt.step()
         step_times.append(time.time() - t0)
         losses.append({"step": step} | terms)
-        if hooks.checkpoint_cb is not None and hooks.checkpoint_every > 0 and step % hooks.checkpoint_every == 0 \
-                and step < cfg.steps:
-            hooks.checkpoint_cb(step, resumable.capture(step, entry.task, token_id, named, emb, opt, rng,
-                                                        objective.bank, losses))
+        if hooks.checkpoint_due(step, cfg.steps):
+            hooks.checkpoint_cb(
+                step, resumable.capture(step, entry.task, token_id, named, emb, opt, rng, objective.bank, losses)
+            )
         if report and (step % cfg.report_every == 0 or step == cfg.steps):
-            report({k: float(np.mean([r[k] for r in losses[-cfg.report_every:]])) for k in terms} | {"step": step})
+            report({k: float(np.mean([r[k] for r in losses[-cfg.report_every :]])) for k in terms} | {"step": step})
         if hooks.on_step is not None:
             hooks.on_step(step)
     hook.remove()
@@ -118,8 +131,22 @@ def train_task(model: LifelongModel, concept: Concept, method: Method, cfg: Trai
     b.requires_grad_(False)
     seconds = time.time() - start
     step_seconds = float(np.median(step_times[1:] if len(step_times) > 1 else step_times)) if step_times else 0.0
-    model.save_task(out, token_id, extra={"method": method.name, "steps": cfg.steps, "seconds": seconds,
-                                          "step_seconds": step_seconds, "relevant_prompts": objective.relevant,
-                                          "icgen": icgen_status(method.name, b.has_context_path),
-                                          "final": losses[-1]})
+    extra = {"method": method.name, "steps": cfg.steps, "seconds": seconds, "step_seconds": step_seconds}
+    extra |= {"relevant_prompts": objective.relevant, "icgen": icgen_status(method.name, b.has_context_path)}
+    model.save_task(out, token_id, extra=extra | {"final": losses[-1]})
     return TaskResult(Path(out), seconds, step_seconds, losses, objective.relevant, resumed_from_step=first - 1)
+
+
+def _optimiser(model: LifelongModel, task: int, token_id: int, cfg: TrainingConfig):
+    """AdamW on the task's update (its LoRA, or the K/V weights with full-kv) and on the text encoder's
+    embedding table, whose gradient is masked so that only the new token's row learns.
+    Returns (optimiser, the mask's hook handle, the update's parameters, the embedding table)."""
+    emb = model.bundle.text_encoder.get_input_embeddings().weight
+    row_mask = torch.zeros(emb.shape[0], 1)
+    row_mask[token_id] = 1.0
+    hook = emb.register_hook(lambda g: g * row_mask)
+    update = model.task_parameters(task)
+    opt = torch.optim.AdamW(
+        [{"params": update, "lr": cfg.lr}, {"params": [emb], "lr": cfg.token_lr, "weight_decay": 0.0}], weight_decay=0.0
+    )
+    return opt, hook, update, emb

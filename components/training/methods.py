@@ -47,7 +47,7 @@ def uses_icgen(method_name: str, has_context_path: bool) -> bool:
 
 
 def icgen_status(method_name: str, has_context_path: bool) -> str:
-    """"on", "not used by <method>", or why it is off: the value of the `lfsd.icgen` tag."""
+    """ "on", "not used by <method>", or why it is off: the value of the `lfsd.icgen` tag."""
     method = METHODS.get(method_name)
     if not (method and method.icgen):
         return f"not used by {method_name}"

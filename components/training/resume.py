@@ -15,8 +15,12 @@ def pack_optimizer(opt: torch.optim.Optimizer, emb: torch.nn.Parameter, token_id
     """A detached copy of the optimizer state, with the embedding's moments cut to the token's row
     (the gradient hook masks every other row, so their moments are zero)."""
     sd = opt.state_dict()
-    emb_index = next(i for g, group in zip(sd["param_groups"], opt.param_groups)
-                     for i, p in zip(g["params"], group["params"]) if p is emb)
+    emb_index = next(
+        i
+        for g, group in zip(sd["param_groups"], opt.param_groups)
+        for i, p in zip(g["params"], group["params"])
+        if p is emb
+    )
     state = {}
     for i, st in sd["state"].items():
         st = {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in st.items()}
@@ -39,17 +43,41 @@ def unpack_optimizer(packed: dict, opt: torch.optim.Optimizer, token_id: int) ->
     opt.load_state_dict({"state": state, "param_groups": packed["param_groups"]})
 
 
-def capture(step: int, task: int, token_id: int, named: dict[str, torch.nn.Parameter], emb: torch.nn.Parameter,
-            opt: torch.optim.Optimizer, rng: np.random.Generator, bank, losses: list[dict]) -> dict:
-    return {"step": step, "task": task, "token_id": token_id,
-            "lora": {n: p.detach().clone() for n, p in named.items()},
-            "token": emb[token_id].detach().clone(), "optimizer": pack_optimizer(opt, emb, token_id),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "bank": bank.state() if bank is not None else None, "losses": [dict(r) for r in losses]}
+def capture(
+    step: int,
+    task: int,
+    token_id: int,
+    named: dict[str, torch.nn.Parameter],
+    emb: torch.nn.Parameter,
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    bank,
+    losses: list[dict],
+) -> dict:
+    return {
+        "step": step,
+        "task": task,
+        "token_id": token_id,
+        "lora": {n: p.detach().clone() for n, p in named.items()},
+        "token": emb[token_id].detach().clone(),
+        "optimizer": pack_optimizer(opt, emb, token_id),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "bank": bank.state() if bank is not None else None,
+        "losses": [dict(r) for r in losses],
+    }
 
 
-def restore(state: dict, task: int, token_id: int, named: dict[str, torch.nn.Parameter], emb: torch.nn.Parameter,
-            opt: torch.optim.Optimizer, rng: np.random.Generator, bank) -> tuple[int, list[dict]]:
+def restore(
+    state: dict,
+    task: int,
+    token_id: int,
+    named: dict[str, torch.nn.Parameter],
+    emb: torch.nn.Parameter,
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    bank,
+) -> tuple[int, list[dict]]:
     """Load `state` into the freshly begun task. Returns (first step to run, losses so far)."""
     if sorted(named) != sorted(state["lora"]):
         raise ValueError(f"resume state does not match task {task}'s trainable parameters")

@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ok = True
     for folder in args.folders:
-        report = validate_concept(folder, min_shots=args.min_shots, max_shots=args.max_shots,
-                                  learned_names=set(args.learned))
+        report = validate_concept(
+            folder, min_shots=args.min_shots, max_shots=args.max_shots, learned_names=set(args.learned)
+        )
         print(report.format())
         ok &= report.ok
     return 0 if ok else 1

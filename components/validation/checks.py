@@ -46,8 +46,10 @@ def listing_problems(folder: Path, listing: FolderListing) -> list[Problem]:
     if listing.is_empty():
         problems.append(Problem(folder_label(folder), "folder is empty: expected images and concept.yaml"))
     problems += [Problem(_rel(folder, p), _symlink_reason(folder, p)) for p in listing.symlinks]
-    problems += [Problem(_rel(folder, p) + "/", "unexpected subfolder: images must sit directly in the concept folder")
-                 for p in listing.subfolders]
+    problems += [
+        Problem(_rel(folder, p) + "/", "unexpected subfolder: images must sit directly in the concept folder")
+        for p in listing.subfolders
+    ]
     problems += [Problem(_rel(folder, p), "not a regular file (fifo, socket or device)") for p in listing.special_files]
     not_image = f"not an image file (allowed: {_ALLOWED_SUFFIXES}), a caption or concept.yaml"
     problems += [Problem(_rel(folder, p), not_image) for p in listing.other_files]
@@ -106,8 +108,10 @@ def name_reasons(name: object) -> list[str]:
     if ".." in name:
         reasons.append(f"name {name!r} contains '..'")
     if not reasons and not re.fullmatch(rules.NAME_REGEX, name):
-        reasons.append(f"name {name!r} may only use lowercase letters, digits and hyphens, "
-                       "and must start and end with a letter or digit")
+        reasons.append(
+            f"name {name!r} may only use lowercase letters, digits and hyphens, "
+            "and must start and end with a letter or digit"
+        )
     return reasons
 
 

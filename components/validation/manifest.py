@@ -36,7 +36,8 @@ class FolderListing:
 
     def is_empty(self) -> bool:
         return self.concept_yaml is None and not any(
-            (self.images, self.captions, self.symlinks, self.subfolders, self.other_files, self.special_files))
+            (self.images, self.captions, self.symlinks, self.subfolders, self.other_files, self.special_files)
+        )
 
 
 def list_folder(folder: Path) -> FolderListing:

@@ -23,9 +23,21 @@ ALLOWED_FORMATS = ("BMP", "JPEG", "MPO", "PNG", "WEBP")  # MPO: phone JPEGs with
 
 # Every mode `images.normalise_image` turns into 8-bit RGB (see the policy in `images.py`).
 ALLOWED_MODES = (
-    "1", "L", "LA", "P", "PA",
-    "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
-    "I;16", "I;16L", "I;16B", "I;16N", "I",
+    "1",
+    "L",
+    "LA",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "I;16",
+    "I;16L",
+    "I;16B",
+    "I;16N",
+    "I",
 )
 
 # Concept names become folder names, token names and registry keys: keep them boring.

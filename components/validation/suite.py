@@ -56,38 +56,56 @@ def _expectations() -> list:
     row = "row"
     sides = [
         gxe.ExpectColumnValuesToBeBetween(
-            column=side, min_value=rules.MIN_SIDE, max_value=rules.MAX_SIDE,
-            meta=_meta(row, f"{side} {{value}} px is outside {{min_value}}..{{max_value}} px"))
+            column=side,
+            min_value=rules.MIN_SIDE,
+            max_value=rules.MAX_SIDE,
+            meta=_meta(row, f"{side} {{value}} px is outside {{min_value}}..{{max_value}} px"),
+        )
         for side in ("width", "height")
     ]
     present = [
         gxe.ExpectColumnValuesToNotBeNull(
-            column=col, meta=_meta(rules.CONCEPT_FILE, f"{col} is missing or not a string"))
+            column=col, meta=_meta(rules.CONCEPT_FILE, f"{col} is missing or not a string")
+        )
         for col in ("name", "class_word")
     ]
     return [
         gxe.ExpectTableRowCountToBeBetween(
-            min_value={"$PARAMETER": "min_shots"}, max_value={"$PARAMETER": "max_shots"},
-            meta=_meta("folder", "{observed} image(s); expected between {min_shots} and {max_shots} shots")),
+            min_value={"$PARAMETER": "min_shots"},
+            max_value={"$PARAMETER": "max_shots"},
+            meta=_meta("folder", "{observed} image(s); expected between {min_shots} and {max_shots} shots"),
+        ),
         gxe.ExpectColumnValuesToBeUnique(
-            column="sha256", meta=_meta(row, "duplicate image: same bytes as {others} (sha256 {value:.12})")),
+            column="sha256", meta=_meta(row, "duplicate image: same bytes as {others} (sha256 {value:.12})")
+        ),
         *sides,
         gxe.ExpectColumnValuesToBeBetween(
-            column="bytes", min_value=1, max_value=rules.MAX_BYTES,
-            meta=_meta(row, "file size {value} bytes is outside {min_value}..{max_value} bytes")),
+            column="bytes",
+            min_value=1,
+            max_value=rules.MAX_BYTES,
+            meta=_meta(row, "file size {value} bytes is outside {min_value}..{max_value} bytes"),
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="format", value_set=list(rules.ALLOWED_FORMATS),
-            meta=_meta(row, "image format {value} is not accepted (allowed: {value_set})")),
+            column="format",
+            value_set=list(rules.ALLOWED_FORMATS),
+            meta=_meta(row, "image format {value} is not accepted (allowed: {value_set})"),
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="mode", value_set=list(rules.ALLOWED_MODES),
-            meta=_meta(row, "image mode {value} is not accepted (allowed: {value_set})")),
+            column="mode",
+            value_set=list(rules.ALLOWED_MODES),
+            meta=_meta(row, "image mode {value} is not accepted (allowed: {value_set})"),
+        ),
         *present,
         gxe.ExpectColumnValuesToMatchRegex(
-            column="name", regex=rules.NAME_REGEX,
-            meta=_meta(rules.CONCEPT_FILE, "name {value!r} does not match {regex}")),
+            column="name",
+            regex=rules.NAME_REGEX,
+            meta=_meta(rules.CONCEPT_FILE, "name {value!r} does not match {regex}"),
+        ),
         gxe.ExpectColumnValuesToMatchRegex(
-            column="class_word", regex=rules.CLASS_WORD_REGEX,
-            meta=_meta(rules.CONCEPT_FILE, "class_word {value!r} does not match {regex}")),
+            column="class_word",
+            regex=rules.CLASS_WORD_REGEX,
+            meta=_meta(rules.CONCEPT_FILE, "class_word {value!r} does not match {regex}"),
+        ),
     ]
 
 
@@ -116,9 +134,11 @@ def _validation_definition():
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (context.data_sources.add_pandas("concept_folders")
-             .add_dataframe_asset("manifest")
-             .add_batch_definition_whole_dataframe("whole_manifest"))
+    batch = (
+        context.data_sources.add_pandas("concept_folders")
+        .add_dataframe_asset("manifest")
+        .add_batch_definition_whole_dataframe("whole_manifest")
+    )
     suite = context.suites.add(_load_suite(gx))
     return context.validation_definitions.add(gx.ValidationDefinition(name="concept_folder", data=batch, suite=suite))
 
@@ -187,4 +207,3 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
         return _plain(value.item())
     return value
-

@@ -16,6 +16,14 @@ from components.versioning.restore import restore, status_clean
 from components.versioning.store import VersionRecord, ensure_dvc_repo, push_path, version_path, version_paths
 
 __all__ = [
-    "VersionRecord", "VersioningError", "dvc_env", "ensure_dvc_repo", "git_head", "restore",
-    "status_clean", "version_path", "version_paths", "push_path",
+    "VersionRecord",
+    "VersioningError",
+    "dvc_env",
+    "ensure_dvc_repo",
+    "git_head",
+    "push_path",
+    "restore",
+    "status_clean",
+    "version_path",
+    "version_paths",
 ]

@@ -52,8 +52,9 @@ def _cacheinfo(entries: dict[str, str]) -> list[str]:
     return [arg for path, sha in entries.items() for arg in ("--cacheinfo", f"100644,{sha},{path}")]
 
 
-def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str,
-                 removed: Sequence[str] = ()) -> str | None:
+def commit_blobs(
+    repo_root: str | Path, blobs: dict[str, bytes], message: str, removed: Sequence[str] = ()
+) -> str | None:
     """Commit `blobs` (repo-relative posix path -> bytes) and the removal of `removed` on top of HEAD
     and nothing else.
 
@@ -63,8 +64,11 @@ def commit_blobs(repo_root: str | Path, blobs: dict[str, bytes], message: str,
     """
     head = head_or_none(repo_root)
     shas = {path: write_blob(repo_root, data) for path, data in blobs.items()}
-    if head and all(_tree_sha(repo_root, head, path) == sha for path, sha in shas.items()) \
-            and all(_tree_sha(repo_root, head, path) is None for path in removed):
+    if (
+        head
+        and all(_tree_sha(repo_root, head, path) == sha for path, sha in shas.items())
+        and all(_tree_sha(repo_root, head, path) is None for path in removed)
+    ):
         return None
     index = ensure_state_dir(repo_root).resolve() / f"git-index-{os.getpid()}"
     index.unlink(missing_ok=True)

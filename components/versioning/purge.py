@@ -41,8 +41,11 @@ def _expand(oid: str, odbs: list) -> set[str]:
 
 def referenced_at_head(root: Path, odbs: list) -> set[str]:
     """Every object HEAD's .dvc files and dvc.lock reference (directories expanded)."""
-    names = [n for n in git(["ls-tree", "-r", "--name-only", "HEAD"], root).splitlines()
-             if n.endswith(".dvc") or Path(n).name == "dvc.lock"]
+    names = [
+        n
+        for n in git(["ls-tree", "-r", "--name-only", "HEAD"], root).splitlines()
+        if n.endswith(".dvc") or Path(n).name == "dvc.lock"
+    ]
     oids: set[str] = set()
     for name in names:
         for md5 in _outs(read_blob(root, f"HEAD:{name}") or b""):

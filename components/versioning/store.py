@@ -37,7 +37,6 @@ class VersionRecord:
     changed: bool  # False when the data was already committed as-is (no new commit made)
 
 
-
 def default_remote_url(repo_root: str | Path) -> Path:
     """A local directory remote inside the state dir: works offline, needs no credentials."""
     return state_dir(repo_root) / "dvc-remote"
@@ -57,14 +56,22 @@ def ensure_dvc_repo(repo_root: str | Path, remote_url: str | None = None, remote
     ensure_state_dir(root)
     if not (root / ".dvc").is_dir():
         dvc_step(str(root), "dvc init", ["init"], root)
-    key = (root, *(f.stat().st_mtime_ns if f.is_file() else 0 for f in (root / ".dvc" / "config", root / ".dvc" / "config.local")))
+    key = (
+        root,
+        *(
+            f.stat().st_mtime_ns if f.is_file() else 0
+            for f in (root / ".dvc" / "config", root / ".dvc" / "config.local")
+        ),
+    )
     if key not in _DEFAULT_REMOTE:  # one `dvc config` per process while neither config file changes
         current = run_dvc(["config", "core.remote"], root, check=False)
         _DEFAULT_REMOTE[key] = current.stdout.decode().strip() if current.returncode == 0 else ""
     if _DEFAULT_REMOTE[key]:
         return _DEFAULT_REMOTE[key]
     url, local = _remote_url_arg(root, remote_url)
-    dvc_step(str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root)
+    dvc_step(
+        str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root
+    )
     return remote_name
 
 
@@ -95,8 +102,13 @@ def version_path(repo_root: str | Path, rel_path: str | Path, message: str) -> V
     return version_paths(repo_root, [rel_path], message)[0]
 
 
-def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], message: str,
-                  git_files: dict[str, bytes] | None = None, drop: Sequence[str] = ()) -> list[VersionRecord]:
+def version_paths(
+    repo_root: str | Path,
+    rel_paths: Sequence[str | Path],
+    message: str,
+    git_files: dict[str, bytes] | None = None,
+    drop: Sequence[str] = (),
+) -> list[VersionRecord]:
     """`version_path` for several paths with ONE git commit (an onboarded concept = its dataset and
     its checkpoint in one commit); all-or-nothing across every path. `git_files` (repo-relative path ->
     contents: small files git itself tracks, e.g. the metrics DVC shows) are written and go into the
@@ -110,10 +122,13 @@ def version_paths(repo_root: str | Path, rel_paths: Sequence[str | Path], messag
     for rel in dropped:  # the .gitignore without DVC's entry for the dropped path, as HEAD has it otherwise
         ignore = (PurePosixPath(rel).parent / ".gitignore").as_posix()
         text = extra.get(ignore) or read_blob(root, f"HEAD:{ignore}") or b""
-        extra[ignore] = "".join(f"{line}\n" for line in text.decode().splitlines()
-                                if line != f"/{PurePosixPath(rel).name}").encode()
-    before = _snapshot(root, list(dict.fromkeys([*(p for _, d, i in files for p in (d, i)), *extra,
-                                                 *(f"{rel}.dvc" for rel in dropped)])))
+        extra[ignore] = "".join(
+            f"{line}\n" for line in text.decode().splitlines() if line != f"/{PurePosixPath(rel).name}"
+        ).encode()
+    before = _snapshot(
+        root,
+        list(dict.fromkeys([*(p for _, d, i in files for p in (d, i)), *extra, *(f"{rel}.dvc" for rel in dropped)])),
+    )
     try:
         for rel, data in extra.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +180,13 @@ def _normalize(root: Path, rel_path: str | Path) -> str:
     return rel.as_posix()
 
 
-def _commit(root: Path, files: list[tuple[str, str, str]], message: str,
-            extra: dict[str, bytes] | None = None, removed: Sequence[str] = ()) -> tuple[str, bool]:
+def _commit(
+    root: Path,
+    files: list[tuple[str, str, str]],
+    message: str,
+    extra: dict[str, bytes] | None = None,
+    removed: Sequence[str] = (),
+) -> tuple[str, bool]:
     """Commit the .dvc files (+ gitignore entries, + `extra` files); then point the real index at what
     was committed."""
     old_head = head_or_none(root)
@@ -188,8 +208,14 @@ def _commit(root: Path, files: list[tuple[str, str, str]], message: str,
     return new, True
 
 
-def _blobs(root: Path, rel: str, dvc_file: str, ignore_file: str, commit_so_far: dict[str, bytes],
-           index_so_far: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def _blobs(
+    root: Path,
+    rel: str,
+    dvc_file: str,
+    ignore_file: str,
+    commit_so_far: dict[str, bytes],
+    index_so_far: dict[str, bytes],
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(contents to commit, contents for the real index). The .gitignore gets DVC's entry added to
     HEAD's version for the commit, and to the staged version for the index, nothing else (entries of
     earlier paths of the same commit that share the .gitignore are kept)."""
@@ -229,8 +255,13 @@ def _restore_snapshot(root: Path, before: dict[str, bytes | None]) -> None:
 def _record(root: Path, rel: str, dvc_file: str, commit: str, changed: bool) -> VersionRecord:
     out = yaml.safe_load((root / dvc_file).read_text())["outs"][0]
     return VersionRecord(
-        path=rel, md5=out["md5"], nfiles=int(out.get("nfiles", 1)), size=int(out.get("size", 0)),
-        dvc_file=dvc_file, commit=commit, changed=changed,
+        path=rel,
+        md5=out["md5"],
+        nfiles=int(out.get("nfiles", 1)),
+        size=int(out.get("size", 0)),
+        dvc_file=dvc_file,
+        commit=commit,
+        changed=changed,
     )
 
 
@@ -245,5 +276,12 @@ def committed_record(repo_root: str | Path, rel_path: str) -> VersionRecord:
         raise VersioningError(rel_path, "read HEAD", f"{dvc_file} is not committed")
     out = yaml.safe_load(data)["outs"][0]
     commit = git(["log", "-1", "--format=%H", "--", dvc_file], root)
-    return VersionRecord(path=rel_path, md5=out["md5"], nfiles=int(out.get("nfiles", 1)), size=int(out.get("size", 0)),
-                         dvc_file=dvc_file, commit=commit, changed=False)
+    return VersionRecord(
+        path=rel_path,
+        md5=out["md5"],
+        nfiles=int(out.get("nfiles", 1)),
+        size=int(out.get("size", 0)),
+        dvc_file=dvc_file,
+        commit=commit,
+        changed=False,
+    )

@@ -70,8 +70,11 @@ class Workspace:
         """Checkpoint folders of the committed chain, in task order (HEAD's `checkpoints/NN-name.dvc`)."""
         from components.versioning.git import committed_names
 
-        stems = [n.removesuffix(".dvc") for n in committed_names(self.root, self.params.pipeline.checkpoint_dir)
-                 if n.endswith(".dvc")]
+        stems = [
+            n.removesuffix(".dvc")
+            for n in committed_names(self.root, self.params.pipeline.checkpoint_dir)
+            if n.endswith(".dvc")
+        ]
         found = [self.checkpoint_dir / s for s in stems if CHECKPOINT_RE.match(s)]
         return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
@@ -84,8 +87,10 @@ class Workspace:
         if latest is None:
             return None
         if not (latest / LEDGER_FILE).is_file():
-            raise FileNotFoundError(f"{latest}: committed but not in the working tree; `dvc pull` it "
-                                    f"(any lfsd command that writes restores it first)")
+            raise FileNotFoundError(
+                f"{latest}: committed but not in the working tree; `dvc pull` it "
+                f"(any lfsd command that writes restores it first)"
+            )
         return Ledger.read(latest / LEDGER_FILE)
 
     def learned_names(self) -> list[str]:
@@ -103,8 +108,10 @@ def workspace_root(root: Path | str | None = None) -> Path:
     """`root`, else $LFSD_WORKSPACE, else the workspace the current directory is in."""
     found = root or os.environ.get(WORKSPACE_ENV) or find_workspace()
     if found is None:
-        raise WorkspaceNotFound(f"{Path.cwd()}: not inside an lfsd workspace (a git repository with params.yaml); "
-                                f"create one with `lfsd init DIR`, or name one with --workspace / ${WORKSPACE_ENV}")
+        raise WorkspaceNotFound(
+            f"{Path.cwd()}: not inside an lfsd workspace (a git repository with params.yaml); "
+            f"create one with `lfsd init DIR`, or name one with --workspace / ${WORKSPACE_ENV}"
+        )
     return Path(found).resolve()
 
 
@@ -112,14 +119,17 @@ def load_workspace(root: Path | str | None = None) -> Workspace:
     """The workspace at `root` (see `workspace_root`), with its params.yaml laid over lfsd's."""
     root = workspace_root(root)
     if not (root / ".git").exists():
-        raise WorkspaceNotFound(f"{root}: not a git repository (the pipeline commits every onboarded concept); "
-                                f"create a workspace with `lfsd init DIR`")
+        raise WorkspaceNotFound(
+            f"{root}: not a git repository (the pipeline commits every onboarded concept); "
+            f"create a workspace with `lfsd init DIR`"
+        )
     params_file = root / "params.yaml"
     return Workspace(root, load_params(params_file if params_file.is_file() else None))
 
 
-def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_overrides: dict | None = None,
-                   base_dir: Path | None = None) -> Path:
+def init_workspace(
+    root: Path, *, models_from: Path = REPO_ROOT, params_overrides: dict | None = None, base_dir: Path | None = None
+) -> Path:
     """A new, empty workspace: a git repository with the base and evaluator of `models_from`, its
     params.yaml (with `params_overrides` per section), DVC initialised with the local default remote,
     one initial commit. For a separate deployment checkout, benchmarks and tests (`base_dir`: another base).
@@ -151,8 +161,10 @@ def init_workspace(root: Path, *, models_from: Path = REPO_ROOT, params_override
     header = "# This workspace's values where they differ from lfsd's params.yaml (which holds every default).\n"
     (root / "params.yaml").write_text(header + yaml.safe_dump(overrides, sort_keys=False))
     (root / ".gitignore").write_text(".lfsd/\n")
-    (root / "dvc.yaml").write_text("# What `dvc metrics show` and `dvc plots show` read (written by each onboarding).\n"
-                                   + yaml.safe_dump(DVC_YAML_SECTIONS, sort_keys=False))
+    (root / "dvc.yaml").write_text(
+        "# What `dvc metrics show` and `dvc plots show` read (written by each onboarding).\n"
+        + yaml.safe_dump(DVC_YAML_SECTIONS, sort_keys=False)
+    )
     init_repo(root)
     ensure_dvc_repo(root)
     if sd_base:

@@ -69,8 +69,12 @@ def writer_lock(root: Path, command: str, *, wait: bool = True, log: Callable[[s
                 message = f"workspace {Path(root)} is still being changed by {describe(holder(root))}"
     try:
         if outermost:
-            info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            info = {
+                "command": command,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             (state / HOLDER_FILE).write_text(json.dumps(info))
         yield
     finally:

@@ -26,7 +26,9 @@ def discard_unfinished(ws: Workspace, log: Log) -> list[str]:
     from components.versioning.git import committed_names, restore_to_head, uncommitted
 
     chain = ws.checkpoints()
-    learned = {n.removesuffix(".dvc") for n in committed_names(ws.root, ws.params.pipeline.data_dir) if n.endswith(".dvc")}
+    learned = {
+        n.removesuffix(".dvc") for n in committed_names(ws.root, ws.params.pipeline.data_dir) if n.endswith(".dvc")
+    }
     removed = []
     for folder, keep in ((ws.checkpoint_dir, {p.name for p in chain}), (ws.data_dir, learned)):
         if not folder.is_dir():
@@ -55,8 +57,9 @@ def discard_uncommitted(ws: Workspace, folders: list[Path | None]) -> None:
 
     for p in filter(None, folders):
         shutil.rmtree(p, ignore_errors=True)
-        restore_to_head(ws.root, [ws.rel(f) for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore")
-                                  if f.parent.exists()])
+        restore_to_head(
+            ws.root, [ws.rel(f) for f in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore") if f.parent.exists()]
+        )
 
 
 def restore_committed(ws: Workspace, log: Log) -> list[str]:
@@ -65,9 +68,11 @@ def restore_committed(ws: Workspace, log: Log) -> list[str]:
     from components.versioning.git import committed_names
 
     missing = [ws.rel(p) for p in ws.checkpoints() if not p.is_dir()]
-    missing += [f"{ws.params.pipeline.data_dir}/{n.removesuffix('.dvc')}"
-                for n in committed_names(ws.root, ws.params.pipeline.data_dir)
-                if n.endswith(".dvc") and not (ws.data_dir / n.removesuffix(".dvc")).is_dir()]
+    missing += [
+        f"{ws.params.pipeline.data_dir}/{n.removesuffix('.dvc')}"
+        for n in committed_names(ws.root, ws.params.pipeline.data_dir)
+        if n.endswith(".dvc") and not (ws.data_dir / n.removesuffix(".dvc")).is_dir()
+    ]
     if missing:
         log(f"restoring committed data missing from the working tree: {', '.join(missing)}")
         restore(ws.root, missing)
@@ -76,8 +81,8 @@ def restore_committed(ws: Workspace, log: Log) -> list[str]:
 
 def unregistered(ws: Workspace) -> list[Path]:
     """Committed checkpoints with no model version (killed between commit and registration), in order."""
-    from components.workspace.mlflow_store import registered_version
     from components.versioning.git import read_blob
+    from components.workspace.mlflow_store import registered_version
 
     out = []
     for ckpt in ws.checkpoints():

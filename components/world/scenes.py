@@ -75,12 +75,7 @@ def sample_scene(rng: np.random.Generator, *, size_word_prob: float = 0.5) -> Sc
 def all_instances() -> list[Instance]:
     colours = list(COLOURS)
     return [
-        Instance(c, body, p, pc)
-        for c in CLASSES
-        for body in colours
-        for p in PATTERNS
-        for pc in colours
-        if pc != body
+        Instance(c, body, p, pc) for c in CLASSES for body in colours for p in PATTERNS for pc in colours if pc != body
     ]
 
 

@@ -13,8 +13,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 FAST = {  # params.yaml overrides: seconds per concept instead of minutes
-    "training": {"steps": 4, "batch_size": 2, "kd_batch_size": 2, "kd_trajectories": 2, "kd_teacher_steps": 2,
-                 "kd_refresh_every": 2, "report_every": 2},
+    "training": {
+        "steps": 4,
+        "batch_size": 2,
+        "kd_batch_size": 2,
+        "kd_trajectories": 2,
+        "kd_teacher_steps": 2,
+        "kd_refresh_every": 2,
+        "report_every": 2,
+    },
     "forgetting": {"images_per_prompt": 1, "rcf_seeds": 2, "steps": 3},
     "sampling": {"steps": 3},
     "ray": {"cpus_per_worker": 1, "checkpoint_every": 2},
@@ -67,8 +74,9 @@ def make_workspace(root: Path, base: Path, overrides: dict | None = None) -> Pat
 def prefect_harness(prefect_api):
     """The flows this process runs talk to the session's real Prefect server (`prefect_api`), the one the
     `lfsd` processes of other tests use: one server start per session instead of two."""
-    import flows  # noqa: F401 (sets PREFECT_HOME etc. before prefect is imported)
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows  # noqa: F401 (sets PREFECT_HOME etc. before prefect is imported)
 
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         yield
@@ -94,8 +102,11 @@ def workspace(tmp_path, tiny_base_dir, monkeypatch) -> Path:
 def _tree(root: Path) -> dict[str, str]:
     if not root.exists():
         return {}
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def state_snapshot(root: Path) -> dict:

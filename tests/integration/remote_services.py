@@ -28,8 +28,11 @@ from pathlib import Path
 from tests.integration.services import free_port, mlflow_cli, wait_http
 
 # Dummy credentials: moto accepts any; MLflow, boto3 and DVC only need them to be present.
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lfsd-test", "AWS_SECRET_ACCESS_KEY": "lfsd-test-secret",
-                  "AWS_DEFAULT_REGION": "us-east-1"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "lfsd-test",
+    "AWS_SECRET_ACCESS_KEY": "lfsd-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 PG_USER = "lfsd"
 PG_PASSWORD = "lfsd-test-pw"
 PG_DB = "mlflow"
@@ -46,8 +49,9 @@ def _tail(log: Path, n: int = 4000) -> str:
         return "(no log)"
 
 
-def _stop_group(proc: subprocess.Popen | None, first: int = signal.SIGTERM, wait: float = 20,
-                leader_only: bool = False) -> None:
+def _stop_group(
+    proc: subprocess.Popen | None, first: int = signal.SIGTERM, wait: float = 20, leader_only: bool = False
+) -> None:
     """Send `first` to the process group (or only its leader), wait, then SIGKILL whatever is left of the
     group. Every server here runs in a session of its own, so the group holds nothing else."""
     if proc is None:
@@ -87,8 +91,9 @@ def postgres_bin_dir() -> Path:
     for d in candidates:
         if (d / "postgres").is_file() and (d / "initdb").is_file():
             return d
-    raise ServiceUnavailable("no PostgreSQL binaries: `pip install pgserver` (in the test extra) or a system "
-                             "postgres + initdb on PATH")
+    raise ServiceUnavailable(
+        "no PostgreSQL binaries: `pip install pgserver` (in the test extra) or a system postgres + initdb on PATH"
+    )
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -124,8 +129,14 @@ class Postgres:
     def connect(self, database: str | None = None):
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=database or self.database, connect_timeout=5)
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database or self.database,
+            connect_timeout=5,
+        )
 
 
 @contextlib.contextmanager
@@ -157,19 +168,60 @@ def postgres_server(workdir: Path, timeout: float = 90) -> Iterator[Postgres]:
             os.chown(pwfile, account.pw_uid, account.pw_gid)
         with log.open("w") as out:
             init = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(base / "data"), "-U", PG_USER, f"--pwfile={pwfile}",
-                 "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
-                cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=120, check=False, **as_user)
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(base / "data"),
+                    "-U",
+                    PG_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                cwd=base,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=False,
+                **as_user,
+            )
         pwfile.unlink()
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}):\n{_tail(log)}")
         with log.open("a") as out:
             proc = subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(base / "data"), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=32MB",
-                 "-c", "max_connections=40"],
-                cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(base / "data"),
+                    "-p",
+                    str(port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "unix_socket_directories=",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "shared_buffers=32MB",
+                    "-c",
+                    "max_connections=40",
+                ],
+                cwd=base,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_user,
+            )
         server = Postgres("127.0.0.1", port, PG_USER, PG_PASSWORD, PG_DB)
         deadline = time.time() + timeout
         while True:
@@ -180,8 +232,9 @@ def postgres_server(workdir: Path, timeout: float = 90) -> Iterator[Postgres]:
                 break
             except psycopg2.OperationalError as e:
                 if time.time() > deadline:
-                    raise TimeoutError(f"postgres on port {port} not ready after {timeout:.0f} s ({e}):\n"
-                                       f"{_tail(log)}") from None
+                    raise TimeoutError(
+                        f"postgres on port {port} not ready after {timeout:.0f} s ({e}):\n{_tail(log)}"
+                    ) from None
                 time.sleep(0.5)
         con.autocommit = True
         with con.cursor() as cur:
@@ -206,9 +259,13 @@ class S3Server:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"])
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
 
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
@@ -236,8 +293,14 @@ def s3_server(workdir: Path, bucket: str = "lfsd", timeout: float = 60) -> Itera
     proc = None
     try:
         with log.open("w") as out:
-            proc = subprocess.Popen([*_moto_cli(), "-H", "127.0.0.1", "-p", str(port)], cwd=workdir, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [*_moto_cli(), "-H", "127.0.0.1", "-p", str(port)],
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         endpoint = f"http://127.0.0.1:{port}"
         wait_http(f"{endpoint}/moto-api/", proc, timeout, log)
         server = S3Server(endpoint, bucket)
@@ -264,8 +327,9 @@ class RemoteMlflow:
 
 
 @contextlib.contextmanager
-def mlflow_remote_server(workdir: Path, postgres: Postgres, s3: S3Server, prefix: str = "mlflow",
-                         timeout: float = 180) -> Iterator[RemoteMlflow]:
+def mlflow_remote_server(
+    workdir: Path, postgres: Postgres, s3: S3Server, prefix: str = "mlflow", timeout: float = 180
+) -> Iterator[RemoteMlflow]:
     """`mlflow server --backend-store-uri postgresql://... --artifacts-destination s3://<bucket>/<prefix>`
     (one worker, no job execution) on 127.0.0.1:<free port>; clients upload and download artifacts
     through its proxy. Ready when /health answers (the schema migrations run before the server listens).
@@ -281,9 +345,26 @@ def mlflow_remote_server(workdir: Path, postgres: Postgres, s3: S3Server, prefix
     try:
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [*mlflow_cli(), "server", "--backend-store-uri", postgres.uri, "--artifacts-destination", artifacts,
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    *mlflow_cli(),
+                    "server",
+                    "--backend-store-uri",
+                    postgres.uri,
+                    "--artifacts-destination",
+                    artifacts,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         uri = f"http://127.0.0.1:{port}"
         wait_http(f"{uri}/health", proc, timeout, log)
         yield RemoteMlflow(uri, postgres, s3, artifacts)

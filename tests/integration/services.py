@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-
 _GIVEN: set[int] = set()
 
 
@@ -73,10 +72,26 @@ def mlflow_server(workdir: Path):
     try:
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [*mlflow_cli(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                 "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
-                 "--artifacts-destination", str(workdir / "server-artifacts")],
-                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    *mlflow_cli(),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{workdir / 'server.db'}",
+                    "--artifacts-destination",
+                    str(workdir / "server-artifacts"),
+                ],
+                cwd=workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         uri = f"http://127.0.0.1:{port}"
         wait_http(f"{uri}/health", proc, 120, log)
         yield uri
@@ -134,15 +149,27 @@ def ray_head(num_cpus: int = 2):
     shutdown_ray()  # a Ray started earlier in this process would otherwise be reused
     temp = Path(tempfile.mkdtemp(prefix="lfsdrt", dir="/tmp"))
     port = free_port()
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-           f"--port={port}", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={temp}",
-           "--include-dashboard=false", "--disable-usage-stats", f"--ray-client-server-port={free_port()}",
-           f"--dashboard-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           "--object-store-memory=200000000"]
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        f"--temp-dir={temp}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        "--object-store-memory=200000000",
+    ]
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     saved = {v: os.environ.get(v) for v in ("RAY_ADDRESS", *AUTH_ENV)}
     env = {k: v for k, v in os.environ.items() if k not in AUTH_ENV} | auth | {"RAY_USAGE_STATS_ENABLED": "0"}
-    log = open(temp / "head.log", "w")
+    log = open(temp / "head.log", "w")  # noqa: SIM115 -- the head process writes it until the fixture stops it
     head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.time() + 180
@@ -180,10 +207,17 @@ def prefect_server(workdir: Path):
     api = f"http://127.0.0.1:{port}/api"
     log = workdir / "prefect-server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+        "PREFECT_HOME": str(workdir / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": api,
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_http(f"{api}/health", proc, 240, log)
         yield api

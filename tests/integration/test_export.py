@@ -46,8 +46,17 @@ def registry(tmp_path_factory, sd_base_dir):
 
     root = tmp_path_factory.mktemp("export")
     base = sd_base_dir  # conftest: the SD-1.x-shaped test base
-    cfg = dataclasses.replace(load_params().training, steps=4, lr=0.01, batch_size=2, kd_batch_size=2,
-                              kd_trajectories=2, kd_teacher_steps=2, kd_refresh_every=100, report_every=4)
+    cfg = dataclasses.replace(
+        load_params().training,
+        steps=4,
+        lr=0.01,
+        batch_size=2,
+        kd_batch_size=2,
+        kd_trajectories=2,
+        kd_teacher_steps=2,
+        kd_refresh_every=100,
+        report_every=4,
+    )
     model = LifelongModel.from_base(base, "lfs")
     last = None
     for k, folder in enumerate(CONCEPTS, start=1):
@@ -67,8 +76,9 @@ def registry(tmp_path_factory, sd_base_dir):
     client = mlflow.MlflowClient()
     mlflow.set_experiment(experiment_id=client.create_experiment("export", artifact_location=(root / "art").as_uri()))
     with mlflow.start_run():
-        info = log_lifelong_model(last, base, registered_model_name=NAME, steps=STEPS,
-                                  tags={"lfsd.ledger": "byruri,xubyzo"})
+        info = log_lifelong_model(
+            last, base, registered_model_name=NAME, steps=STEPS, tags={"lfsd.ledger": "byruri,xubyzo"}
+        )
     assert str(info.registered_model_version) == "1"
     yield base, uri, root
     while mlflow.active_run():
@@ -106,7 +116,9 @@ def exports(registry, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     for fmt, merged in CASES:
         folder = root / f"{fmt}{'-merged' if merged else ''}"
-        result = run_export(f"models:/{NAME}/1", "--out", str(folder), "--format", fmt, *(["--merged"] if merged else []))
+        result = run_export(
+            f"models:/{NAME}/1", "--out", str(folder), "--format", fmt, *(["--merged"] if merged else [])
+        )
         assert result.exit_code == 0, result.output
         out[(fmt, merged)] = folder
     return out
@@ -119,8 +131,9 @@ def _stock(base: Path, folder: Path, fmt: str, merged: bool, lora: bool = True):
 
     pipe = StableDiffusionPipeline.from_pretrained(base)
     pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False,
-                                               steps_offset=1)
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
     if merged:
         if lora:
             pipe.load_lora_weights(str(folder / "lora" / f"{NAME}-v1.safetensors"), adapter_name="all")
@@ -139,8 +152,13 @@ def _stock(base: Path, folder: Path, fmt: str, merged: bool, lora: bool = True):
 
 
 def _draw(pipe, guidance: float) -> torch.Tensor:
-    return pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance, output_type="pt",
-                generator=torch.Generator().manual_seed(SEED)).images[0]
+    return pipe(
+        PROMPT,
+        num_inference_steps=STEPS,
+        guidance_scale=guidance,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(SEED),
+    ).images[0]
 
 
 @pytest.mark.parametrize("fmt,merged", CASES, ids=[f"{f}{'-merged' if m else ''}" for f, m in CASES])
@@ -165,8 +183,9 @@ def _deltas(pipe) -> dict[str, torch.Tensor]:
     out = {}
     for name, module in pipe.unet.named_modules():
         if hasattr(module, "lora_A") and module.active_adapters:
-            out[name] = sum(module.scaling[a] * module.lora_B[a].weight @ module.lora_A[a].weight
-                            for a in module.active_adapters)
+            out[name] = sum(
+                module.scaling[a] * module.lora_B[a].weight @ module.lora_A[a].weight for a in module.active_adapters
+            )
     return out
 
 
@@ -181,8 +200,9 @@ def test_kohya_files_convert_to_the_same_lora_as_diffusers_files(registry, expor
     base = registry[0]
     kohya = _deltas(_stock(base, exports[("kohya", merged)], "kohya", merged))
     plain = _deltas(_stock(base, exports[("diffusers", merged)], "diffusers", merged))
-    state, alphas = StableDiffusionPipeline.lora_state_dict(str(exports[("kohya", merged)] / "lora" /
-                                                                 (f"{NAME}-v1.safetensors" if merged else "byruri.safetensors")))
+    state, alphas = StableDiffusionPipeline.lora_state_dict(
+        str(exports[("kohya", merged)] / "lora" / (f"{NAME}-v1.safetensors" if merged else "byruri.safetensors"))
+    )
     assert alphas and all(k.startswith("unet.") for k in state)  # went through the non-diffusers conversion
     assert sorted(kohya) == sorted(plain) and len(kohya) == 32  # 16 cross-attentions x (to_k, to_v)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1"))
@@ -199,7 +219,7 @@ def test_kohya_files_convert_to_the_same_lora_as_diffusers_files(registry, expor
 def test_metadata_reads_back(registry, exports):
     from safetensors import safe_open
 
-    for (fmt, merged), folder in exports.items():
+    for (_fmt, merged), folder in exports.items():
         files = sorted(folder.rglob("*.safetensors"))
         assert len(files) == (2 if merged else 4), files
         readme = (folder / "README.md").read_text()
@@ -210,7 +230,9 @@ def test_metadata_reads_back(registry, exports):
             assert all(isinstance(v, str) for v in meta.values())
             tokens = "<byruri>,<xubyzo>" if merged else f"<{f.stem}>"
             assert meta["lfsd.token"] == tokens
-            assert meta["lfsd.class_word"] == ("cross,heart" if merged else {"byruri": "cross", "xubyzo": "heart"}[f.stem])
+            assert meta["lfsd.class_word"] == (
+                "cross,heart" if merged else {"byruri": "cross", "xubyzo": "heart"}[f.stem]
+            )
             assert meta["lfsd.model_name"] == NAME and meta["lfsd.model_version"] == "1"
             assert len(meta["lfsd.base_hash"]) == 64 and meta["ss_sd_model_hash"] == meta["lfsd.base_hash"]
             assert meta["ss_sd_model_name"] == "sd-base" and meta["ss_base_model_version"] == "sd_v1"
@@ -220,7 +242,11 @@ def test_metadata_reads_back(registry, exports):
             if f.parent.name == "lora":
                 assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
                 rank = "8" if merged else "4"
-                assert (meta["ss_network_dim"], meta["ss_network_alpha"], meta["ss_network_module"]) == (rank, rank, "networks.lora")
+                assert (meta["ss_network_dim"], meta["ss_network_alpha"], meta["ss_network_module"]) == (
+                    rank,
+                    rank,
+                    "networks.lora",
+                )
                 assert len(meta["sshs_model_hash"]) == 64
             else:
                 assert meta["modelspec.architecture"] == "stable-diffusion-v1/textual-inversion"
@@ -239,6 +265,7 @@ def test_a_runs_uri_exports_the_same_files(registry, exports, tmp_path):
 
 
 # ---------------------------------------------------------------- bad input: clear error, nothing written
+
 
 def _version_from_copy(registry, name: str, damage) -> str:
     """A new registered version whose source is a copy of version 1's files (no base), damaged by `damage`."""
@@ -269,9 +296,17 @@ def _full_kv(arts: Path) -> None:
 
 BAD = {  # case: (damage, text the error must contain, exit code)
     "lora-missing": (lambda a: _lora(a).unlink(), "unet_lora/pytorch_lora_weights.safetensors: missing", 1),
-    "lora-corrupt": (lambda a: _lora(a).write_bytes(b"\x00garbage" * 10), "unet_lora/pytorch_lora_weights.safetensors: not a valid safetensors", 1),
+    "lora-corrupt": (
+        lambda a: _lora(a).write_bytes(b"\x00garbage" * 10),
+        "unet_lora/pytorch_lora_weights.safetensors: not a valid safetensors",
+        1,
+    ),
     "embeddings-missing": (lambda a: _emb(a).unlink(), "learned_embeds.safetensors: missing", 1),
-    "embeddings-corrupt": (lambda a: _emb(a).write_bytes(_emb(a).read_bytes()[:-7]), "learned_embeds.safetensors: not a valid safetensors", 1),
+    "embeddings-corrupt": (
+        lambda a: _emb(a).write_bytes(_emb(a).read_bytes()[:-7]),
+        "learned_embeds.safetensors: not a valid safetensors",
+        1,
+    ),
     "full-kv": (_full_kv, "xubyzo were learned as full K/V updates", 2),
 }
 
@@ -304,12 +339,16 @@ def test_an_erased_version_is_refused(registry, tmp_path):
         assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("uri,message", [
-    (f"models:/{NAME}/99", "no such registered model version"),
-    ("models:/no-such-model/1", "no such registered model version"),
-    (f"models:/{NAME}@no-such-alias", "no such registered model version"),
-    ("s3://bucket/model", "not a registered version URI"),
-], ids=["version", "model", "alias", "scheme"])
+@pytest.mark.parametrize(
+    "uri,message",
+    [
+        (f"models:/{NAME}/99", "no such registered model version"),
+        ("models:/no-such-model/1", "no such registered model version"),
+        (f"models:/{NAME}@no-such-alias", "no such registered model version"),
+        ("s3://bucket/model", "not a registered version URI"),
+    ],
+    ids=["version", "model", "alias", "scheme"],
+)
 def test_an_unknown_uri_is_an_error_and_nothing_is_written(registry, tmp_path, uri, message):
     out = tmp_path / "out"
     result = run_export(uri, "--out", str(out))

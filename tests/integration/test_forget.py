@@ -31,8 +31,8 @@ def _quiet(message: str) -> None:
 
 def _chain(workspace: Path, tmp_path: Path, n: int = 5):
     from components.chains.onboard import onboard
-    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
     from components.world.concepts import write_concepts
 
     folders = write_concepts(tmp_path / "in", n=n + 1, shots=3, seed=31)
@@ -83,8 +83,14 @@ def _lfsd(ws: Path, args: list[str], log: Path, api: str, **env) -> tuple[int, s
     """`lfsd ARGS` as a real process (its own process group) in the workspace."""
     from tests.integration.services import cli_env
 
-    proc = subprocess.Popen([sys.executable, "-m", "components.cli", *args], cwd=ws, env=cli_env(ws, api, **env),
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "components.cli", *args],
+        cwd=ws,
+        env=cli_env(ws, api, **env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         rc = proc.wait(timeout=600)
     finally:
@@ -104,17 +110,18 @@ def _set_gate(workspace: Path, bound: float) -> None:
     git(workspace, "commit", "-qam", f"gate bound {bound}")
 
 
-def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chain_goes_on(workspace, tmp_path,
-                                                                                          prefect_api):
+def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chain_goes_on(
+    workspace, tmp_path, prefect_api
+):
     import mlflow
 
-    from components.chains.onboard import onboard
-    from components.erasure.record import ErasureRefused
     from components.chains.forget import forget
+    from components.chains.onboard import onboard
     from components.erasure.pull import ErasedData, pull
-    from components.workspace.layout import load_workspace
+    from components.erasure.record import ErasureRefused
     from components.registry import RegistryError, promote
     from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
 
     ws, folders = _chain(workspace, tmp_path)
     names = ws.learned_names()
@@ -126,8 +133,10 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     assert _traces([workspace], hashes, pixels)  # the scan finds what is there before
     client = mlflow.MlflowClient()
     model = ws.params.pipeline.model_name
-    holding = sorted((str(v.version) for v in client.search_model_versions(f"name='{model}'")
-                      if name in v.tags["lfsd.ledger"]), key=int)
+    holding = sorted(
+        (str(v.version) for v in client.search_model_versions(f"name='{model}'") if name in v.tags["lfsd.ledger"]),
+        key=int,
+    )
     assert holding == ["3", "4", "5"]
 
     # Bad requests, and a removal production would need while the chain without it fails the gate:
@@ -135,8 +144,11 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
     _set_gate(workspace, 2.0)
     ws = load_workspace(workspace)
     before = state_snapshot(workspace)
-    for bad, reason, why in (("nobody", "test", "not a concept of this workspace"), (name, " ", "needs a reason"),
-                             (name, "test", "fails the promotion gate.*production \\(version 5\\) holds")):
+    for bad, reason, why in (
+        ("nobody", "test", "not a concept of this workspace"),
+        (name, " ", "needs a reason"),
+        (name, "test", "fails the promotion gate.*production \\(version 5\\) holds"),
+    ):
         with pytest.raises(ErasureRefused, match=why):
             forget(ws, bad, reason, log=_quiet)  # refusals, with the default removal (the drop)
         assert state_snapshot(workspace) == before

@@ -23,15 +23,20 @@ def _tasks(ws) -> dict[str, dict]:
     from components.lifelong import read_ledger
     from components.lifelong.checkpoint import EMBEDS_FILE, LORA_DIR, LORA_WEIGHTS
 
-    return {e.name: {"task": e.task, **load_file(Path(e.checkpoint) / LORA_DIR / LORA_WEIGHTS),
-                     **load_file(Path(e.checkpoint) / EMBEDS_FILE)}
-            for e in read_ledger(ws.latest_checkpoint()).entries}
+    return {
+        e.name: {
+            "task": e.task,
+            **load_file(Path(e.checkpoint) / LORA_DIR / LORA_WEIGHTS),
+            **load_file(Path(e.checkpoint) / EMBEDS_FILE),
+        }
+        for e in read_ledger(ws.latest_checkpoint()).entries
+    }
 
 
 def _onboard_all(root: Path, folders: list[Path]):
     from components.chains.onboard import onboard
-    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
 
     ws = load_workspace(root)
     for folder in folders:
@@ -39,8 +44,9 @@ def _onboard_all(root: Path, folders: list[Path]):
     return ws
 
 
-def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(tmp_path, tiny_base_dir, monkeypatch,
-                                                                          prefect_api):
+def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(
+    tmp_path, tiny_base_dir, monkeypatch, prefect_api
+):
     from components.workspace.layout import load_workspace
     from components.world.concepts import write_concepts
 
@@ -67,12 +73,20 @@ def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(tmp_p
     rc, out = _lfsd(root, args, tmp_path / "killed.log", prefect_api, LFSD_DIE_AT="after-forget-relearn")
     assert rc == -signal.SIGKILL and f"relearned {c} (task 3) without {b}" in out, out
     after = state_snapshot(root)  # a SIGKILL cleans nothing up: only the uncommitted removal folder is new
-    assert {k: v for k, v in after.items() if k not in ("status", "checkpoints")} == \
-        {k: v for k, v in before.items() if k not in ("status", "checkpoints")}
+    assert {k: v for k, v in after.items() if k not in ("status", "checkpoints")} == {
+        k: v for k, v in before.items() if k not in ("status", "checkpoints")
+    }
     assert all(line.startswith(f"?? checkpoints/05-forget-{b}/") for line in after["status"].splitlines())
-    assert {k: v for k, v in after["checkpoints"].items() if not k.startswith(f"05-forget-{b}/")} == before["checkpoints"]
+    assert {k: v for k, v in after["checkpoints"].items() if not k.startswith(f"05-forget-{b}/")} == before[
+        "checkpoints"
+    ]
     rc, out = _lfsd(root, args, tmp_path / "rerun.log", prefect_api)
-    assert rc == 0 and f"relearned {c} (task 3)" in out and f"relearned {d} (task 4)" in out and f"{b}: erased; model version 5" in out, out
+    assert (
+        rc == 0
+        and f"relearned {c} (task 3)" in out
+        and f"relearned {d} (task 4)" in out
+        and f"{b}: erased; model version 5" in out
+    ), out
 
     # The served chain: a, then c and d relearned under their own task numbers, inside the removal's folder,
     # equal to the workspace that never saw b (trained there as tasks 2 and 3).
@@ -85,8 +99,10 @@ def test_relearning_gives_the_chain_that_never_saw_it_and_survives_sigkill(tmp_p
         assert sorted(rename.values()) == sorted(k for k in theirs if k != "task")
         gap = max(float((mine[k] - theirs[rename[k]]).abs().max()) for k in rename)
         assert gap == 0.0, f"{name}: relearned differs from never-learned by {gap}"
-    assert [e.checkpoint for e in ws.ledger().entries][1:] == [f"checkpoints/05-forget-{b}/task3",
-                                                                f"checkpoints/05-forget-{b}/task4"]
+    assert [e.checkpoint for e in ws.ledger().entries][1:] == [
+        f"checkpoints/05-forget-{b}/task3",
+        f"checkpoints/05-forget-{b}/task4",
+    ]
     record = json.loads(git(root, "show", f"HEAD:erasures/05-{b}.json"))
     assert record["retrained"] == [c, d]
     assert record["dropped_checkpoints"] == [f"checkpoints/02-{b}", f"checkpoints/03-{c}", f"checkpoints/04-{d}"]

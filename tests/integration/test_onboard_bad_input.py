@@ -32,7 +32,7 @@ def _non_image(f: Path):
 
 def _truncated(f: Path):
     p = _first_png(f)
-    p.write_bytes(p.read_bytes()[: 60])
+    p.write_bytes(p.read_bytes()[:60])
     return p.name
 
 
@@ -100,9 +100,19 @@ def _symlink_outside(f: Path):
 
 
 CASES = {
-    "non-image": _non_image, "truncated": _truncated, "zero-bytes": _zero_bytes, "tiny": _tiny, "huge": _huge,
-    "too-few-shots": _too_few, "too-many-shots": _too_many, "duplicate": _duplicate, "missing-yaml": _no_yaml,
-    "malformed-yaml": _malformed_yaml, "dotdot-name": _dotdot_name, "slash-name": _slash_name, "empty": _empty,
+    "non-image": _non_image,
+    "truncated": _truncated,
+    "zero-bytes": _zero_bytes,
+    "tiny": _tiny,
+    "huge": _huge,
+    "too-few-shots": _too_few,
+    "too-many-shots": _too_many,
+    "duplicate": _duplicate,
+    "missing-yaml": _no_yaml,
+    "malformed-yaml": _malformed_yaml,
+    "dotdot-name": _dotdot_name,
+    "slash-name": _slash_name,
+    "empty": _empty,
     "symlink-outside": _symlink_outside,
 }
 
@@ -149,8 +159,13 @@ def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tm
     before = state_snapshot(workspace)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
     lfsd = Path(sys.executable).with_name("lfsd")
-    proc = subprocess.run([str(lfsd), "onboard", str(folder), "--workspace", str(workspace)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(lfsd), "onboard", str(folder), "--workspace", str(workspace)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     _assert_named(proc.stderr, named)
     assert state_snapshot(workspace) == before

@@ -25,8 +25,11 @@ ORIENTATION = 0x0112
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _odd_modes(folder: Path) -> None:
@@ -37,7 +40,7 @@ def _odd_modes(folder: Path) -> None:
         p.unlink()
     imgs[0].convert("CMYK").save(folder / "a-cmyk.jpg", quality=95)
     imgs[1].convert("RGBA").save(folder / "b-rgba.png")
-    gray16 = (np.asarray(imgs[2].convert("L")).astype(np.uint16) * 257)
+    gray16 = np.asarray(imgs[2].convert("L")).astype(np.uint16) * 257
     Image.fromarray(gray16).save(folder / "c-gray16.png")
     exif = Image.Exif()
     exif[ORIENTATION] = 6
@@ -62,11 +65,11 @@ def ray_head(workspace):
 def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harness, ray_head, tmp_path, monkeypatch):
     import mlflow
 
-    from components.workspace.layout import load_workspace
-    from components.registry import CANDIDATE, PRODUCTION, REQUIRED_LINEAGE_TAGS, get_alias_version
     from components.lifelong import LEDGER_FILE, Ledger
+    from components.registry import CANDIDATE, PRODUCTION, REQUIRED_LINEAGE_TAGS, get_alias_version
     from components.validation import ValidationError
     from components.versioning import restore, status_clean
+    from components.workspace.layout import load_workspace
     from components.world.concepts import write_concepts
     from flows.onboard import onboard_concept
     from flows.registry import promote, rollback
@@ -92,7 +95,9 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         ledger = Ledger.read(ws.latest_checkpoint() / LEDGER_FILE)
         names = [yaml.safe_load((c / "concept.yaml").read_text())["name"] for c in (c1, c2)]
         assert ledger.names() == names
-        assert all(not Path(e.checkpoint).is_absolute() and not Path(e.references).is_absolute() for e in ledger.entries)
+        assert all(
+            not Path(e.checkpoint).is_absolute() and not Path(e.references).is_absolute() for e in ledger.entries
+        )
         shots = sorted((ws.data_dir / names[1]).glob("*.png"))
         assert len(shots) == 4 and all(Image.open(p).mode == "RGB" for p in shots)
 
@@ -126,8 +131,11 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         kept = {d: _tree(workspace / d) for d in ("data", "checkpoints")}
         shutil.rmtree(workspace / "data")
         shutil.rmtree(workspace / "checkpoints")
-        restore(workspace, [f"data/concepts/{n}" for n in names] + [ws.rel(c) for c in
-                                                                  (ws.checkpoint_dir / f"01-{names[0]}", ws.checkpoint_dir / f"02-{names[1]}")])
+        restore(
+            workspace,
+            [f"data/concepts/{n}" for n in names]
+            + [ws.rel(c) for c in (ws.checkpoint_dir / f"01-{names[0]}", ws.checkpoint_dir / f"02-{names[1]}")],
+        )
         assert {d: _tree(workspace / d) for d in ("data", "checkpoints")} == kept
 
         # the same folder again: a no-op that says so
@@ -158,7 +166,11 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         from components.publishing.promotion import preview
 
         shown = preview(ws, "3")
-        assert "v3" in shown and "production: version 2 -> version 3" in shown and "concepts added:   " + third.concept in shown
+        assert (
+            "v3" in shown
+            and "production: version 2 -> version 3" in shown
+            and "concepts added:   " + third.concept in shown
+        )
         assert promote("3", reason="accepted by a reviewer", workspace=str(workspace)) == "2"
         assert get_alias_version(name, PRODUCTION) == "3"
         assert rollback(workspace=str(workspace)) == "2"
@@ -173,7 +185,11 @@ def _assert_runs_tell_their_story(client, children, names, ledger) -> None:
         (inp,) = run.inputs.dataset_inputs
         assert inp.dataset.name == names[k - 1] and run.data.tags["lfsd.dataset_dvc_md5"].startswith(inp.dataset.digest)
         tags = {t.key: t.value for t in inp.tags}
-        assert tags["class_word"] == ledger.entries[k - 1].class_word and tags["shots"] == "4" and tags["mlflow.data.context"] == "training"
+        assert (
+            tags["class_word"] == ledger.entries[k - 1].class_word
+            and tags["shots"] == "4"
+            and tags["mlflow.data.context"] == "training"
+        )
         system = [m for m in run.data.metrics if m.startswith("system/")]
         assert "system/cpu_utilization_percentage" in system and "system/system_memory_usage_megabytes" in system
         assert len(client.get_metric_history(run.info.run_id, "loss.denoise")) >= 2
@@ -207,12 +223,14 @@ def _assert_dvc_shows_metrics_and_plots(root: Path, names) -> None:
     import sys
 
     dvc = [str(Path(sys.executable).with_name("dvc"))]
-    shown = json.loads(subprocess.run([*dvc, "metrics", "show", "--json"], cwd=root, check=True,
-                                      capture_output=True, text=True).stdout)
+    shown = json.loads(
+        subprocess.run([*dvc, "metrics", "show", "--json"], cwd=root, check=True, capture_output=True, text=True).stdout
+    )
     metrics = next(iter(shown.values()))["data"]["metrics/forgetting.json"]["data"]
     assert metrics["tasks"] == 2 and metrics["newest"] == names[-1]
-    plots = json.loads(subprocess.run([*dvc, "plots", "show", "--json"], cwd=root, check=True,
-                                      capture_output=True, text=True).stdout)
+    plots = json.loads(
+        subprocess.run([*dvc, "plots", "show", "--json"], cwd=root, check=True, capture_output=True, text=True).stdout
+    )
     (plot,) = plots["data"]["metrics/history.json"]
     rows = plot["content"]["data"]["values"]
     assert {(r["task"], r["concept"]) for r in rows} == {(1, names[0]), (2, names[1])}

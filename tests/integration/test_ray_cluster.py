@@ -33,9 +33,14 @@ def _node_ports() -> list[str]:
     engineers' Rays beside them, must not collide)."""
     from tests.integration.services import free_port
 
-    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--metrics-export-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    return [
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
 
 
 def _pids_of(sid: int) -> list[int]:
@@ -65,8 +70,10 @@ def _wait_until(ready, proc: subprocess.Popen, log: Path, what: str, timeout: fl
     while not ready():
         if proc.poll() is not None or time.time() > deadline:
             raylet = [f.read_text()[-1500:] for f in log.parent.glob("session_*/logs/raylet*.err") if f.stat().st_size]
-            raise RuntimeError(f"{what} did not start (rc={proc.poll()}):\n{log.read_text()[-3000:]}\n"
-                               f"raylet.err:\n{''.join(raylet)[-3000:]}")
+            raise RuntimeError(
+                f"{what} did not start (rc={proc.poll()}):\n{log.read_text()[-3000:]}\n"
+                f"raylet.err:\n{''.join(raylet)[-3000:]}"
+            )
         time.sleep(0.5)
 
 
@@ -91,16 +98,43 @@ def two_node_cluster(started: list[subprocess.Popen] | None = None):
     saved = {v: os.environ.get(v) for v in ("RAY_ADDRESS", *AUTH_ENV)}
     # RAY_worker_niceness=0 as `ensure_ray` sets for a local Ray: at Ray's default niceness 15 the Train
     # workers starve next to any busy process on this shared 2-core machine.
-    env = {k: v for k, v in os.environ.items() if k not in (*AUTH_ENV, "RAY_ADDRESS")} | auth | {
-        "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
-    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
-              "--object-store-memory=100000000", "--min-worker-port=0", "--max-worker-port=0",
-              "--include-log-monitor=false"]  # logs stay in files (`ensure_ray` does not stream them either)
-    head_cmd = [_ray_cli(), "start", "--head", f"--port={port}", f"--temp-dir={temps[0]}", *common,
-                "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
-                f"--dashboard-port={free_port()}", *_node_ports()]
-    node_cmd = [_ray_cli(), "start", f"--address={address}", f"--temp-dir={temps[1]}", *common,
-                f"--resources={json.dumps({NODE2_RESOURCE: 1})}", *_node_ports()]
+    env = (
+        {k: v for k, v in os.environ.items() if k not in (*AUTH_ENV, "RAY_ADDRESS")}
+        | auth
+        | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
+    )
+    common = [
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--num-gpus=0",
+        "--disable-usage-stats",
+        "--object-store-memory=100000000",
+        "--min-worker-port=0",
+        "--max-worker-port=0",
+        "--include-log-monitor=false",
+    ]  # logs stay in files (`ensure_ray` does not stream them either)
+    head_cmd = [
+        _ray_cli(),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--temp-dir={temps[0]}",
+        *common,
+        "--include-dashboard=false",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-port={free_port()}",
+        *_node_ports(),
+    ]
+    node_cmd = [
+        _ray_cli(),
+        "start",
+        f"--address={address}",
+        f"--temp-dir={temps[1]}",
+        *common,
+        f"--resources={json.dumps({NODE2_RESOURCE: 1})}",
+        *_node_ports(),
+    ]
     procs: list[subprocess.Popen] = [] if started is None else started  # all are killed at the end
     logs = []
     try:
@@ -113,10 +147,11 @@ def two_node_cluster(started: list[subprocess.Popen] | None = None):
             for attempt in (1, 2, 3):
                 log = temp / f"node-{attempt}.log"
                 logs.append(log.open("w"))
-                procs.append(subprocess.Popen(cmd, stdout=logs[-1], stderr=subprocess.STDOUT,
-                                              start_new_session=True, env=env))
+                procs.append(
+                    subprocess.Popen(cmd, stdout=logs[-1], stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                )
                 try:
-                    _wait_until(lambda: "Ray runtime started" in log.read_text(), procs[-1], log, what)  # noqa: B023
+                    _wait_until(lambda: "Ray runtime started" in log.read_text(), procs[-1], log, what)  # noqa: B023 -- called in this iteration only
                     break
                 except RuntimeError:
                     _kill_session(procs[-1])
@@ -161,17 +196,31 @@ def test_one_concept_trains_with_one_worker_on_each_of_two_ray_nodes(tiny_base_d
     from components.config import load_params
     from components.lifelong import LifelongModel
     from components.model.sampling import generate
-    from components.training.concept import read_concept
-    from components.training.launch import TrainRequest
     from components.ray_train.job import train_on_ray
     from components.ray_train.runtime import ensure_ray
+    from components.training.concept import read_concept
+    from components.training.launch import TrainRequest
     from components.world.concepts import write_concepts
 
     params = load_params()
-    cfg = dataclasses.replace(params.training, steps=4, batch_size=2, kd_batch_size=2, kd_trajectories=2,
-                              kd_teacher_steps=2, kd_refresh_every=2, report_every=2)
-    ray_cfg = dataclasses.replace(params.ray, num_workers=2, cpus_per_worker=1, checkpoint_every=2,
-                                  health_check_interval_s=0.1, placement_strategy="STRICT_SPREAD")
+    cfg = dataclasses.replace(
+        params.training,
+        steps=4,
+        batch_size=2,
+        kd_batch_size=2,
+        kd_trajectories=2,
+        kd_teacher_steps=2,
+        kd_refresh_every=2,
+        report_every=2,
+    )
+    ray_cfg = dataclasses.replace(
+        params.ray,
+        num_workers=2,
+        cpus_per_worker=1,
+        checkpoint_every=2,
+        health_check_interval_s=0.1,
+        placement_strategy="STRICT_SPREAD",
+    )
     concept_dir = write_concepts(tmp_path / "concepts", n=1, shots=3, seed=5)[0]
     concept = read_concept(concept_dir)
     out, state = tmp_path / "ckpt" / "01", tmp_path / "state"
@@ -194,9 +243,19 @@ def test_one_concept_trains_with_one_worker_on_each_of_two_ray_nodes(tiny_base_d
 
             reported: list[dict] = []
             result = train_on_ray(
-                TrainRequest(base_dir=tiny_base_dir, previous_checkpoint=None, concept_dir=concept_dir,
-                             references=str(concept_dir), out=out, method="lfs", cfg=cfg),
-                ray_cfg, state, reported.append)
+                TrainRequest(
+                    base_dir=tiny_base_dir,
+                    previous_checkpoint=None,
+                    concept_dir=concept_dir,
+                    references=str(concept_dir),
+                    out=out,
+                    method="lfs",
+                    cfg=cfg,
+                ),
+                ray_cfg,
+                state,
+                reported.append,
+            )
             marks["trained"] = time.time() - t0
             print(f"train_on_ray: wall {result.wall_seconds:.1f}s, train_task in rank 0 {result.seconds:.1f}s")
 

@@ -33,8 +33,14 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
     concept, method = read_concept(two_concepts[0]), get_method("lfs")
     states: dict[int, dict] = {}
     straight = LifelongModel.from_base(tiny_base_dir, "lfs")
-    full = train_task(straight, concept, method, cfg, tmp_path / "full",
-                      hooks=WorkerHooks(checkpoint_cb=lambda step, st: states.__setitem__(step, st), checkpoint_every=2))
+    full = train_task(
+        straight,
+        concept,
+        method,
+        cfg,
+        tmp_path / "full",
+        hooks=WorkerHooks(checkpoint_cb=lambda step, st: states.__setitem__(step, st), checkpoint_every=2),
+    )
     assert sorted(states) == [2]  # every 2 steps, never after the last one
     torch.save(states[2], tmp_path / "state.pt")  # what the Ray worker does with it
     resume = torch.load(tmp_path / "state.pt", weights_only=True)
@@ -47,8 +53,15 @@ def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_conce
 
     reported: list[dict] = []
     again = LifelongModel.from_base(tiny_base_dir, "lfs")
-    resumed = train_task(again, concept, method, cfg, tmp_path / "resumed", report=reported.append,
-                         hooks=WorkerHooks(resume=resume, grad_sync=grad_sync))
+    resumed = train_task(
+        again,
+        concept,
+        method,
+        cfg,
+        tmp_path / "resumed",
+        report=reported.append,
+        hooks=WorkerHooks(resume=resume, grad_sync=grad_sync),
+    )
     assert resumed.resumed_from_step == 2 and full.resumed_from_step == 0
     assert [r["step"] for r in reported] == [3, 4]
     assert [r["step"] for r in resumed.losses] == [1, 2, 3, 4]
@@ -86,29 +99,47 @@ def ray_concepts(tmp_path_factory):
 def _ray_cfg(**kw):
     from components.config import load_params
 
-    base = dataclasses.replace(load_params().ray, num_workers=1, cpus_per_worker=2, max_failures=1, checkpoint_every=2,
-                               health_check_interval_s=0.1)
+    base = dataclasses.replace(
+        load_params().ray,
+        num_workers=1,
+        cpus_per_worker=2,
+        max_failures=1,
+        checkpoint_every=2,
+        health_check_interval_s=0.1,
+    )
     return dataclasses.replace(base, **kw)
 
 
 def _request(base, previous, concept_dir, out, cfg):
     from components.training.launch import TrainRequest
 
-    return TrainRequest(base_dir=base, previous_checkpoint=previous, concept_dir=concept_dir,
-                        references=str(concept_dir), out=out, method="lfs", cfg=cfg)
+    return TrainRequest(
+        base_dir=base,
+        previous_checkpoint=previous,
+        concept_dir=concept_dir,
+        references=str(concept_dir),
+        out=out,
+        method="lfs",
+        cfg=cfg,
+    )
 
 
 @pytest.mark.integration
-def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_dir, ray_concepts, tiny_training_config,
-                                                          tmp_path, monkeypatch):
-    from components.training.concept import read_concept
+def test_a_crashed_worker_resumes_from_its_last_checkpoint(
+    ray_head, tiny_base_dir, ray_concepts, tiny_training_config, tmp_path, monkeypatch
+):
     from components.ray_train.job import FAIL_AT_STEP_ENV, train_on_ray
+    from components.training.concept import read_concept
 
     cfg = dataclasses.replace(tiny_training_config, steps=5)
     monkeypatch.setenv(FAIL_AT_STEP_ENV, "4")  # after the resumable checkpoint of step 2 (checkpoint_every=2)
     reported: list[dict] = []
-    result = train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01", cfg),
-                          _ray_cfg(checkpoint_every=2), tmp_path / "state", reported.append)
+    result = train_on_ray(
+        _request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01", cfg),
+        _ray_cfg(checkpoint_every=2),
+        tmp_path / "state",
+        reported.append,
+    )
     assert result.resumed_from_step == 2  # the restarted worker continued after step 2, not from step 1
     assert [r["step"] for r in result.losses] == [1, 2, 3, 4, 5]  # rows up to 2 came back with the checkpoint
     assert result.losses == reported and all("denoise" in r and "kd" in r for r in reported)
@@ -123,14 +154,18 @@ def test_a_crashed_worker_resumes_from_its_last_checkpoint(ray_head, tiny_base_d
     # Without a retry the same fault fails the run, and the error names the concept.
     monkeypatch.setenv(FAIL_AT_STEP_ENV, "2")
     with pytest.raises(RuntimeError, match=rf"{read_concept(ray_concepts[0]).name}(.|\n)*injected failure at step 2"):
-        train_on_ray(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01b", cfg),
-                     _ray_cfg(max_failures=0), tmp_path / "state")
+        train_on_ray(
+            _request(tiny_base_dir, None, ray_concepts[0], tmp_path / "01b", cfg),
+            _ray_cfg(max_failures=0),
+            tmp_path / "state",
+        )
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_warm_worker_group_trains_a_chain_in_one_process_and_resumes_a_crash(
-        ray_head, tiny_base_dir, ray_concepts, tiny_training_config, tmp_path, monkeypatch):
+    ray_head, tiny_base_dir, ray_concepts, tiny_training_config, tmp_path, monkeypatch
+):
     """One fit for a sequence (ray_warm): both tasks of a chain on the same worker process, the second
     from the first's checkpoint, the first equal to the in-process loop's; then with a fault injected,
     each task's restarted worker group resumes that task from its own last checkpoint."""
@@ -138,10 +173,10 @@ def test_a_warm_worker_group_trains_a_chain_in_one_process_and_resumes_a_crash(
     from safetensors.torch import load_file
 
     from components.lifelong import Ledger
+    from components.ray_train.warm import WarmLauncher
+    from components.ray_train.worker import FAIL_AT_STEP_ENV
     from components.training.concept import read_concept
     from components.training.launch import in_process
-    from components.ray_train.worker import FAIL_AT_STEP_ENV
-    from components.ray_train.warm import WarmLauncher
 
     cfg = dataclasses.replace(tiny_training_config, steps=5)
 
@@ -150,7 +185,11 @@ def test_a_warm_worker_group_trains_a_chain_in_one_process_and_resumes_a_crash(
         warm = WarmLauncher(_ray_cfg(checkpoint_every=2, max_failures=2), tmp_path / "state")
         try:
             first = warm(_request(tiny_base_dir, None, ray_concepts[0], tmp_path / f"{prefix}01", cfg))
-            return warm, first, warm(_request(tiny_base_dir, first.checkpoint, ray_concepts[1], tmp_path / f"{prefix}02", cfg))
+            return (
+                warm,
+                first,
+                warm(_request(tiny_base_dir, first.checkpoint, ray_concepts[1], tmp_path / f"{prefix}02", cfg)),
+            )
         finally:
             warm.close()
 

@@ -32,14 +32,14 @@ def test_recovery_discards_leftovers_and_registers_what_was_committed(workspace,
     import mlflow
 
     from components.chains.onboard import onboard
-    from components.workspace.layout import load_workspace
     from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
     from components.world.concepts import write_concepts
 
     a, b = write_concepts(tmp_path / "in", n=2, shots=3, seed=21)
     ws = load_workspace(workspace)
     launcher = in_process(1)
-    quiet = lambda m: None  # noqa: E731
+    quiet = lambda m: None
 
     # Killed after its commit, before registration (here: the register step fails).
     with pytest.raises(Boom):

@@ -61,17 +61,25 @@ def _png(text: str):
 def _expected(checkpoint: Path, base: Path, prompt: str, seed: int, references_dir: Path | None) -> np.ndarray:
     """The same image drawn directly with the training-side model (no MLflow)."""
     from components.config import load_params
+    from components.lifelong import LifelongModel
+    from components.model.pixels import to_uint8
     from components.model.references import load_reference_folder
     from components.model.sampling import generate
-    from components.model.pixels import to_uint8
-    from components.lifelong import LifelongModel
 
     model = LifelongModel.from_checkpoint(checkpoint, base)
     refs = None
     if references_dir is not None:
         refs = load_reference_folder(references_dir, model.bundle.image_size, 3)[None]
-    return to_uint8(generate(model.bundle, [prompt], [seed], references=refs, steps=STEPS,
-                             guidance_scale=load_params().sampling.guidance_scale))[0]
+    return to_uint8(
+        generate(
+            model.bundle,
+            [prompt],
+            [seed],
+            references=refs,
+            steps=STEPS,
+            guidance_scale=load_params().sampling.guidance_scale,
+        )
+    )[0]
 
 
 FRESH = r"""
@@ -92,8 +100,19 @@ def test_log_register_promote_load_fresh_and_rollback(chain, tmp_path, mlflow_ur
     import mlflow
 
     from components.registry import (
-        CANDIDATE, PREVIOUS_PRODUCTION_TAG, PRODUCTION, PROMOTION_REASON_TAG, RegistryError, get_alias_version,
-        log_lifelong_model, promote, register_version, rollback, set_alias, setup_tracking, tracking_uri_default,
+        CANDIDATE,
+        PREVIOUS_PRODUCTION_TAG,
+        PRODUCTION,
+        PROMOTION_REASON_TAG,
+        RegistryError,
+        get_alias_version,
+        log_lifelong_model,
+        promote,
+        register_version,
+        rollback,
+        set_alias,
+        setup_tracking,
+        tracking_uri_default,
     )
 
     base, checkpoint, concepts = chain
@@ -119,8 +138,14 @@ def test_log_register_promote_load_fresh_and_rollback(chain, tmp_path, mlflow_ur
     c1 = concepts[0]
     prompt = c1.prompt()
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", FRESH, f"models:/{NAME}@{PRODUCTION}", prompt, c1.name, str(STEPS)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, f"models:/{NAME}@{PRODUCTION}", prompt, c1.name, str(STEPS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert result["concepts"] == [c.name for c in concepts]
@@ -154,7 +179,7 @@ def test_log_register_promote_load_fresh_and_rollback(chain, tmp_path, mlflow_ur
     with mlflow.start_run() as run3:
         log_lifelong_model(checkpoint, base)
     v3 = register_version(run3.info.run_id, NAME, {"lfsd.git_commit": "1" * 40})
-    with pytest.raises(RegistryError, match="lfsd.dataset_dvc_md5.*lfsd.checkpoint_dvc_md5"):
+    with pytest.raises(RegistryError, match=r"lfsd.dataset_dvc_md5.*lfsd.checkpoint_dvc_md5"):
         promote(NAME, v3, "no lineage")
     assert get_alias_version(NAME, PRODUCTION) == v1
 
@@ -185,17 +210,44 @@ def test_mlflow_server_and_models_serve_answer_one_request(chain, tmp_path, mlfl
 
             with serve_log.open("w") as out:
                 serve = subprocess.Popen(
-                    [*mlflow_cli(), "models", "serve", "-m", f"models:/{NAME}@{PRODUCTION}", "--env-manager", "local",
-                     "-h", "127.0.0.1", "-p", str(port2), "-w", "1", "-t", "120"],
-                    cwd=tmp_path, env=dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri), stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    [
+                        *mlflow_cli(),
+                        "models",
+                        "serve",
+                        "-m",
+                        f"models:/{NAME}@{PRODUCTION}",
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port2),
+                        "-w",
+                        "1",
+                        "-t",
+                        "120",
+                    ],
+                    cwd=tmp_path,
+                    env=dict(env, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             wait_http(f"http://127.0.0.1:{port2}/ping", serve, 240, serve_log)
 
             c = concepts[1]
-            body = {"dataframe_split": {"columns": ["prompt", "concept", "seed", "steps"],
-                                        "data": [[c.prompt(), c.name, 7, STEPS]]}}
-            request = urllib.request.Request(f"http://127.0.0.1:{port2}/invocations", data=json.dumps(body).encode(),
-                                             headers={"Content-Type": "application/json"}, method="POST")
+            body = {
+                "dataframe_split": {
+                    "columns": ["prompt", "concept", "seed", "steps"],
+                    "data": [[c.prompt(), c.name, 7, STEPS]],
+                }
+            }
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port2}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             with urllib.request.urlopen(request, timeout=120) as r:
                 assert r.status == 200
                 answer = json.loads(r.read())

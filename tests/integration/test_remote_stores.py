@@ -42,8 +42,11 @@ def _inherited_env() -> dict[str, str]:
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,12 @@ def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
     tmp = tmp_path_factory.mktemp("remote")
     root = tmp / "ws"
     env = _inherited_env() | {
-        "LFSD_WORKSPACE": str(root), "LFSD_STATE_DIR": str(root / ".lfsd"), "HF_HUB_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": prefect_api, **stores.client_env,
+        "LFSD_WORKSPACE": str(root),
+        "LFSD_STATE_DIR": str(root / ".lfsd"),
+        "HF_HUB_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": prefect_api,
+        **stores.client_env,
     }
     with pytest.MonkeyPatch.context() as mp:  # init_workspace reads LFSD_STATE_DIR (the Makefile exports it)
         mp.setenv("LFSD_STATE_DIR", env["LFSD_STATE_DIR"])
@@ -75,8 +82,15 @@ def onboarded(stores, tiny_base_dir, tmp_path_factory, prefect_api):
 
     out = ""
     for concept in write_concepts(tmp / "concepts", n=2, shots=3, seed=5):
-        proc = subprocess.run([sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(root)],
-                              cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(root)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         (tmp / f"onboard-{concept.name}.log").write_text(f"{proc.stdout}\n--- stderr ---\n{proc.stderr}")
         assert proc.returncode == 0, f"onboard exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         out += proc.stdout
@@ -115,7 +129,11 @@ def test_onboard_via_cli_lands_in_postgres_and_s3(stores, onboarded):
     for version in ("1", "2"):
         location = client.get_model_version_download_uri(name, version)
         assert location.startswith("mlflow-artifacts:/"), location  # uploaded through the server's proxy
-        prefix = stores.artifacts.removeprefix(f"s3://{BUCKET}/") + "/" + location.removeprefix("mlflow-artifacts:/").strip("/")
+        prefix = (
+            stores.artifacts.removeprefix(f"s3://{BUCKET}/")
+            + "/"
+            + location.removeprefix("mlflow-artifacts:/").strip("/")
+        )
         stored[version] = keys = stores.s3.keys(prefix + "/")
         names = {k.rsplit("/", 1)[-1] for k in keys}
         assert {"MLmodel", "python_model.pkl", "index.json"} <= names, keys[:20]
@@ -142,8 +160,15 @@ def test_fresh_process_loads_production_from_remote_stores(stores, onboarded, tm
     home.mkdir()
     # Only the tracking URI and the S3 endpoint and credentials (HOME: a fresh folder, so no user config).
     env = {**stores.client_env, "HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-c", FRESH, f"models:/{MODEL}@production"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, f"models:/{MODEL}@production"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert result["n"] == 1 and result["seeds"] == [0]
@@ -154,8 +179,9 @@ def test_fresh_process_loads_production_from_remote_stores(stores, onboarded, tm
 
 
 def _dvc(root: Path, env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [str(VENV_BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == 0, f"dvc {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout.strip()
 
@@ -166,8 +192,10 @@ def _git_blob(root: Path, path: str) -> bytes:
 
 def test_dvc_remote_on_s3_push_pull_is_byte_identical(stores, onboarded):
     root, _, client_env = onboarded
-    env = _inherited_env() | {"DVC_NO_ANALYTICS": "1",
-                              "DVC_SITE_CACHE_DIR": str(root / ".lfsd" / "dvc-site-cache")}  # S3 credentials come from DVC's config
+    env = _inherited_env() | {
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(root / ".lfsd" / "dvc-site-cache"),
+    }  # S3 credentials come from DVC's config
     url = f"s3://{BUCKET}/dvc"
     _dvc(root, env, "remote", "add", "-d", "s3remote", url)
     _dvc(root, env, "remote", "modify", "s3remote", "endpointurl", stores.s3.endpoint)
@@ -179,7 +207,8 @@ def test_dvc_remote_on_s3_push_pull_is_byte_identical(stores, onboarded):
 
     before = {d: _tree(root / d) for d in ("data", "checkpoints")}
     assert any(p.endswith(".png") for p in before["data"]) and any(
-        p.endswith(".safetensors") for p in before["checkpoints"]), before
+        p.endswith(".safetensors") for p in before["checkpoints"]
+    ), before
     _dvc(root, env, "push")
     assert stores.s3.keys("dvc/files/md5/"), "dvc push wrote nothing to S3"
 

@@ -12,6 +12,7 @@ for that.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -27,8 +28,16 @@ from tests.integration.services import free_port, wait_http
 
 DEPLOYMENT = "onboard-inbox/lfsd-inbox"
 INTERVAL = 10
-FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
-               "RAY_AUTH_TOKEN_PATH", "LFSD_WORKSPACE", "LFSD_STATE_DIR")
+FOREIGN_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "RAY_ADDRESS",
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "LFSD_WORKSPACE",
+    "LFSD_STATE_DIR",
+)
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -53,8 +62,9 @@ class Service:
         with log.open("a") as out:
             out.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n")
             out.flush()
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def tail(self, n: int = 6000) -> str:
         return f"--- {self.name} log ({self.log}):\n{self.log.read_text(errors='replace')[-n:]}"
@@ -128,9 +138,10 @@ def _assert_scheduled_with_limit_one(dep) -> None:
 
 def _assert_one_run_at_a_time(runs) -> None:
     started = sorted((r for r in runs if r.start_time is not None), key=lambda r: r.start_time)
-    for a, b in zip(started, started[1:]):
+    for a, b in itertools.pairwise(started):
         assert a.end_time is not None and a.end_time <= b.start_time, (
-            f"runs overlap: {a.name} {a.start_time}..{a.end_time} and {b.name} from {b.start_time}")
+            f"runs overlap: {a.name} {a.start_time}..{a.end_time} and {b.name} from {b.start_time}"
+        )
 
 
 @pytest.mark.integration
@@ -142,17 +153,40 @@ def test_schedule_onboards_settled_folders_once_and_survives_restarts(tmp_path, 
     root, port = tmp_path / "ws", free_port()
     inbox, api = root / "inbox", f"http://127.0.0.1:{port}/api"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in FOREIGN_ENV}
-    server_env = base_env | {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                             "PREFECT_API_URL": api}
-    serve_env = base_env | {"PREFECT_API_URL": api, "LFSD_STATE_DIR": str(root / ".lfsd"), "LFSD_WORKSPACE": str(root),
-                            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+    server_env = base_env | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": api,
+    }
+    serve_env = base_env | {
+        "PREFECT_API_URL": api,
+        "LFSD_STATE_DIR": str(root / ".lfsd"),
+        "LFSD_WORKSPACE": str(root),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
     # this process's own client: a home of its own, the test server as its API
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "client-home"))
     monkeypatch.setenv("PREFECT_API_URL", api)
-    server_cmd = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-                  "--port", str(port)]
-    serve_cmd = [sys.executable, "-m", "components.cli", "schedule", "--workspace", str(root),
-                 "--interval", str(INTERVAL)]
+    server_cmd = [
+        str(Path(sys.executable).with_name("prefect")),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    serve_cmd = [
+        sys.executable,
+        "-m",
+        "components.cli",
+        "schedule",
+        "--workspace",
+        str(root),
+        "--interval",
+        str(INTERVAL),
+    ]
     services: list[Service] = []
 
     def launch(name: str, cmd: list[str], env: dict, log: str) -> Service:
@@ -203,7 +237,9 @@ def test_schedule_onboards_settled_folders_once_and_survives_restarts(tmp_path, 
 
         server.stop(signal.SIGTERM)
         restarted = time.time()
-        server = launch("prefect server", server_cmd, server_env, "prefect-server.log")  # same PREFECT_HOME and database
+        server = launch(
+            "prefect server", server_cmd, server_env, "prefect-server.log"
+        )  # same PREFECT_HOME and database
         # while it starts: the valid folder was onboarded exactly once (one commit, one model version)
         import mlflow
 
@@ -219,9 +255,17 @@ def test_schedule_onboards_settled_folders_once_and_survives_restarts(tmp_path, 
         serve = launch("lfsd schedule", serve_cmd, serve_env, "lfsd-schedule.log")
         live = [server, serve]
         # the new serve process polls for the deployment's runs: the server records when it last did
-        dep = _wait("deployment polled by the restarted serve",
-                    lambda: (d := deployment()) is not None and d.last_polled is not None
-                    and d.last_polled.timestamp() > restarted and d, 240, live)
+        dep = _wait(
+            "deployment polled by the restarted serve",
+            lambda: (
+                (d := deployment()) is not None
+                and d.last_polled is not None
+                and d.last_polled.timestamp() > restarted
+                and d
+            ),
+            240,
+            live,
+        )
         times["serve restarted"] = time.time() - t0
         _assert_scheduled_with_limit_one(dep)
     finally:

@@ -26,8 +26,15 @@ CONCEPTS = [REPO / "examples" / "concepts" / "00-byruri", REPO / "examples" / "c
 def _lfsd(ws: Path, *args: str, prefect_api: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     from tests.integration.services import cli_env
 
-    return subprocess.run([sys.executable, "-m", "components.cli", *args], cwd=cwd or ws, env=cli_env(ws, prefect_api),
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "components.cli", *args],
+        cwd=cwd or ws,
+        env=cli_env(ws, prefect_api),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def _mlflow(ws: Path, query: str) -> list[tuple]:
@@ -90,8 +97,19 @@ def test_sd_shaped_base_onboards_two_concepts_and_serves_from_production(sd_work
     from PIL import Image
 
     png = tmp_path / "out.png"
-    gen = _lfsd(ws, "generate", "a <xubyzo> heart", "--model", "models:/lfs-diffusion@production", "--n", "1",
-                "--steps", "3", "--out", str(png))
+    gen = _lfsd(
+        ws,
+        "generate",
+        "a <xubyzo> heart",
+        "--model",
+        "models:/lfs-diffusion@production",
+        "--n",
+        "1",
+        "--steps",
+        "3",
+        "--out",
+        str(png),
+    )
     assert gen.returncode == 0, gen.stdout + gen.stderr
     assert Image.open(png).size[0] >= 64
 
@@ -99,10 +117,10 @@ def test_sd_shaped_base_onboards_two_concepts_and_serves_from_production(sd_work
 def test_a_base_whose_hash_changed_is_refused_by_name_and_nothing_changes(sd_workspace, monkeypatch):
     """Another checkpoint copied over models/base: the onboarding chain refuses in its validate step, before
     anything is written (the CLI turns BaseMismatch into one line and exit 2: tests/unit/test_onboarding.py)."""
-    from components.lifelong import BaseMismatch
     from components.chains.onboard import onboard
-    from components.workspace.layout import load_workspace
+    from components.lifelong import BaseMismatch
     from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
 
     ws, _ = sd_workspace
     monkeypatch.setenv("LFSD_STATE_DIR", str(ws / ".lfsd"))
@@ -112,8 +130,12 @@ def test_a_base_whose_hash_changed_is_refused_by_name_and_nothing_changes(sd_wor
     try:
         weights.write_bytes(saved[:-4] + bytes(4))  # another base in the same place
         with pytest.raises(BaseMismatch, match=f"{ws / 'models' / 'base'}: base hash .* differs"):
-            onboard(load_workspace(ws), REPO / "examples" / "concepts" / "02-vikovi", launcher=in_process(1),
-                    log=lambda s: None)
+            onboard(
+                load_workspace(ws),
+                REPO / "examples" / "concepts" / "02-vikovi",
+                launcher=in_process(1),
+                log=lambda s: None,
+            )
     finally:
         weights.write_bytes(saved)
     assert state_snapshot(ws) == before

@@ -17,8 +17,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _onboard(ws, concept, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(ws)],
-                          cwd=ws, env=_env(ws, **env), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "components.cli", "onboard", str(concept), "--workspace", str(ws)],
+        cwd=ws,
+        env=_env(ws, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture
@@ -26,7 +32,6 @@ def concept(tmp_path):
     from components.world.concepts import write_concepts
 
     return write_concepts(tmp_path / "in", n=1, shots=3, seed=17)[0]
-
 
 
 def _ends_with_one_clear_message(proc, start: str) -> Path:
@@ -39,8 +44,12 @@ def _ends_with_one_clear_message(proc, start: str) -> Path:
 
 
 def test_a_dvc_remote_that_refuses_writes(workspace, concept):
-    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", "-f", "-d", "local", "/proc/lfsd-refuses-writes"],
-                   cwd=workspace, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "remote", "add", "--local", "-f", "-d", "local", "/proc/lfsd-refuses-writes"],
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+    )
     before = state_snapshot(workspace)
     proc = _onboard(workspace, concept)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -58,8 +67,13 @@ def test_a_dvc_remote_that_refuses_writes(workspace, concept):
 
 def test_an_mlflow_server_that_is_down(workspace, concept):
     before = state_snapshot(workspace)
-    proc = _onboard(workspace, concept, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
-                    MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    proc = _onboard(
+        workspace,
+        concept,
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="5",
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the MLflow tracking server (http://127.0.0.1:" in proc.stderr and "is unreachable" in proc.stderr
     _ends_with_one_clear_message(proc, "error: the MLflow tracking server")
@@ -68,8 +82,9 @@ def test_an_mlflow_server_that_is_down(workspace, concept):
 
 def test_a_prefect_api_that_is_down(workspace, concept):
     before = state_snapshot(workspace)
-    proc = _onboard(workspace, concept, PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api",
-                    PREFECT_CLIENT_MAX_RETRIES="0")
+    proc = _onboard(
+        workspace, concept, PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api", PREFECT_CLIENT_MAX_RETRIES="0"
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "the Prefect API (http://127.0.0.1:" in proc.stderr and "is unreachable" in proc.stderr
     _ends_with_one_clear_message(proc, "error: the Prefect API")

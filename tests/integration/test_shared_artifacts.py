@@ -51,8 +51,9 @@ def _register(checkpoint: Path, base: Path, names: list[str], share: bool) -> tu
 
     tags = {"lfsd.ledger": ",".join(names)}  # what erasure.versions_holding reads
     with mlflow.start_run(tags=tags):
-        info = log_lifelong_model(checkpoint, base, registered_model_name=NAME, tags=tags, share_with=NAME if share else None,
-                                  steps=2)
+        info = log_lifelong_model(
+            checkpoint, base, registered_model_name=NAME, tags=tags, share_with=NAME if share else None, steps=2
+        )
     version = str(info.registered_model_version)
     model_id = str(mlflow.MlflowClient().get_model_version(NAME, version).source).removeprefix("models:/")
     location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
@@ -69,7 +70,9 @@ def _draw(version: str, concept: str) -> np.ndarray:
     from components.registry import decode_png
 
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
-    out = model.predict(pd.DataFrame({"prompt": [f"a photo of {concept}"], "concept": [concept], "seed": [3], "steps": [2]}))
+    out = model.predict(
+        pd.DataFrame({"prompt": [f"a photo of {concept}"], "concept": [concept], "seed": [3], "steps": [2]})
+    )
     return np.asarray(decode_png(out["image"][0]).convert("RGB"))
 
 
@@ -111,7 +114,7 @@ def test_a_version_stores_only_what_is_new_and_loads_exports_and_erases_like_a_f
     victim = sorted(p for p in refs.iterdir() if p.is_file())[0]
     original = victim.read_bytes()
     victim.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    with pytest.raises(ValueError, match="references_01.*content hash differs"):
+    with pytest.raises(ValueError, match=r"references_01.*content hash differs"):
         mlflow.pyfunc.load_model(f"models:/{NAME}/{v2}")
     victim.write_bytes(original)
 

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 def _lfsd(*args, cwd) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}
-    return subprocess.run([sys.executable, "-m", "components.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "components.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_init_then_commands_find_the_workspace_from_inside_and_refuse_outside(tmp_path):
@@ -32,7 +33,11 @@ def test_init_then_commands_find_the_workspace_from_inside_and_refuse_outside(tm
     assert inside.returncode == 1 and f"{ws / 'checkpoints'}: no checkpoint yet" in inside.stderr, inside.stderr
 
     outside = _lfsd("evaluate", cwd=tmp_path)
-    assert outside.returncode == 1 and "not inside an lfsd workspace" in outside.stderr and "lfsd init DIR" in outside.stderr
+    assert (
+        outside.returncode == 1
+        and "not inside an lfsd workspace" in outside.stderr
+        and "lfsd init DIR" in outside.stderr
+    )
 
     again = _lfsd("init", "my-model", cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr

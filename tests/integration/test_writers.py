@@ -42,8 +42,14 @@ def _env(ws: Path, **extra) -> dict:
 
 def _start(ws: Path, args: list[str], log: Path, **env) -> subprocess.Popen:
     """`lfsd ARGS --workspace WS` as a real process in its own process group."""
-    return subprocess.Popen([sys.executable, "-m", "components.cli", *args, "--workspace", str(ws)], cwd=ws,
-                            env=_env(ws, **env), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "components.cli", *args, "--workspace", str(ws)],
+        cwd=ws,
+        env=_env(ws, **env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _finish(proc: subprocess.Popen, log: Path, timeout: float = 900) -> tuple[int, str]:
@@ -139,15 +145,29 @@ def test_two_writers_at_once_end_in_one_chain(workspace, tmp_path):
 
 def test_no_wait_names_the_holder_and_a_killed_holder_never_blocks(workspace, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\n"
-         "from components.workspace.lock import writer_lock\n"
-         "with writer_lock(sys.argv[1], 'onboard held-by-test'):\n"
-         "    print('held', flush=True); time.sleep(600)", str(workspace)],
-        env=_env(workspace), stdout=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from components.workspace.lock import writer_lock\n"
+            "with writer_lock(sys.argv[1], 'onboard held-by-test'):\n"
+            "    print('held', flush=True); time.sleep(600)",
+            str(workspace),
+        ],
+        env=_env(workspace),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        busy = subprocess.run([sys.executable, "-m", "components.cli", "rollback", "--no-wait", "--workspace",
-                               str(workspace)], env=_env(workspace), capture_output=True, text=True, timeout=300)
+        busy = subprocess.run(
+            [sys.executable, "-m", "components.cli", "rollback", "--no-wait", "--workspace", str(workspace)],
+            env=_env(workspace),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert busy.returncode == 75, busy.stdout + busy.stderr
         assert f"`lfsd onboard held-by-test` (pid {holder.pid} on " in busy.stderr
     finally:
@@ -169,9 +189,8 @@ def _ray_checkpoint_reported(ws: Path) -> bool:
 def test_sigkill_at_each_stage_then_the_same_command_completes(tmp_path, tiny_base_dir, monkeypatch):
     """One workspace: a concept killed during training, then the same command; another killed after its
     commit, the same command killed during the registration, then the same command again."""
-    from tests.integration.conftest import make_workspace
-
     from components.world.concepts import write_concepts
+    from tests.integration.conftest import make_workspace
 
     ws = make_workspace(tmp_path / "ws", tiny_base_dir, SLOW_TRAIN)
     monkeypatch.setenv("LFSD_STATE_DIR", str(ws / ".lfsd"))
@@ -182,7 +201,9 @@ def test_sigkill_at_each_stage_then_the_same_command_completes(tmp_path, tiny_ba
     deadline = time.time() + 300
     while not _ray_checkpoint_reported(ws) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed during training:\n" + (tmp_path / "a1.log").read_text()[-3000:]
+    assert proc.poll() is None, (
+        "the run ended before it could be killed during training:\n" + (tmp_path / "a1.log").read_text()[-3000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _committed(ws, "checkpoints") == []
@@ -195,11 +216,15 @@ def test_sigkill_at_each_stage_then_the_same_command_completes(tmp_path, tiny_ba
     _matches_an_uninterrupted_run(ws, a, tiny_base_dir)
 
     # 2. after the commit, before registration: the rerun registers what was committed, never retrains ...
-    rc, out = _finish(_start(ws, ["onboard", str(b)], tmp_path / "b1.log", LFSD_DIE_AT="after-commit"), tmp_path / "b1.log")
+    rc, out = _finish(
+        _start(ws, ["onboard", str(b)], tmp_path / "b1.log", LFSD_DIE_AT="after-commit"), tmp_path / "b1.log"
+    )
     assert rc == -signal.SIGKILL
     assert _committed(ws, "checkpoints")[-1] == f"02-{_name(b)}" and len(_versions(ws)) == 1
     # 3. ... and that rerun killed in turn during the registration (MLflow run open, artifacts half logged)
-    rc, out = _finish(_start(ws, ["onboard", str(b)], tmp_path / "b2.log", LFSD_DIE_AT="during-register"), tmp_path / "b2.log")
+    rc, out = _finish(
+        _start(ws, ["onboard", str(b)], tmp_path / "b2.log", LFSD_DIE_AT="during-register"), tmp_path / "b2.log"
+    )
     assert rc == -signal.SIGKILL and "trained " not in out, out[-4000:]
     assert _mlflow(ws, "select count(*) from runs where status = 'RUNNING'") == [(1,)] and len(_versions(ws)) == 1
     # the same command once more: the killed run ended as KILLED, the concept registered once, nothing retrained
@@ -215,9 +240,8 @@ def test_a_sequence_killed_during_its_second_task_resumes_it_on_one_worker_group
     """`lfsd sequence` trains every task on one warm worker group (ray.keep_workers). SIGKILLed during the
     second task, after the group reported that task's resumable checkpoint: the same command again skips
     the committed first concept and resumes the second from the warm fit's stored checkpoint."""
-    from tests.integration.conftest import make_workspace
-
     from components.world.concepts import write_concepts
+    from tests.integration.conftest import make_workspace
 
     ws = make_workspace(tmp_path / "ws", tiny_base_dir, SLOW_TRAIN)
     monkeypatch.setenv("LFSD_STATE_DIR", str(ws / ".lfsd"))
@@ -226,7 +250,9 @@ def test_a_sequence_killed_during_its_second_task_resumes_it_on_one_worker_group
     deadline = time.time() + 600
     while not _warm_checkpoint_of(ws, "02-") and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert proc.poll() is None, "the sequence ended before its second task could be killed:\n" + (tmp_path / "s1.log").read_text()[-3000:]
+    assert proc.poll() is None, (
+        "the sequence ended before its second task could be killed:\n" + (tmp_path / "s1.log").read_text()[-3000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _committed(ws, "checkpoints") == [f"01-{_name(a)}"]
@@ -259,9 +285,15 @@ def _matches_an_uninterrupted_run(ws: Path, concept: Path, base: Path) -> None:
 
     params = load_params(ws / "params.yaml")
     name = _name(concept)
-    req = TrainRequest(base_dir=ws / "models" / "base", previous_checkpoint=None, concept_dir=ws / "data" / "concepts" / name,
-                       references=str(ws / "data" / "concepts" / name), out=ws.parent / "uninterrupted",
-                       method=params.training.method, cfg=dataclasses.replace(params.training))
+    req = TrainRequest(
+        base_dir=ws / "models" / "base",
+        previous_checkpoint=None,
+        concept_dir=ws / "data" / "concepts" / name,
+        references=str(ws / "data" / "concepts" / name),
+        out=ws.parent / "uninterrupted",
+        method=params.training.method,
+        cfg=dataclasses.replace(params.training),
+    )
     torch.set_num_threads(1)
     run_request(req)
     resumed = load_file(ws / "checkpoints" / f"01-{name}" / "unet_lora" / "pytorch_lora_weights.safetensors")

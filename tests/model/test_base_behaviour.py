@@ -42,8 +42,12 @@ def test_base_draws_the_prompted_colour_and_class(base, evaluator):
     from components.evaluation.base_quality import zero_shot
     from components.model.sampling import generate
 
-    prompts = ["a red circle on a white background", "a blue square on a black background",
-               "a yellow heart on a gray background", "a green cross on a brown background"]
+    prompts = [
+        "a red circle on a white background",
+        "a blue square on a black background",
+        "a yellow heart on a gray background",
+        "a green cross on a brown background",
+    ]
     images = generate(base, [p for p in prompts for _ in range(2)], list(range(8)), steps=20)
     classes, colours = zero_shot(evaluator[0], images)
     want = [p.split()[2] for p in prompts for _ in range(2)], [p.split()[1] for p in prompts for _ in range(2)]
@@ -52,8 +56,8 @@ def test_base_draws_the_prompted_colour_and_class(base, evaluator):
 
 
 def test_context_pulls_samples_towards_the_reference_instance(base, evaluator):
-    from components.model.sampling import generate
     from components.model.pixels import to_tensor
+    from components.model.sampling import generate
     from components.world.scenes import render_view, sample_instance
 
     dino = evaluator[1]
@@ -66,7 +70,9 @@ def test_context_pulls_samples_towards_the_reference_instance(base, evaluator):
         with_ctx = generate(base, prompt, [1, 2], references=views[None, :3].expand(2, -1, -1, -1, -1), steps=20)
         without = generate(base, prompt, [1, 2], steps=20)
         target = torch.nn.functional.normalize(dino.embed_images(views[3:]).mean(0), dim=-1)
-        gains.append(float((dino.embed_images(with_ctx) @ target).mean() - (dino.embed_images(without) @ target).mean()))
+        gains.append(
+            float((dino.embed_images(with_ctx) @ target).mean() - (dino.embed_images(without) @ target).mean())
+        )
     assert np.mean(gains) > 0.05
 
 
@@ -76,8 +82,21 @@ def test_cli_generate_writes_a_png_grid(tmp_path):
     from components.cli import app
 
     out = tmp_path / "grid.png"
-    result = CliRunner().invoke(app, ["generate", "a red star on a white background", "--n", "2", "--out", str(out),
-                                      "--steps", "5", "--model", str(BASE)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "a red star on a white background",
+            "--n",
+            "2",
+            "--out",
+            str(out),
+            "--steps",
+            "5",
+            "--model",
+            str(BASE),
+        ],
+    )
     assert result.exit_code == 0, result.output
     from PIL import Image
 

@@ -14,14 +14,17 @@ def test_overrides_change_only_the_named_keys():
     assert templates == ("a {}", "the {}")  # lists become the config's tuples, as in params.yaml
 
 
-@pytest.mark.parametrize("item, error, match", [
-    ("training.lambda_kd", ValueError, "expected training.KEY=VALUE"),
-    ("model.text_layers=3", ValueError, "expected training.KEY=VALUE"),
-    ("training.lamda_kd=5", ValueError, "no key 'lamda_kd'"),
-    ("training.steps=many", TypeError, "training.steps: expected int"),
-    ("training.kd_templates=a {}", TypeError, "training.kd_templates: expected a list"),
-    ("training.adapter=dora", ValueError, "dora"),
-])
+@pytest.mark.parametrize(
+    "item, error, match",
+    [
+        ("training.lambda_kd", ValueError, "expected training.KEY=VALUE"),
+        ("model.text_layers=3", ValueError, "expected training.KEY=VALUE"),
+        ("training.lamda_kd=5", ValueError, "no key 'lamda_kd'"),
+        ("training.steps=many", TypeError, "training.steps: expected int"),
+        ("training.kd_templates=a {}", TypeError, "training.kd_templates: expected a list"),
+        ("training.adapter=dora", ValueError, "dora"),
+    ],
+)
 def test_bad_overrides_are_refused(item, error, match):
     with pytest.raises(error, match=match):
         apply_overrides(load_params(), [item])
@@ -30,6 +33,7 @@ def test_bad_overrides_are_refused(item, error, match):
 def _row(forgetting, rcf, fidelity, ratio=None, seeds=3):
     def m(mean, std):
         return {"mean": mean, "std": std, "per_seed": [mean] * seeds}
+
     row = {"avg_forgetting": m(*forgetting), "rcf_preservation": m(*rcf), "new_concept_fidelity": m(fidelity, 0.0)}
     return row | ({"step_time_ratio_vs_finetune": ratio} if ratio else {})
 
@@ -37,10 +41,14 @@ def _row(forgetting, rcf, fidelity, ratio=None, seeds=3):
 def test_bars_apply_the_issue_thresholds():
     from benchmarks.report import bars
 
-    report = {"wall_seconds": 600, "methods": {
-        "finetune": _row((0.16, 0.09), (0.83, 0.01), 0.36, 1.0),
-        "lfs": _row((0.01, 0.01), (0.94, 0.01), 0.33, 1.3),
-        "prior-preservation": _row((0.12, 0.08), (0.86, 0.01), 0.5, 1.2)}}
+    report = {
+        "wall_seconds": 600,
+        "methods": {
+            "finetune": _row((0.16, 0.09), (0.83, 0.01), 0.36, 1.0),
+            "lfs": _row((0.01, 0.01), (0.94, 0.01), 0.33, 1.3),
+            "prior-preservation": _row((0.12, 0.08), (0.86, 0.01), 0.5, 1.2),
+        },
+    }
     verdict = {claim.split(" by ")[0].split(" >=")[0].split(" <=")[0]: holds for claim, _, holds in bars(report)}
     assert verdict["lfs beats finetune on avg_forgetting"] is False  # 0.15 < 2 x 0.09
     assert verdict["lfs beats finetune on rcf_preservation"] is True  # 0.11 > 2 x 0.01
@@ -55,9 +63,14 @@ def test_bars_apply_the_issue_thresholds():
 def _forgetting_run(lfs, finetune):
     def m(vals):
         import numpy as np
+
         return {"avg_forgetting": {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_seed": vals}}
-    return {"command": "lfsd benchmark forgetting --concepts outputs/concepts-7", "training": {"adapter": "full-kv"},
-            "methods": {"lfs": m(lfs), "finetune": m(finetune)}}
+
+    return {
+        "command": "lfsd benchmark forgetting --concepts outputs/concepts-7",
+        "training": {"adapter": "full-kv"},
+        "methods": {"lfs": m(lfs), "finetune": m(finetune)},
+    }
 
 
 def test_forgetting_ceiling_is_the_bar_for_a_method_that_forgets_nothing():
@@ -76,7 +89,7 @@ def test_paired_wins_and_sign_test():
     run = _forgetting_run([0.02, 0.02, 0.10], [0.01, 0.09, 0.10])  # one loss, one win, one tie
     assert paired_wins(run) == (1, 2)
     assert sign_test_p(3, 3) == pytest.approx(0.125) and sign_test_p(0, 4) == 1.0
-    assert sign_test_p(23, 25) == pytest.approx(326 / 2 ** 25)
+    assert sign_test_p(23, 25) == pytest.approx(326 / 2**25)
     table = across({"a": run, "b": _forgetting_run([0.0] * 3, [0.3, 0.28, 0.26]), "no-lfs": {"methods": {}}})
     assert "| a | outputs/concepts-7 | full-kv |" in table and "no-lfs" not in table
     assert "4 of 5 seed runs" in table  # 1 of 2 strict in a, 3 of 3 in b
@@ -97,12 +110,19 @@ def test_benchmark_runs_land_in_mlflow_with_the_onboarding_metric_names(tmp_path
     nan = float("nan")
 
     def result(forgetting):
-        metrics = {"concepts": ["a", "b"], "matrix": [[0.5, nan], [0.4, 0.9]], "avg_forgetting": forgetting,
-                   "final_fidelity": 0.65, "new_concept_fidelity": 0.7}
+        metrics = {
+            "concepts": ["a", "b"],
+            "matrix": [[0.5, nan], [0.4, 0.9]],
+            "avg_forgetting": forgetting,
+            "final_fidelity": 0.65,
+            "new_concept_fidelity": 0.7,
+        }
         return SimpleNamespace(metrics=metrics, tasks=[SimpleNamespace(seconds=3.0), SimpleNamespace(seconds=4.0)])
 
     runs = {"lfs": [result(0.0), result(0.01)], "finetune": [result(0.1), result(0.2)]}
-    ids = log_sequence_runs("forgetting", runs, [0, 1], load_params().training, "lfsd benchmark forgetting", root=tmp_path)
+    ids = log_sequence_runs(
+        "forgetting", runs, [0, 1], load_params().training, "lfsd benchmark forgetting", root=tmp_path
+    )
     try:
         uri = tracking_uri_default(tmp_path)
         client = mlflow.MlflowClient(uri, uri)
@@ -120,8 +140,20 @@ def test_benchmark_runs_land_in_mlflow_with_the_onboarding_metric_names(tmp_path
         mlflow.set_registry_uri(None)
 
 
-SCALE_FIELDS = {"k", "avg_forgetting", "final_fidelity", "rcf_preservation", "fidelity_first", "train_s", "eval_s",
-                "step_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb"}
+SCALE_FIELDS = {
+    "k",
+    "avg_forgetting",
+    "final_fidelity",
+    "rcf_preservation",
+    "fidelity_first",
+    "train_s",
+    "eval_s",
+    "step_s",
+    "load_s",
+    "generate_s",
+    "bytes_added",
+    "peak_rss_mb",
+}
 
 
 @pytest.mark.slow
@@ -135,31 +167,57 @@ def test_the_scale_benchmark_records_every_field_per_step(tmp_path, tiny_base_di
     from components.config import REPO_ROOT
 
     out = tmp_path / "scale.json"
-    sets = ["training.steps=2", "training.batch_size=2", "training.kd_batch_size=2", "training.kd_trajectories=2",
-            "training.kd_teacher_steps=2", "forgetting.images_per_prompt=1", "forgetting.rcf_seeds=1",
-            "forgetting.steps=2", "forgetting.sample_size=1", "forgetting.full_every=0", "sampling.steps=2"]
-    run(4, 3, ["lfs"], out, tiny_base_dir, REPO_ROOT / "models" / "evaluator", tmp_path / "work",
-        shots=3, overrides=sets, log=lambda s: None)
+    sets = [
+        "training.steps=2",
+        "training.batch_size=2",
+        "training.kd_batch_size=2",
+        "training.kd_trajectories=2",
+        "training.kd_teacher_steps=2",
+        "forgetting.images_per_prompt=1",
+        "forgetting.rcf_seeds=1",
+        "forgetting.steps=2",
+        "forgetting.sample_size=1",
+        "forgetting.full_every=0",
+        "sampling.steps=2",
+    ]
+    run(
+        4,
+        3,
+        ["lfs"],
+        out,
+        tiny_base_dir,
+        REPO_ROOT / "models" / "evaluator",
+        tmp_path / "work",
+        shots=3,
+        overrides=sets,
+        log=lambda s: None,
+    )
     report = json.loads(out.read_text())
     assert report["base_bytes"] > 0 and set(report["methods"]) == {"lfs"}
     for method in ("lfs",):
         rows = report["methods"][method]["steps"]
         assert [r["k"] for r in rows] == [1, 2, 3, 4]
         for r in rows:
-            assert SCALE_FIELDS <= set(r), SCALE_FIELDS - set(r)
-            assert all(r[f] > 0 for f in ("train_s", "eval_s", "step_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb"))
+            assert set(r) >= SCALE_FIELDS, SCALE_FIELDS - set(r)
+            assert all(
+                r[f] > 0 for f in ("train_s", "eval_s", "step_s", "load_s", "generate_s", "bytes_added", "peak_rss_mb")
+            )
             assert r["step_s"] >= r["train_s"] + r["eval_s"]
-            assert all(math.isfinite(r[f]) for f in ("avg_forgetting", "final_fidelity", "rcf_preservation", "fidelity_first"))
+            assert all(
+                math.isfinite(r[f]) for f in ("avg_forgetting", "final_fidelity", "rcf_preservation", "fidelity_first")
+            )
             assert 0 < r["eval_bounded_s"] <= r["eval_s"]
         assert rows[0]["avg_forgetting"] == 0.0 and rows[0]["fidelity_first"] == rows[0]["final_fidelity"]
-        assert [r["bytes_total"] for r in rows] == [sum(x["bytes_added"] for x in rows[:i + 1]) for i in range(4)]
+        assert [r["bytes_total"] for r in rows] == [sum(x["bytes_added"] for x in rows[: i + 1]) for i in range(4)]
         # steps 3 and 4 sample 1 of their earlier concepts: the estimate comes from fewer scores
         assert [r["est_protocol"] for r in rows] == ["full", "full", "bounded (2 of 3)", "bounded (2 of 4)"]
         assert rows[1]["est_avg_forgetting"] == rows[1]["avg_forgetting"]
     # The paired cost probe on the chain this run left: theta_1 against theta_4, interleaved.
     from benchmarks.scale_cost import TASKS, measure
 
-    cost = measure(tmp_path / "work" / "lfs", 1, tiny_base_dir, REPO_ROOT / "models" / "evaluator", sets, log=lambda s: None)
+    cost = measure(
+        tmp_path / "work" / "lfs", 1, tiny_base_dir, REPO_ROOT / "models" / "evaluator", sets, log=lambda s: None
+    )
     assert (cost["k1"], cost["kn"], cost["method"]) == (1, 4, "lfs")
     assert all(cost["median"][label][t] > 0 for label in ("k1", "kn") for t in TASKS)
     assert cost["ratio_kn_over_k1"]["train"] == round(cost["median"]["kn"]["train"] / cost["median"]["k1"]["train"], 3)
@@ -169,13 +227,24 @@ def test_pooling_removal_runs_reads_each_seed_as_the_mean_of_its_draws():
     from benchmarks.forget_retrain import pooled
 
     def row(seed, dropped_b, retrained_b, erased_dropped):
-        return {"seed": seed, "erased_fidelity": {"full": 0.5, "dropped": erased_dropped, "retrained": 0.2},
-                "kept_fidelity": {"full": {"a": 0.4, "b": 0.6}, "dropped": {"a": 0.4, "b": dropped_b},
-                                  "retrained": {"a": 0.4, "b": retrained_b}}}
+        return {
+            "seed": seed,
+            "erased_fidelity": {"full": 0.5, "dropped": erased_dropped, "retrained": 0.2},
+            "kept_fidelity": {
+                "full": {"a": 0.4, "b": 0.6},
+                "dropped": {"a": 0.4, "b": dropped_b},
+                "retrained": {"a": 0.4, "b": retrained_b},
+            },
+        }
 
     # seed 0: draws -0.03 and +0.01 (mean -0.01); seed 1: -0.01 twice; seed 2: +0.00
-    rows = [row(0, 0.57, 0.7, 0.3), row(0, 0.61, 0.7, 0.1), row(1, 0.59, 0.7, 0.3), row(1, 0.59, 0.7, 0.3),
-            row(2, 0.60, 0.7, 0.1)]
+    rows = [
+        row(0, 0.57, 0.7, 0.3),
+        row(0, 0.61, 0.7, 0.1),
+        row(1, 0.59, 0.7, 0.3),
+        row(1, 0.59, 0.7, 0.3),
+        row(2, 0.60, 0.7, 0.1),
+    ]
     out = pooled(rows)
     b = out["kept"]["dropped"]["concepts"]["b"]
     assert out["seeds"] == [0, 1, 2] and b["per_seed"] == pytest.approx([-0.01, -0.01, 0.0], abs=1e-9)

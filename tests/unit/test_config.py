@@ -22,7 +22,9 @@ def test_every_field_has_its_value_in_params_yaml_and_no_default_in_code():
     for section in dataclasses.fields(Params):
         assert section.name in raw, section.name
         for f in dataclasses.fields(sections[section.name]):
-            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f"{section.name}.{f.name}"
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (
+                f"{section.name}.{f.name}"
+            )
             if (section.name, f.name) not in DERIVED:
                 assert f.name in raw[section.name], f"params.yaml lacks {section.name}.{f.name}"
 
@@ -54,12 +56,12 @@ def test_unknown_key_is_rejected(tmp_path):
 def test_wrong_type_is_rejected(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("sampling:\n  steps: many\n")
-    with pytest.raises(TypeError, match="sampling.steps"):
+    with pytest.raises(TypeError, match=r"sampling\.steps"):
         load_params(bad)
 
 
 def test_a_derived_value_cannot_be_set(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("model:\n  image_size: 64\n")
-    with pytest.raises(KeyError, match="world.image_size"):
+    with pytest.raises(KeyError, match=r"world\.image_size"):
         load_params(bad)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from components.evaluation.embedder import WORD_INDEX, ClipAnalogue, DinoAnalogue, WorldEvaluator, tokenize
-from components.evaluation.forgetting import sequence_metrics, StepEval, ConceptScore
+from components.evaluation.forgetting import ConceptScore, StepEval, sequence_metrics
 
 
 def test_placeholder_tokens_and_unknown_words_map_to_unk():

@@ -38,8 +38,16 @@ NOT_DEPLOYED = {
     "RAY_AUTH_TOKEN_PATH": "the file form of RAY_AUTH_TOKEN, which the deployments set instead",
 }
 # The package that reads a variable lfsd's own code does not (MLFLOW_S3_ENDPOINT_URL, PREFECT_API_URL, AWS_*).
-LIBRARY_BY_PREFIX = {"MLFLOW_": "mlflow", "PREFECT_": "prefect", "AWS_": "botocore", "RAY_": "ray", "DVC_": "dvc",
-                     "HF_": "huggingface_hub", "TRANSFORMERS_": "transformers", "GX_": "great_expectations"}
+LIBRARY_BY_PREFIX = {
+    "MLFLOW_": "mlflow",
+    "PREFECT_": "prefect",
+    "AWS_": "botocore",
+    "RAY_": "ray",
+    "DVC_": "dvc",
+    "HF_": "huggingface_hub",
+    "TRANSFORMERS_": "transformers",
+    "GX_": "great_expectations",
+}
 # The compose services that are lfsd's own processes (the pipeline and the Ray nodes it trains on).
 LFSD_SERVICES = ("lfsd", "ray-head", "ray-worker")
 
@@ -50,8 +58,11 @@ LFSD_SERVICES = ("lfsd", "ray-head", "ray-worker")
 def _strings(node: ast.AST) -> tuple[str, ...] | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return (node.value,)
-    if isinstance(node, (ast.Tuple, ast.List)) and node.elts and all(
-            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+    if (
+        isinstance(node, (ast.Tuple, ast.List))
+        and node.elts
+        and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+    ):
         return tuple(e.value for e in node.elts)
     return None
 
@@ -101,8 +112,12 @@ def _constant(path: Path, name: str, depth: int = 0) -> tuple[str, ...] | None:
 
 
 def _is_environ(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name)
-            and node.value.id == "os") or (isinstance(node, ast.Name) and node.id == "environ")
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "environ"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    ) or (isinstance(node, ast.Name) and node.id == "environ")
 
 
 def _env_reads(path: Path) -> tuple[set[str], list[str]]:
@@ -112,26 +127,40 @@ def _env_reads(path: Path) -> tuple[set[str], list[str]]:
     for comp in ast.walk(tree):  # `any(v in os.environ for v in AUTH_ENV)`: v ranges over a constant
         if isinstance(comp, (ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp)):
             for gen in comp.generators:
-                values = _strings(gen.iter) or (_constant(path, gen.iter.id) if isinstance(gen.iter, ast.Name) else None)
+                values = _strings(gen.iter) or (
+                    _constant(path, gen.iter.id) if isinstance(gen.iter, ast.Name) else None
+                )
                 if isinstance(gen.target, ast.Name) and values:
                     consts[gen.target.id] = values
     keys: list[ast.AST] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            if node.args and ((isinstance(f, ast.Attribute) and f.attr == "get" and _is_environ(f.value))
-                              or (isinstance(f, ast.Attribute) and f.attr == "getenv" and isinstance(f.value, ast.Name)
-                                  and f.value.id == "os") or (isinstance(f, ast.Name) and f.id == "getenv")):
+            if node.args and (
+                (isinstance(f, ast.Attribute) and f.attr == "get" and _is_environ(f.value))
+                or (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "getenv"
+                    and isinstance(f.value, ast.Name)
+                    and f.value.id == "os"
+                )
+                or (isinstance(f, ast.Name) and f.id == "getenv")
+            ):
                 keys.append(node.args[0])
         elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
             keys.append(node.slice)
-        elif (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.In)
-              and _is_environ(node.comparators[0])):
+        elif (
+            isinstance(node, ast.Compare)
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.In)
+            and _is_environ(node.comparators[0])
+        ):
             keys.append(node.left)
     names, unresolved = set(), []
     for key in keys:
         values = _strings(key) or (
-            (consts.get(key.id) or _constant(path, key.id)) if isinstance(key, ast.Name) else None)
+            (consts.get(key.id) or _constant(path, key.id)) if isinstance(key, ast.Name) else None
+        )
         if values:
             names.update(values)
         else:
@@ -184,8 +213,9 @@ def _unread(names) -> list[str]:
 
 def _interpolate(text: str) -> str:
     """docker compose's ${VAR}, ${VAR:-default}, ${VAR:?message}, with infra/env.example's values."""
-    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-                   if line.strip() and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
 
     def sub(m: re.Match) -> str:
         name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
@@ -291,8 +321,11 @@ def test_every_yaml_under_infra_parses():
 
 def test_every_image_is_pinned():
     images = [(p, i) for p, doc in _yaml_docs() for i in _images(doc)]
-    images += [(DOCKERFILE, line.split()[1]) for line in DOCKERFILE.read_text().splitlines()
-               if line.upper().startswith("FROM ")]
+    images += [
+        (DOCKERFILE, line.split()[1])
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.upper().startswith("FROM ")
+    ]
     assert len(images) > 5
     loose = [f"{p.relative_to(REPO)}: {i}" for p, i in images if not _pinned(i)]
     assert not loose, f"images without an exact tag or digest: {loose}"
@@ -309,8 +342,11 @@ def test_dockerfile_installs_only_pinned_packages():
     text = DOCKERFILE.read_text().replace("\\\n", " ")
     (install,) = [line for line in text.splitlines() if "pip install" in line]
     assert "-c constraints.txt" in install
-    names = [a for a in install.split("pip install", 1)[1].split("&&")[0].split()
-             if not a.startswith("-") and a not in (".", "constraints.txt")]
+    names = [
+        a
+        for a in install.split("pip install", 1)[1].split("&&")[0].split()
+        if not a.startswith("-") and a not in (".", "constraints.txt")
+    ]
     assert names, install
     for name in names:
         assert _constraint(name), f"{name} is installed by the Dockerfile but not pinned in constraints.txt"
@@ -333,8 +369,9 @@ def _required_names() -> set[str]:
 def test_compose_lfsd_sets_every_variable_lfsd_reads_and_only_read_ones():
     env = env_of("lfsd")
     missing = sorted(_required_names() - set(env))
-    assert not missing, ("lfsd reads these but infra/compose.yaml does not set them for the lfsd service: "
-                         + ", ".join(f"{n} ({', '.join(code_env_reads()[n])})" for n in missing))
+    assert not missing, "lfsd reads these but infra/compose.yaml does not set them for the lfsd service: " + ", ".join(
+        f"{n} ({', '.join(code_env_reads()[n])})" for n in missing
+    )
     for service in LFSD_SERVICES:
         unread = _unread(env_of(service))
         assert not unread, f"{service}: set but read by neither lfsd, its libraries nor infra's scripts: {unread}"
@@ -371,8 +408,10 @@ def test_compose_ports_agree_with_commands_and_with_every_reference():
     names = set(services())
     for service in names:
         args = command_of(service)
-        declared = [_flag(args, f) for f in ("--port", "--address", "--console-address", "--dashboard-port",
-                                             "--ray-client-server-port")]
+        declared = [
+            _flag(args, f)
+            for f in ("--port", "--address", "--console-address", "--dashboard-port", "--ray-client-server-port")
+        ]
         for value in filter(None, declared):
             host, _, port = value.rpartition(":")
             if port.isdigit() and host in ("", "0.0.0.0"):  # its own port (`ray-head:6379` is a target: below)
@@ -385,8 +424,9 @@ def test_compose_ports_agree_with_commands_and_with_every_reference():
             for host, port in pattern.findall(_interpolate(text)):  # (env and command are interpolated already)
                 if host in names:
                     seen += 1
-                    assert int(port) in listen_ports(host), f"{service} points at {host}:{port}, " \
-                                                            f"which exposes {sorted(listen_ports(host))}"
+                    assert int(port) in listen_ports(host), (
+                        f"{service} points at {host}:{port}, which exposes {sorted(listen_ports(host))}"
+                    )
     assert seen >= 6
 
 
@@ -397,8 +437,11 @@ def test_compose_lfsd_points_at_each_service_it_depends_on():
         host = urlsplit(value if "://" in value else f"tcp://{value}").hostname
         if host in services():
             targets.setdefault(host, []).append(name)
-    long_running = [d for d, cond in services()["lfsd"]["depends_on"].items()
-                    if cond.get("condition") != "service_completed_successfully"]
+    long_running = [
+        d
+        for d, cond in services()["lfsd"]["depends_on"].items()
+        if cond.get("condition") != "service_completed_successfully"
+    ]
     for dep in long_running:
         assert dep in targets, f"lfsd waits for {dep} but no variable points at it"
     assert "minio" in targets  # S3 (MLflow artifacts read directly, DVC remote endpoint)
@@ -416,8 +459,11 @@ def test_compose_mlflow_uses_postgres_and_the_s3_bucket():
     backend = urlsplit(mlflow["MLFLOW_BACKEND_STORE_URI"])
     assert backend.scheme == "postgresql+psycopg2"  # the driver the image installs (psycopg2-binary)
     assert _constraint("psycopg2-binary") and _constraint("boto3")
-    assert (backend.hostname, backend.username, backend.path.lstrip("/")) == ("postgres", pg["POSTGRES_USER"],
-                                                                               pg["POSTGRES_DB"])
+    assert (backend.hostname, backend.username, backend.path.lstrip("/")) == (
+        "postgres",
+        pg["POSTGRES_USER"],
+        pg["POSTGRES_DB"],
+    )
     assert backend.password == pg["POSTGRES_PASSWORD"]
     artifacts = urlsplit(_flag(command_of("mlflow"), "--artifacts-destination"))
     assert artifacts.scheme == "s3" and artifacts.netloc == bucket_job["S3_BUCKET"]
@@ -442,8 +488,10 @@ def test_compose_ray_nodes_share_auth_workspace_and_volume():
     envs = {s: env_of(s) for s in LFSD_SERVICES}
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "LFSD_WORKSPACE", "LFSD_STATE_DIR"):
         assert len({e.get(name) for e in envs.values()}) == 1, (name, {s: e.get(name) for s, e in envs.items()})
-    mounts = {s: {str(v).split(":")[1] for v in services()[s]["volumes"] if str(v).startswith("workspace:")}
-              for s in LFSD_SERVICES}
+    mounts = {
+        s: {str(v).split(":")[1] for v in services()[s]["volumes"] if str(v).startswith("workspace:")}
+        for s in LFSD_SERVICES
+    }
     (mount,) = set.union(*mounts.values())
     assert all(m == {mount} for m in mounts.values()), mounts
     for name in ("LFSD_WORKSPACE", "LFSD_STATE_DIR"):  # checkpoints are plain paths on every node
@@ -453,8 +501,11 @@ def test_compose_ray_nodes_share_auth_workspace_and_volume():
 
 def test_env_example_names_every_variable_compose_requires():
     required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?", COMPOSE.read_text()))
-    example = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert required and required <= example, required - example
     assert ".env" in (INFRA / ".gitignore").read_text().split()
 
@@ -484,8 +535,11 @@ def test_kuberay_cluster_matches_the_pins_and_shares_one_volume():
     address = urlsplit(f"tcp://{env['RAY_ADDRESS']}")
     assert address.hostname == "127.0.0.1" and address.port == ports["gcs-server"]  # the driver runs on the head
 
-    claims = {d["metadata"]["name"] for d in docs if d.get("kind") == "PersistentVolumeClaim"
-              and "ReadWriteMany" in d["spec"]["accessModes"]}
+    claims = {
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "PersistentVolumeClaim" and "ReadWriteMany" in d["spec"]["accessModes"]
+    }
     pods = [head] + [w["template"]["spec"] for w in workers]
     mounts = set()
     for pod in pods:
@@ -505,11 +559,14 @@ def test_kuberay_cluster_matches_the_pins_and_shares_one_volume():
 
 
 def test_kuberay_and_compose_agree_on_ports():
-    ports = {p["containerPort"] for p in
-             _raycluster()["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]}
+    ports = {
+        p["containerPort"] for p in _raycluster()["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    }
     assert ports == listen_ports("ray-head")
-    env = {e["name"]: e.get("value") for e in
-           _raycluster()["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in _raycluster()["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    }
     lfsd = env_of("lfsd")
     for name in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
         k8s, dc = urlsplit(env[name]), urlsplit(lfsd[name])
@@ -517,8 +574,16 @@ def test_kuberay_and_compose_agree_on_ports():
         assert k8s.hostname.split(".")[0] == dc.hostname, name  # <service>.<namespace>.svc...
 
 
-@pytest.mark.parametrize("text, expected", [("lfsd:0.1.0", True), ("postgres:17", False), ("minio/minio", False),
-                                            ("x/y:latest", False), ("a@sha256:" + "0" * 64, True)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lfsd:0.1.0", True),
+        ("postgres:17", False),
+        ("minio/minio", False),
+        ("x/y:latest", False),
+        ("a@sha256:" + "0" * 64, True),
+    ],
+)
 def test_pinned_rule(text, expected):
     assert _pinned(text) is expected
 

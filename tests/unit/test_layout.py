@@ -11,24 +11,36 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Rooms of components/, lowest first: a module may import its own room and rooms of a lower or equal rank.
 RANK = {
-    "config": 0, "state": 0, "visuals": 0, "progress": 0, "stepping": 0,
-    "world": 1, "model": 1,
-    "lifelong": 2, "validation": 2, "versioning": 2,
+    "config": 0,
+    "state": 0,
+    "visuals": 0,
+    "progress": 0,
+    "stepping": 0,
+    "world": 1,
+    "model": 1,
+    "lifelong": 2,
+    "validation": 2,
+    "versioning": 2,
     "evaluation": 3,
-    "pretraining": 4, "training": 4,  # training: the method
-    "registry": 5, "ray_train": 5,  # ray_train: Ray plumbing that launches the method's loop
+    "pretraining": 4,
+    "training": 4,  # training: the method
+    "registry": 5,
+    "ray_train": 5,  # ray_train: Ray plumbing that launches the method's loop
     "workspace": 6,  # layout, writer lock, recovery, the workspace's MLflow store
     "publishing": 7,  # MLflow runs and registration, the gate, DVC metrics, reports
     "onboarding": 8,  # the onboarding steps
     "erasure": 9,  # the removal's steps (relearning uses onboarding's)
     "chains": 10,  # the commands that write: lock + catch-up + the order of the steps
-    "cli": 11, "showcase": 11,
+    "cli": 11,
+    "showcase": 11,
 }
 SAME_NAME_ON_PURPOSE = {  # module names in two packages of components/, and why
-    "__init__.py": "a package's face", "__main__.py": "`python -m` entry of its package",
+    "__init__.py": "a package's face",
+    "__main__.py": "`python -m` entry of its package",
 }
 MAX_FUNCTION_LINES = 80
-LARGE_ON_PURPOSE = {  # modules over ~250 lines, and why
+MAX_MODULE_LINES = 300  # as `ruff format` lays code out (~250 in the denser hand layout before it)
+LARGE_ON_PURPOSE = {  # modules over MAX_MODULE_LINES, and why
     "components/config.py": "every params.yaml section's type in one file, next to the one loader",
 }
 
@@ -53,8 +65,11 @@ def _component_files():
 
 
 def test_components_never_import_prefect():
-    offenders = [p.relative_to(REPO).as_posix() for p in _component_files()
-                 if any(m.split(".")[0] == "prefect" for m in _imports(p))]
+    offenders = [
+        p.relative_to(REPO).as_posix()
+        for p in _component_files()
+        if any(m.split(".")[0] == "prefect" for m in _imports(p))
+    ]
     assert offenders == []
 
 
@@ -92,9 +107,12 @@ def test_the_lifelong_format_imports_only_the_model_and_the_config():
 
 
 def test_no_module_is_large_without_a_reason():
-    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
-             for d in ("components", "flows", "benchmarks") for p in (REPO / d).rglob("*.py")}
-    assert {p: n for p, n in sizes.items() if n > 250 and p not in LARGE_ON_PURPOSE} == {}
+    sizes = {
+        p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+        for d in ("components", "flows", "benchmarks")
+        for p in (REPO / d).rglob("*.py")
+    }
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES and p not in LARGE_ON_PURPOSE} == {}
 
 
 def test_no_two_modules_share_a_name_across_packages():

@@ -85,8 +85,15 @@ def _perturb_new_update(model: LifelongModel) -> None:
 
 def _begin(model, concept, method, cfg, out):
     previous = [(f"{e.token} {e.class_word}", e.class_word) for e in model.ledger.entries]
-    model.begin_task(concept.name, concept.class_word, str(concept.folder), str(out), cfg.lora_rank, cfg.adapter,
-                     fold_frozen=not method.c_lora)
+    model.begin_task(
+        concept.name,
+        concept.class_word,
+        str(concept.folder),
+        str(out),
+        cfg.lora_rank,
+        cfg.adapter,
+        fold_frozen=not method.c_lora,
+    )
     return previous
 
 
@@ -108,8 +115,9 @@ def test_every_method_is_expected():
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED))
-def test_a_method_has_exactly_its_terms_in_the_students_batch(method, monkeypatch, tiny_base_dir, two_concepts,
-                                                               tiny_training_config, tmp_path):
+def test_a_method_has_exactly_its_terms_in_the_students_batch(
+    method, monkeypatch, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     kd, icgen, prior, c_lora = EXPECTED[method]
     cfg = _cfg(tiny_training_config, steps=1)
     spy = Spy(monkeypatch)
@@ -118,11 +126,14 @@ def test_a_method_has_exactly_its_terms_in_the_students_batch(method, monkeypatc
     concept = read_concept(two_concepts[0])
     result = train_task(model, concept, get_method(method), cfg, tmp_path / "01")
     (obj,) = spy.objectives
-    (total, row), = spy.losses
+    ((total, row),) = spy.losses
     # The loss dict: a key per term the method has, and the loss is their weighted sum.
     assert set(result.losses[0]) == {"step", "denoise"} | ({"kd"} if kd else set()) | ({"clora"} if c_lora else set())
-    assert total == pytest.approx(row["denoise"] + cfg.lambda_kd * row.get("kd", 0.0)
-                                  + cfg.lambda_clora * row.get("clora", 0.0), rel=1e-5, abs=1e-7)
+    assert total == pytest.approx(
+        row["denoise"] + cfg.lambda_kd * row.get("kd", 0.0) + cfg.lambda_clora * row.get("clora", 0.0),
+        rel=1e-5,
+        abs=1e-7,
+    )
     # Not computed when off: no teacher bank, no relevant prompts, no prior images.
     assert (obj.bank is not None) == kd and bool(result.relevant_prompts) == kd
     assert (obj.prior is not None) == prior
@@ -131,8 +142,8 @@ def test_a_method_has_exactly_its_terms_in_the_students_batch(method, monkeypatc
     b, n_prior, n_kd = cfg.batch_size, cfg.prior_batch_size * prior, cfg.kd_batch_size * kd
     assert len(prompts) == b + n_prior + n_kd
     assert prompts[:b] == [concept.prompt()] * b
-    assert prompts[b:b + n_prior] == [f"a {concept.class_word}"] * n_prior
-    assert all(p in obj.relevant and concept.token not in p for p in prompts[b + n_prior:])
+    assert prompts[b : b + n_prior] == [f"a {concept.class_word}"] * n_prior
+    assert all(p in obj.relevant and concept.token not in p for p in prompts[b + n_prior :])
     # ICGen: each concept sample sees the other shots (leave-one-out), the rest get the null context.
     context = spy.contexts[-1]
     assert context.shape[0] == len(prompts)
@@ -151,8 +162,9 @@ def test_a_method_has_exactly_its_terms_in_the_students_batch(method, monkeypatc
     assert status == ("on" if icgen else f"not used by {method}")
 
 
-def test_icgen_is_off_on_a_base_without_a_context_path(monkeypatch, tiny_base_dir, two_concepts,
-                                                      tiny_training_config, tmp_path):
+def test_icgen_is_off_on_a_base_without_a_context_path(
+    monkeypatch, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     spy = Spy(monkeypatch)
     model = LifelongModel.from_base(tiny_base_dir, "lfs")
     model.bundle.has_context_path = False
@@ -162,8 +174,9 @@ def test_icgen_is_off_on_a_base_without_a_context_path(monkeypatch, tiny_base_di
     assert not spy.contexts[-1].any()
 
 
-def test_first_task_distils_from_the_base_on_its_class_prompts(tiny_base_dir, two_concepts, tiny_training_config,
-                                                               tmp_path):
+def test_first_task_distils_from_the_base_on_its_class_prompts(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     """k = 1 has no earlier concept, yet KD applies: the teacher is theta_0, the base, and the relevant
     prompts are the class word and its nearest classes only."""
     from components.model.pipeline import encode_prompts, load
@@ -180,14 +193,19 @@ def test_first_task_distils_from_the_base_on_its_class_prompts(tiny_base_dir, tw
     bank = obj.bank
     with torch.no_grad():
         ctx = torch.zeros(len(bank.latents), 1, base.context_encoder.config.embed_dim)
-        eps = base.unet(bank.latents, bank.timesteps, encoder_hidden_states=encode_prompts(
-            base.tokenizer, base.text_encoder, bank.point_prompts), added_cond_kwargs={"image_embeds": [ctx]}).sample
+        eps = base.unet(
+            bank.latents,
+            bank.timesteps,
+            encoder_hidden_states=encode_prompts(base.tokenizer, base.text_encoder, bank.point_prompts),
+            added_cond_kwargs={"image_embeds": [ctx]},
+        ).sample
     assert torch.allclose(eps, bank.targets, atol=1e-4)
     assert obj.loss(1, np.random.default_rng(0))[1]["kd"] > 1e-6  # the moved student is pulled back to the base
 
 
-def test_kd_distils_theta_k_minus_1_and_its_gradient_reaches_the_new_update(tiny_base_dir, two_concepts,
-                                                                           tiny_training_config, tmp_path):
+def test_kd_distils_theta_k_minus_1_and_its_gradient_reaches_the_new_update(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     cfg, method = _cfg(tiny_training_config), get_method("lfs")
     model = LifelongModel.from_base(tiny_base_dir, "lfs")
     first, second = (read_concept(d) for d in two_concepts)
@@ -214,7 +232,8 @@ def test_kd_distils_theta_k_minus_1_and_its_gradient_reaches_the_new_update(tiny
 
 
 def test_clora_penalty_is_zero_at_k1_and_pulls_the_new_update_where_earlier_ones_acted(
-        tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     cfg, method = _cfg(tiny_training_config), get_method("c-lora")
     model = LifelongModel.from_base(tiny_base_dir, "c-lora")
     first, second = (read_concept(d) for d in two_concepts)

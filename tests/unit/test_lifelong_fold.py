@@ -47,8 +47,12 @@ def _eps(model: LifelongModel) -> torch.Tensor:
     context = torch.randn(3, 1, model.bundle.context_encoder.config.embed_dim, generator=g)
     text = model.bundle.encode_prompts([f"a <{n}> {w} on a white background" for n, w, _ in CHAIN])
     with torch.no_grad():
-        return unet(latents, torch.tensor([50, 500, 950]), encoder_hidden_states=text,
-                    added_cond_kwargs={"image_embeds": [context]}).sample
+        return unet(
+            latents,
+            torch.tensor([50, 500, 950]),
+            encoder_hidden_states=text,
+            added_cond_kwargs={"image_embeds": [context]},
+        ).sample
 
 
 def _peft_layers(unet: torch.nn.Module) -> list[str]:
@@ -96,8 +100,9 @@ def test_folding_adds_each_lora_once_and_keeps_the_full_kv_delta(chain, tiny_bas
     lora = {}
     for name, module in stacked.bundle.unet.named_modules():
         if hasattr(module, "lora_A") and name.endswith(("to_k", "to_v")):
-            lora[name] = sum(module.scaling[a] * module.lora_B[a].weight @ module.lora_A[a].weight
-                             for a in stacked.adapter_names())
+            lora[name] = sum(
+                module.scaling[a] * module.lora_B[a].weight @ module.lora_A[a].weight for a in stacked.adapter_names()
+            )
     base = kv_layers(load(tiny_base_dir).unet)
     kv_delta = load_file(chain.parent / "02-bb" / KV_DIR / KV_WEIGHTS)
     folded = kv_layers(LifelongModel.from_checkpoint(chain).folded().bundle.unet)
@@ -134,8 +139,12 @@ def test_the_served_model_is_folded_and_still_lists_its_concepts(chain, tmp_path
     arts = {BASE_KEY: ledger.base}
     for e in ledger.entries:
         arts[checkpoint_key(e.task)], arts[references_key(e.task)] = e.checkpoint, e.references
-    keyed = Ledger(BASE_KEY, ledger.base_hash, ledger.method,
-                   [replace(e, checkpoint=checkpoint_key(e.task), references=references_key(e.task)) for e in ledger.entries])
+    keyed = Ledger(
+        BASE_KEY,
+        ledger.base_hash,
+        ledger.method,
+        [replace(e, checkpoint=checkpoint_key(e.task), references=references_key(e.task)) for e in ledger.entries],
+    )
     keyed.save(tmp_path / LEDGER_FILE)
     arts[LEDGER_KEY] = str(tmp_path / LEDGER_FILE)
     served = LfsdPyfunc()
@@ -178,10 +187,12 @@ def test_loading_folded_is_the_stacked_model_folded_and_can_still_train(chain):
     a, b = stacked.bundle.unet.state_dict(), direct.bundle.unet.state_dict()
     assert sorted(a) == sorted(b) and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
     assert stacked.bundle.tokenizer.get_vocab() == direct.bundle.tokenizer.get_vocab()
-    assert torch.equal(stacked.bundle.text_encoder.get_input_embeddings().weight,
-                       direct.bundle.text_encoder.get_input_embeddings().weight)
+    assert torch.equal(
+        stacked.bundle.text_encoder.get_input_embeddings().weight,
+        direct.bundle.text_encoder.get_input_embeddings().weight,
+    )
     before = _eps(direct)
-    _, token_id = direct.begin_task("ee", "ring", "refs", str(chain.parent / "04-ee"), rank=4, fold_frozen=True)
+    _, _token_id = direct.begin_task("ee", "ring", "refs", str(chain.parent / "04-ee"), rank=4, fold_frozen=True)
     assert direct.adapter_names() == ["task4"]
     with direct.as_teacher():
         assert torch.equal(_eps(direct), before)

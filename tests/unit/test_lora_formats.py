@@ -10,9 +10,11 @@ import torch
 
 from components.registry import lora_formats as lf
 
-MODULES = ["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
-           "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_v",
-           "mid_block.attentions.0.transformer_blocks.0.attn2.to_k"]
+MODULES = [
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+    "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_v",
+    "mid_block.attentions.0.transformer_blocks.0.attn2.to_k",
+]
 
 
 def _peft_state(rank: int, seed: int, out_f: int = 6, in_f: int = 5) -> dict:
@@ -25,8 +27,11 @@ def _peft_state(rank: int, seed: int, out_f: int = 6, in_f: int = 5) -> dict:
 
 
 def test_concatenated_ranks_add_up_to_the_stacked_adapters_exactly():
-    states = [(_peft_state(4, 0), {"r": 4, "lora_alpha": 4}), (_peft_state(2, 1), {"r": 2, "lora_alpha": 8}),
-              (_peft_state(3, 2), {"r": 3, "lora_alpha": 3, "use_rslora": True})]
+    states = [
+        (_peft_state(4, 0), {"r": 4, "lora_alpha": 4}),
+        (_peft_state(2, 1), {"r": 2, "lora_alpha": 8}),
+        (_peft_state(3, 2), {"r": 3, "lora_alpha": 3, "use_rslora": True}),
+    ]
     merged = lf.concat_ranks([lf.peft_pairs(s, lf.lora_scale(c)) for s, c in states])
     assert sorted(merged) == sorted(MODULES) and lf.rank_of(merged) == 9
     for m in MODULES:
@@ -76,7 +81,7 @@ def test_model_hash_is_the_files_tensor_data_whatever_its_metadata(tmp_path):
     model_hash, legacy = lf.safetensors_hashes(tensors)
     save_file(tensors, str(tmp_path / "x.safetensors"), metadata={"ss_output_name": "x", "lfsd.token": "<x>"})
     data = (tmp_path / "x.safetensors").read_bytes()
-    assert model_hash == hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+    assert model_hash == hashlib.sha256(data[8 + int.from_bytes(data[:8], "little") :]).hexdigest()
     assert len(legacy) == 8
 
 

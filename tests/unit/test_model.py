@@ -101,10 +101,16 @@ def test_lfsd_sampling_on_an_sd_folder_is_the_stock_pipelines_sampling(sd_base_d
     bundle = load(sd_base_dir)
     ours = generate(bundle, ["a photo of a dog"], [7], steps=4, guidance_scale=7.5)
     pipe = StableDiffusionPipeline.from_pretrained(sd_base_dir)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False,
-                                               steps_offset=1)
-    theirs = pipe("a photo of a dog", num_inference_steps=4, guidance_scale=7.5, output_type="pt",
-                  generator=torch.Generator().manual_seed(7)).images
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    theirs = pipe(
+        "a photo of a dog",
+        num_inference_steps=4,
+        guidance_scale=7.5,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(7),
+    ).images
     assert theirs.shape == (1, 3, 64, 64)
     # Float drift only: 0.0 on the CPU this was written on, 1.22e-5 on an AMD EPYC (2026-12-04: same wheels,
     # other SIMD kernels, other summation order). A different scheduler or guidance differs by far more.

@@ -6,13 +6,20 @@ from __future__ import annotations
 from components.registry.model_card import CardConcept, concepts_of, concepts_tag, render_card
 
 CONCEPTS = [CardConcept(1, "byruri", "<byruri>", "cross"), CardConcept(2, "xubyzo", "<xubyzo>", "ring")]
-TAGS = {"lfsd.gate": "passed", "lfsd.gate_reason": "passed: avg_forgetting 0.010 <= 0.1, rcf_similarity 0.900 >= 0.5",
-        "lfsd.dataset_dvc_md5": "d" * 32 + ".dir", "lfsd.checkpoint_dvc_md5": "c" * 32 + ".dir",
-        "lfsd.git_commit": "a" * 40, "lfsd.method": "lfs"}
+TAGS = {
+    "lfsd.gate": "passed",
+    "lfsd.gate_reason": "passed: avg_forgetting 0.010 <= 0.1, rcf_similarity 0.900 >= 0.5",
+    "lfsd.dataset_dvc_md5": "d" * 32 + ".dir",
+    "lfsd.checkpoint_dvc_md5": "c" * 32 + ".dir",
+    "lfsd.git_commit": "a" * 40,
+    "lfsd.method": "lfs",
+}
 
 
 def test_card_lists_every_concept_the_gate_and_the_lineage():
-    card = render_card("lfs-diffusion", "2", CONCEPTS, {"avg_forgetting": 0.01, "new_concept_fidelity": 0.8}, TAGS, "r1")
+    card = render_card(
+        "lfs-diffusion", "2", CONCEPTS, {"avg_forgetting": 0.01, "new_concept_fidelity": 0.8}, TAGS, "r1"
+    )
     assert card.startswith("### lfs-diffusion v2: adds `xubyzo` (ring)")
     assert "| 01 | byruri | `<byruri>` | cross |" in card and "| 02 | xubyzo | `<xubyzo>` | ring |" in card
     assert "**Gate: passed**: avg_forgetting 0.010 <= 0.1, rcf_similarity 0.900 >= 0.5" in card
@@ -41,7 +48,10 @@ def test_each_workspace_gets_its_own_store_in_one_process_and_a_users_uri_wins(t
     monkeypatch.delenv("LFSD_STATE_DIR", raising=False)
     try:
         setup_tracking(tmp_path / "a")
-        assert tracking_uri_default(tmp_path / "b") == f"sqlite:///{(tmp_path / 'b' / '.lfsd' / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+        assert (
+            tracking_uri_default(tmp_path / "b")
+            == f"sqlite:///{(tmp_path / 'b' / '.lfsd' / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+        )
         monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
         assert tracking_uri_default(tmp_path / "b") == "http://127.0.0.1:5999"
     finally:

@@ -25,7 +25,9 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)
 
 
-def test_kd_loss_is_zero_before_the_first_update_and_positive_after(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+def test_kd_loss_is_zero_before_the_first_update_and_positive_after(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     model = LifelongModel.from_base(tiny_base_dir, "lfs")
     cfg = dataclasses.replace(tiny_training_config, steps=3, lr=0.05)
     result = train_task(model, read_concept(two_concepts[0]), get_method("lfs"), cfg, tmp_path / "01")
@@ -78,18 +80,32 @@ def test_a_concept_cannot_be_learned_twice(tiny_base_dir, two_concepts, tiny_tra
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+def test_every_method_runs_a_two_concept_sequence(
+    method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.training.in_process_sequence import run_sequence
 
     net = WorldEvaluator().eval()
-    evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
-                                    dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2))
-    result = run_sequence(tiny_base_dir, two_concepts, method, tiny_training_config, evaluator, tmp_path / "ckpt", log=lambda s: None)
+    evaluator = ForgettingEvaluator(
+        ClipAnalogue(net),
+        DinoAnalogue(net),
+        dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2),
+    )
+    result = run_sequence(
+        tiny_base_dir, two_concepts, method, tiny_training_config, evaluator, tmp_path / "ckpt", log=lambda s: None
+    )
     m = result.metrics
     assert len(m["matrix"]) == 2 and len(m["matrix"][1]) == 2
-    for key in ("final_fidelity", "avg_forgetting", "bwt", "rcf_preservation", "new_concept_fidelity", "text_alignment"):
+    for key in (
+        "final_fidelity",
+        "avg_forgetting",
+        "bwt",
+        "rcf_preservation",
+        "new_concept_fidelity",
+        "text_alignment",
+    ):
         assert m[key] == m[key], key  # not NaN
     assert (tmp_path / "ckpt" / f"02-{read_concept(two_concepts[1]).name}" / "ledger.json").is_file()
 
@@ -98,7 +114,9 @@ def _full_kv(cfg):
     return dataclasses.replace(cfg, adapter="full-kv")
 
 
-def test_full_kv_kd_is_zero_before_the_first_update_and_positive_after(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+def test_full_kv_kd_is_zero_before_the_first_update_and_positive_after(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     model = LifelongModel.from_base(tiny_base_dir, "lfs")
     cfg = dataclasses.replace(_full_kv(tiny_training_config), steps=3, lr=0.05)
     result = train_task(model, read_concept(two_concepts[0]), get_method("lfs"), cfg, tmp_path / "01")
@@ -107,12 +125,14 @@ def test_full_kv_kd_is_zero_before_the_first_update_and_positive_after(tiny_base
     assert kd[-1] > 1e-8
 
 
-def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     from safetensors.torch import load_file
 
+    from components.lifelong import KV_DIR, KV_WEIGHTS, kv_layers
     from components.model.pipeline import load
     from components.model.sampling import generate
-    from components.lifelong import KV_DIR, KV_WEIGHTS, kv_layers
 
     model = LifelongModel.from_base(tiny_base_dir, "finetune")
     for k, d in enumerate(two_concepts, start=1):
@@ -141,26 +161,40 @@ def test_full_kv_checkpoint_holds_only_the_kv_delta_and_round_trips(tiny_base_di
 def test_c_lora_refuses_full_kv(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
     model = LifelongModel.from_base(tiny_base_dir, "c-lora")
     with pytest.raises(ValueError, match="adapter: lora"):
-        train_task(model, read_concept(two_concepts[0]), get_method("c-lora"), _full_kv(tiny_training_config), tmp_path / "01")
+        train_task(
+            model, read_concept(two_concepts[0]), get_method("c-lora"), _full_kv(tiny_training_config), tmp_path / "01"
+        )
     assert model.ledger.entries == []
 
 
 def test_an_unknown_adapter_is_refused_when_params_are_read(tiny_training_config):
-    with pytest.raises(ValueError, match="training.adapter"):
+    with pytest.raises(ValueError, match=r"training\.adapter"):
         dataclasses.replace(tiny_training_config, adapter="full")
 
 
 @pytest.mark.parametrize("method", ["lfs", "finetune"])
-def test_full_kv_runs_a_two_concept_sequence(method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+def test_full_kv_runs_a_two_concept_sequence(
+    method, params, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
     from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.training.in_process_sequence import run_sequence
 
     net = WorldEvaluator().eval()
-    evaluator = ForgettingEvaluator(ClipAnalogue(net), DinoAnalogue(net),
-                                    dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2))
-    result = run_sequence(tiny_base_dir, two_concepts, method, _full_kv(tiny_training_config), evaluator,
-                          tmp_path / "ckpt", log=lambda s: None)
+    evaluator = ForgettingEvaluator(
+        ClipAnalogue(net),
+        DinoAnalogue(net),
+        dataclasses.replace(params.forgetting, images_per_prompt=1, rcf_seeds=1, steps=2),
+    )
+    result = run_sequence(
+        tiny_base_dir,
+        two_concepts,
+        method,
+        _full_kv(tiny_training_config),
+        evaluator,
+        tmp_path / "ckpt",
+        log=lambda s: None,
+    )
     assert len(result.metrics["matrix"]) == 2
     assert result.metrics["avg_forgetting"] == result.metrics["avg_forgetting"]
 

@@ -137,13 +137,19 @@ def test_the_bar_closes_when_fit_raises(tmp_path):
 def _request(tmp_path: Path, tiny_training_config):
     from components.training.launch import TrainRequest
 
-    return TrainRequest(base_dir=tmp_path, previous_checkpoint=None, concept_dir=tmp_path / "dog",
-                        references="refs", out=tmp_path / "out", method="lfs", cfg=tiny_training_config)
+    return TrainRequest(
+        base_dir=tmp_path,
+        previous_checkpoint=None,
+        concept_dir=tmp_path / "dog",
+        references="refs",
+        out=tmp_path / "out",
+        method="lfs",
+        cfg=tiny_training_config,
+    )
 
 
 @pytest.mark.parametrize("terminal", [True, False])
-def test_the_in_process_launcher_draws_a_bar_only_on_a_terminal(tmp_path, tiny_training_config, monkeypatch,
-                                                                  terminal):
+def test_the_in_process_launcher_draws_a_bar_only_on_a_terminal(tmp_path, tiny_training_config, monkeypatch, terminal):
     from components.training import launch
 
     def fake_run(req, report=None, hooks=None):
@@ -169,6 +175,12 @@ def test_the_loop_calls_on_step_after_every_step(tiny_base_dir, two_concepts, ti
     from components.training.methods import get_method
 
     seen: list[int] = []
-    train_task(LifelongModel.from_base(tiny_base_dir, "finetune"), read_concept(two_concepts[0]), get_method("finetune"),
-               tiny_training_config, tmp_path / "01", hooks=WorkerHooks(on_step=seen.append))
+    train_task(
+        LifelongModel.from_base(tiny_base_dir, "finetune"),
+        read_concept(two_concepts[0]),
+        get_method("finetune"),
+        tiny_training_config,
+        tmp_path / "01",
+        hooks=WorkerHooks(on_step=seen.append),
+    )
     assert seen == list(range(1, tiny_training_config.steps + 1))

@@ -14,7 +14,13 @@ import pytest
 
 from components.state import state_dir
 from components.versioning import (
-    VersioningError, dvc_env, ensure_dvc_repo, git_head, restore, status_clean, version_path,
+    VersioningError,
+    dvc_env,
+    ensure_dvc_repo,
+    git_head,
+    restore,
+    status_clean,
+    version_path,
 )
 
 CONCEPT = "data/concepts/dog"
@@ -29,7 +35,8 @@ def _git(repo: Path, *args: str) -> str:
 def _tree_sha256(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -232,8 +239,10 @@ def test_drop_takes_data_out_in_one_commit_and_purge_keeps_shared_objects(repo):
 
     (repo / "erasures").mkdir()
     version_paths(repo, [], "forget cat", git_files={"erasures/cat.json": b"{}\n"}, drop=[cat])
-    assert _git(repo, "ls-tree", "--name-only", "HEAD", "data/concepts/") .splitlines() == ["data/concepts/.gitignore",
-                                                                                           f"{CONCEPT}.dvc"]
+    assert _git(repo, "ls-tree", "--name-only", "HEAD", "data/concepts/").splitlines() == [
+        "data/concepts/.gitignore",
+        f"{CONCEPT}.dvc",
+    ]
     assert "/cat" not in _git(repo, "show", "HEAD:data/concepts/.gitignore").splitlines()
     assert not (repo / cat).exists() and not (repo / f"{cat}.dvc").exists()
     assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""
