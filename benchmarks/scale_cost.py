@@ -110,14 +110,12 @@ def measure(run_dir: Path, rounds: int, base: Path, evaluator_dir: Path, overrid
 
 
 def main(argv: list[str] | None = None) -> None:
-    from components.cli.model_commands import DEFAULT_BASE, DEFAULT_EVALUATOR
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir", type=Path, help="A scale run's checkpoints (its --work folder / METHOD).")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--model", type=Path, default=DEFAULT_BASE)
-    ap.add_argument("--evaluator", type=Path, default=DEFAULT_EVALUATOR)
+    ap.add_argument("--model", type=Path, default=Path("models/base"))
+    ap.add_argument("--evaluator", type=Path, default=Path("models/evaluator"))
     ap.add_argument(
         "--set",
         dest="overrides",

@@ -146,3 +146,9 @@ def test_no_function_is_longer_than_a_reader_can_hold():
                     if n > MAX_FUNCTION_LINES:
                         long.append(f"{path.relative_to(REPO).as_posix()}:{node.name} ({n} lines)")
     assert long == []
+
+
+def test_benchmarks_stand_above_the_cli_that_runs_them():
+    """`lfsd benchmark` imports benchmarks/: a benchmark importing the CLI back would be a loop of rooms."""
+    offenders = [p.name for p in (REPO / "benchmarks").glob("*.py") if any(_room(m) == "cli" for m in _imports(p))]
+    assert offenders == []
