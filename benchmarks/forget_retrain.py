@@ -174,11 +174,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def pooled(rows: list[dict], bound: float = 0.02) -> dict:
-    """The readings fixed before seeds 6-9 ran (docs/log/results-2026-12-01-to-12-04.md, "Ten seeds"), over
-    every seed in `rows`,
-    each seed the mean over its draws (`summarise`). Kept: per kept concept, the mean over seeds of
-    (chain - full), its standard error and the seeds below zero; a mode meets the bound when every |mean|
-    <= `bound`. Erased: dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
+    """The readings fixed before seeds 6-9 ran (docs/log/results-2026-12-01-to-12-04.md, "Ten seeds"), over every
+    seed in `rows`, each seed the mean over its draws (`summarise`). Kept: per kept concept, the mean over
+    seeds of (chain - full), its standard error and the seeds below zero; a mode meets the bound when every
+    |mean| <= `bound`. Erased: dropped - relearned (= never-learned) per seed, with a two-sided sign test."""
     from benchmarks.report import sign_test_p
 
     per = summarise(rows)

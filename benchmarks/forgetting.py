@@ -116,8 +116,7 @@ def run(
 def apply_overrides(params, overrides: list[str]):
     """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` / `runtime.threads=N` on top of
     params.yaml, for development runs (threads: quality runs side by side on a small machine). Values are YAML,
-    checked by the config's own coercion and validation. Anything else
-    is refused."""
+    checked by the config's own coercion and validation. Anything else is refused."""
     import yaml
 
     from components.config import replace_field

@@ -30,8 +30,7 @@ __all__ = ["OnboardResult", "launcher", "onboard", "run_plain"]
 def launcher(ws: Workspace):
     """How the pipeline trains: a Ray Train job per task (`ray.enabled`, the default), the one worker group
     of an open `components.ray_train.warm.warm_training` scope (a sequence), or without Ray the same loop in
-    the onboarding
-    process (runtime.threads threads)."""
+    the onboarding process (runtime.threads threads)."""
     from components.ray_train.job import on_ray
     from components.ray_train.warm import active
     from components.training.launch import in_process

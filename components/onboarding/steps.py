@@ -3,11 +3,10 @@ The onboarding chain (`components/chains/onboard.py`) orders them; finishing a k
 (`finish.py`) and relearning after an erasure (`components/erasure/relearn.py`) call the ones they need.
 The Prefect flow runs each one as a task through the same chain.
 
-State rule: nothing is committed until `version_checkpoint`, which commits the dataset's and the
-checkpoint's .dvc files in ONE git commit (one commit per onboarded concept). A failure before that
-is undone by `discard_attempt` (`recovery.discard_uncommitted`), so git, DVC, the ledger and checkpoints stay
-as they were; objects
-already pushed to the content-addressed DVC remote are harmless.
+State rule: nothing is committed until `version_checkpoint`, which commits the dataset's and the checkpoint's
+.dvc files in ONE git commit (one commit per onboarded concept). A failure before that is undone by
+`discard_attempt` (`recovery.discard_uncommitted`), so git, DVC, the ledger and checkpoints stay as they were;
+objects already pushed to the content-addressed DVC remote are harmless.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The read side of `lfsd export`: one registered version's concepts, fetched and checked.
 
-Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base
-is named by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the
-architecture tag) the base's `unet/config.json`, from this version or the one storing them, are downloaded,
-never the base's weights or the reference photos.
+Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base is named
+by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the architecture tag) the
+base's `unet/config.json`, from this version or the one storing them, are downloaded, never the base's weights
+or the reference photos.
 Everything is checked here, before export.py writes a byte: an unknown URI, a missing or unreadable
 file (named by its path inside the model) is an ExportError; an erased version or a full-K/V task an
 ExportRefused. A full-K/V task changed the K/V weights themselves (a full-rank delta, not a LoRA), so

@@ -120,10 +120,10 @@ def log_lifelong_model(
     steps: int | None = None,
     guidance_scale: float | None = None,
 ):
-    """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name`
-    in the active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version`
-    needs a run) and, with `registered_model_name`, register it; `tags` go on the logged model and, when
-    registered, on the new model version.
+    """Log the lifelong model of `checkpoint_dir` (the last task of a chain) as a pyfunc named `name` in the
+    active run (MLflow 3 logs a run-less LoggedModel when none is active; `register_version` needs a run) and,
+    with `registered_model_name`, register it; `tags` go on the logged model and, when registered, on the new
+    model version.
     With `share_with` (a registered model's name), the base, checkpoints and references its newest version
     already stores with the same hash are not copied again: the version's index points at them.
     Returns mlflow's ModelInfo (`registered_model_version` is set when registered)."""

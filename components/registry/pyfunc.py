@@ -10,9 +10,9 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
                        where they are (shared_artifacts.py): those are not copied again, but downloaded here
 
 `load_context` fetches the shared artifacts (checking their hashes), turns the copied ledger's keys back into
-the local artifact paths, rebuilds the
-model with `LifelongModel.from_ledger(fold=True)`: every LoRA added into the K/V weights as it is read (a
-served model never trains; folded, loading and a UNet step cost what the base's do however long the chain).
+the local artifact paths, rebuilds the model with `LifelongModel.from_ledger(fold=True)`: every LoRA added
+into the K/V weights as it is read (a served model never trains; folded, loading and a UNet step cost what the
+base's do however long the chain).
 `predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
 base64-encoded PNGs, which serialise over `mlflow models serve` JSON.
 """

@@ -5,13 +5,12 @@
         + lambda_kd * L_kd(student vs teacher, relevant prompts)   data-free KD, against RCF
         [+ lambda_clora * sum (|dW_prev| * dW_new)^2]          C-LoRA baseline only
 
-Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own
-embedding space and at most `kd_previous_subjects` earlier concepts, each through the caption templates
-the base knows, plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the
-new update switched
-off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t, prompt)
-is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every` steps.
-No image, real or stored, is used: the KD term costs the student one batched forward pass.
+Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own embedding
+space and at most `kd_previous_subjects` earlier concepts, each through the caption templates the base knows,
+plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update
+switched off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t,
+prompt) is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every`
+steps. No image, real or stored, is used: the KD term costs the student one batched forward pass.
 
 ICGen: each concept shot is denoised with the other shots as visual context (leave-one-out), dropped
 with probability `icgen_context_dropout`, so the concept is drawn from text alone too. Only C_k's own
