@@ -47,6 +47,7 @@ def run(
     import torch
 
     from components.config import load_params
+    from components.device import placement
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator
     from components.progress import progress
@@ -57,6 +58,7 @@ def run(
         params = dataclasses.replace(params, training=dataclasses.replace(params.training, adapter=adapter))
     params = apply_overrides(params, overrides)
     torch.set_num_threads(params.runtime.threads)
+    where = placement(params.runtime)
     clip, dino = load_evaluator(evaluator_dir)
     dirs = sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())
     start = time.time()
@@ -67,7 +69,15 @@ def run(
             for method in methods:
                 cfg = dataclasses.replace(params.training, seed=seed, method=method)
                 result = run_sequence(
-                    base, dirs, method, cfg, evaluator, Path(work) / f"seed{seed}" / method, log=log, on_task=advance
+                    base,
+                    dirs,
+                    method,
+                    cfg,
+                    evaluator,
+                    Path(work) / f"seed{seed}" / method,
+                    log=log,
+                    on_task=advance,
+                    where=where,
                 )
                 runs[method].append(result)
                 _save_visuals(result, Path(out_json).parent / Path(out_json).stem / f"{method}-seed{seed}")
@@ -114,9 +124,10 @@ def run(
 
 
 def apply_overrides(params, overrides: list[str]):
-    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` / `runtime.threads=N` on top of
-    params.yaml, for development runs (threads: quality runs side by side on a small machine). Values are YAML,
-    checked by the config's own coercion and validation. Anything else is refused."""
+    """`training.KEY=VALUE` / `forgetting.KEY=VALUE` / `sampling.KEY=VALUE` / `runtime.KEY=VALUE` (threads,
+    device, precision) on top of params.yaml, for development runs (threads: quality runs side by side on a
+    small machine). Values are YAML, checked by the config's own coercion and validation. Anything else is
+    refused."""
     import yaml
 
     from components.config import replace_field
@@ -127,7 +138,7 @@ def apply_overrides(params, overrides: list[str]):
         if not sep or section not in ("training", "forgetting", "sampling", "runtime"):
             raise ValueError(
                 f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE, sampling.KEY=VALUE "
-                f"or runtime.threads=N"
+                f"or runtime.KEY=VALUE (threads, device, precision)"
             )
         current = getattr(params, section)
         if key not in {f.name for f in dataclasses.fields(current)}:

@@ -1,8 +1,9 @@
 """lfsd's components: the method, the world it is measured in, and the pipeline's parts (no Prefect).
 
 Rooms, lowest layer first (tests/unit/test_layout.py holds the order; imports only run down):
-    config, state, progress, visuals, stepping   typed params.yaml; where runtime state lives; progress bars;
-                                                 image grids; how chains run and time their steps
+    config, state, device, progress, visuals, stepping   typed params.yaml; where runtime state lives; the one
+                                                 device and precision; progress bars; image grids; how chains
+                                                 run and time their steps
     world, model          the procedural world; the text-to-image model bundle and its one DDIM loop
     lifelong, validation, versioning   the chain as data; concept-folder validation; DVC + git
     evaluation            the evaluator and the forgetting protocol

@@ -123,6 +123,7 @@ class TrainingConfig:
     guidance_scale: float
     report_every: int
     seed: int
+    gradient_checkpointing: bool  # UNet activations recomputed in backward (memory at real size, for time)
     class_candidates: tuple[str, ...]  # class words to search for relevant ones (empty: the world's)
 
     def __post_init__(self) -> None:
@@ -200,6 +201,15 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     threads: int  # torch threads of in-process work: generation, evaluation, benchmarks, the in-process launcher
+    device: str  # auto | cpu | cuda | cuda:N | mps (components/device.py checks it against the machine)
+    precision: str  # fp32 | bf16 | fp16: the frozen weights' dtype; trainable tensors stay fp32
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"runtime.precision: expected fp32, bf16 or fp16, got {self.precision!r}")
+        d = str(self.device)
+        if d not in ("auto", "cpu", "cuda", "mps") and not (d.startswith("cuda:") and d[5:].isdigit()):
+            raise ValueError(f"runtime.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def generate(
     if model.startswith("models:/") or model.startswith("runs:/"):
         _generate_from_registry(model, prompt, n, out, concept, seed, steps)
         return
-    bundle = load(Path(model))
+    bundle = load(Path(model)).requires_grad_(False).place(_placement(params.runtime))
     refs = None
     if context is not None:
         refs = load_reference_folder(context, bundle.image_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
@@ -90,6 +90,42 @@ def generate(
     )
     save_grid(to_uint8(images), out)
     typer.echo(str(out))
+
+
+@app.command()
+def doctor(
+    workspace: Path = typer.Option(None, help="Workspace whose params.yaml to read (default: the one you stand in)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
+) -> None:
+    """Which device and precision lfsd's commands will use here, the GPU's name and free memory, and why
+    (a CPU fallback says why); Ray's GPU setting beside it."""
+    from components.config import load_params
+    from components.device import DeviceError, check_local_ray_gpus, facts
+    from components.state import find_workspace
+    from components.workspace.layout import load_workspace
+
+    root = workspace or find_workspace()
+    params = load_workspace(root).params if root else load_params()
+    out = facts(_placement(params.runtime)) | {"ray.use_gpu": params.ray.use_gpu, "workspace": str(root or "")}
+    try:
+        check_local_ray_gpus(params.ray)
+    except DeviceError as e:
+        _fail(f"error: {e}")
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    for k, v in out.items():
+        typer.echo(f"{k:16s} {v}")
+
+
+def _placement(runtime):
+    """runtime.device / runtime.precision checked against this machine: a one-line error if it cannot."""
+    from components.device import DeviceError, placement
+
+    try:
+        return placement(runtime)
+    except DeviceError as e:
+        _fail(f"error: {e}")
 
 
 def _erased(uri: str) -> str | None:
@@ -129,7 +165,8 @@ def _generate_from_registry(
     refused = _erased(uri)
     if refused:
         _fail(f"error: {refused}")
-    pyfunc = mlflow.pyfunc.load_model(uri)
+    where = _placement(ws.params.runtime)
+    pyfunc = mlflow.pyfunc.load_model(uri, model_config={"device": str(where.device), "precision": where.precision})
     rows = {"prompt": [prompt] * n, "seed": [seed + i for i in range(n)]}
     if concept:
         rows["concept"] = [concept] * n

@@ -46,7 +46,21 @@ def _workspace(workspace: Path | None) -> str:
     except WorkspaceNotFound as e:
         _fail(f"error: {e}")
     os.environ[WORKSPACE_ENV] = root
+    _check_placement(root)
     return root
+
+
+def _check_placement(root: str) -> None:
+    """`runtime.device` / `runtime.precision` this machine cannot honour: one line, before anything starts."""
+    from components.device import DeviceError, check_local_ray_gpus, placement
+    from components.workspace.layout import load_workspace
+
+    try:
+        params = load_workspace(root).params
+        placement(params.runtime)
+        check_local_ray_gpus(params.ray)
+    except DeviceError as e:
+        _fail(f"error: {e}", 2)
 
 
 @contextmanager
@@ -63,10 +77,24 @@ def _writer(root: str, command: str, no_wait: bool):
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
 
 
+def out_of_memory(err: BaseException) -> str | None:
+    """The one-line advice when training ran the accelerator out of memory (the attempt is discarded)."""
+    from components.device import out_of_memory_message, placement
+    from components.workspace.layout import load_workspace
+
+    ws = load_workspace()
+    try:
+        where = placement(ws.params.runtime)
+    except Exception:  # the advice must not fail where the error is being reported
+        return None
+    return out_of_memory_message(err, where, ws.params.training.batch_size)
+
+
 def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
     from components.cli.errors import service_failure
+    from components.device import DeviceError
     from components.erasure.record import ErasureRefused
     from components.lifelong import BaseMismatch
     from components.registry import RegistryError
@@ -85,7 +113,12 @@ def _run_flow(fn, *args, **kwargs):
         _fail(f"refused: {e}", 2)
     except WorkspaceBusy as e:
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
+    except DeviceError as e:
+        _fail(f"error: {e}\n  full log: {log_file}", 2)
     except Exception as e:
+        oom = out_of_memory(e)
+        if oom is not None:
+            _fail(f"error: {oom}\n  full log: {log_file}", 1)
         message = service_failure(e)
         if message is not None:
             _fail(f"{message}\n  full log: {log_file}", 1)

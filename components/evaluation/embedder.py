@@ -118,7 +118,7 @@ class ClipAnalogue:
 
     @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.clip_images(images)
+        return self.model.clip_images(_here(self.model, images))
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
@@ -133,7 +133,14 @@ class DinoAnalogue:
 
     @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.instance_images(images)
+        return self.model.instance_images(_here(self.model, images))
+
+
+def _here(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images drawn on any device or precision, as the evaluator (small, on the CPU, fp32) reads them: one
+    copy per scored batch (a no-op for CPU fp32 images)."""
+    p = next(model.parameters())
+    return images.to(p.device, p.dtype)
 
 
 def load_evaluator(path: Path) -> tuple[ClipAnalogue, DinoAnalogue]:

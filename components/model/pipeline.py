@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from components.device import CPU, Placement
 from components.model.context import (
     ContextEncoder,
     attach_context_path,
@@ -34,6 +35,33 @@ class DiffusionBundle:
     # False for a base folder without a trained context path (a plain SD folder): the path attached is
     # fresh and output-neutral, so ICGen would be a no-op and methods run without it (`uses_icgen`).
     has_context_path: bool = True
+    placement: Placement = CPU  # where its modules live and their frozen weights' dtype (`place`)
+
+    def place(self, where: Placement) -> DiffusionBundle:
+        """Every module on `where.device`; with mixed precision the frozen parameters in `where.dtype` while
+        the trainable ones (requires_grad: a task's LoRA, the token table, a K/V delta) stay fp32, as
+        diffusers' training examples keep them, and so do the normalisation layers (autocast runs norms in
+        fp32; their weights must match). Call after a task began (its new parameters exist)."""
+        norms = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+        for module in self.modules().values():
+            module.to(where.device)
+            if where.mixed:
+                for sub in module.modules():
+                    if isinstance(sub, norms):
+                        continue
+                    for p in sub.parameters(recurse=False):
+                        if not p.requires_grad:
+                            p.data = p.data.to(where.dtype)
+        self.placement = where
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    def autocast(self):
+        """The context every forward pass of this bundle runs under (a no-op in fp32)."""
+        return self.placement.autocast()
 
     @property
     def latent_scale(self) -> float:

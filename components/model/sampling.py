@@ -18,9 +18,12 @@ OnStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]  # (t, x_t, 
 
 
 def initial_latents(bundle: DiffusionBundle, seeds: list[int]) -> torch.Tensor:
+    """x_T per seed (B, C, h, w), drawn by a CPU generator so a seed gives the same noise on every device
+    (as diffusers recommends), then placed on the bundle's device once per call."""
     c = bundle.unet.config.in_channels
     s = bundle.unet.config.sample_size
-    return torch.stack([torch.randn(c, s, s, generator=torch.Generator().manual_seed(int(sd))) for sd in seeds])
+    noise = torch.stack([torch.randn(c, s, s, generator=torch.Generator().manual_seed(int(sd))) for sd in seeds])
+    return noise.to(bundle.device)
 
 
 def context_embeddings(
@@ -29,8 +32,9 @@ def context_embeddings(
     """(B, R, 3, H, W) references -> (B, 1, E); None -> the null context (zeros)."""
     dim = bundle.context_encoder.config.embed_dim
     if references is None:
-        return torch.zeros(batch, 1, dim)
-    return bundle.context_encoder.embed_references(references, mask)
+        return torch.zeros(batch, 1, dim, device=bundle.device)
+    mask = mask.to(bundle.device) if mask is not None else None
+    return bundle.context_encoder.embed_references(references.to(bundle.device), mask)
 
 
 @torch.no_grad()
@@ -75,9 +79,12 @@ def generate(
     steps: int = 30,
     guidance_scale: float = 4.0,
 ) -> torch.Tensor:
-    """Prompts (B,) with per-sample seeds -> images (B, 3, H, W) in [-1, 1]."""
+    """Prompts (B,) with per-sample seeds -> images (B, 3, H, W) in [-1, 1], fp32 on the CPU, drawn on the
+    bundle's device in its precision."""
     if len(prompts) != len(seeds):
         raise ValueError("one seed per prompt")
-    ctx = context_embeddings(bundle, references, len(prompts), reference_mask)
-    latents = denoise(bundle, initial_latents(bundle, seeds), prompts, ctx, steps=steps, guidance_scale=guidance_scale)
-    return bundle.decode_latents(latents)
+    with bundle.autocast():
+        ctx = context_embeddings(bundle, references, len(prompts), reference_mask)
+        noise = initial_latents(bundle, seeds)
+        latents = denoise(bundle, noise, prompts, ctx, steps=steps, guidance_scale=guidance_scale)
+        return bundle.decode_latents(latents).float().cpu()  # images leave the device once, as fp32

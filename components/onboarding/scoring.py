@@ -59,6 +59,7 @@ def evaluate_checkpoint(
     `history`: the step records this step follows (default: `previous`'s; a removal passes its own)."""
     import torch
 
+    from components.device import placement
     from components.evaluation.bounded import last_row_forgetting, last_scored_steps, needs_full_row, step_plan
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
@@ -69,15 +70,17 @@ def evaluate_checkpoint(
     from components.training.methods import uses_icgen
 
     torch.set_num_threads(ws.params.runtime.threads)
+    where = placement(ws.params.runtime)
     clip, dino = load_evaluator(ws.evaluator_dir)
     evaluator = ForgettingEvaluator(clip, dino, ws.params.forgetting)
     model = LifelongModel.from_checkpoint(checkpoint, ws.base_dir, fold=True)  # same outputs, cost flat in k
+    model.bundle.place(where)
     entries, f = model.ledger.entries, ws.params.forgetting
     if history is None:
         history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
     plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], history), f.sample_size, f.full_every)
     classes = list(dict.fromkeys(entries[i].class_word for i in (range(len(entries)) if plan is None else plan)))
-    evaluator.base_rcf_images(load(ws.base_dir), classes)
+    evaluator.base_rcf_images(load(ws.base_dir).requires_grad_(False).place(where), classes)
     icgen = uses_icgen(model.ledger.method, model.bundle.has_context_path)
     with progress(
         f"scoring {Path(checkpoint).name}", evaluator.work_items(model, classes, plan), enabled=show_progress

@@ -26,9 +26,14 @@ from components.workspace.recovery import discard_uncommitted
 
 def validate(ws: Workspace, folder: Path) -> ConceptSubmission:
     """Raises ValidationError naming every bad file and why, or BaseMismatch when the workspace's base is not
-    the one its chain was trained on; changes nothing."""
+    the one its chain was trained on, or DeviceError when this machine cannot run runtime.device /
+    runtime.precision; changes nothing."""
+    from components.device import check_local_ray_gpus, placement
     from components.lifelong import verify_base
     from components.validation import require_valid
+
+    placement(ws.params.runtime)  # before anything is versioned or trained
+    check_local_ray_gpus(ws.params.ray)
 
     p = ws.params.pipeline
     report = require_valid(Path(folder), min_shots=p.min_shots, max_shots=p.max_shots, learned_names=ws.learned_names())
@@ -63,8 +68,10 @@ def train(
     run_name: str | None = None,
 ):
     """theta_{k-1} (`previous`, or the base) + the concept -> theta_k in `out`, by `launcher`."""
+    from components.device import placement
     from components.training.launch import TrainRequest
 
+    where = placement(ws.params.runtime)  # refused here, before anything trains, if the machine cannot
     req = TrainRequest(
         base_dir=ws.base_dir,
         previous_checkpoint=previous,
@@ -74,6 +81,8 @@ def train(
         method=ws.params.training.method,
         cfg=ws.params.training,
         run_name=run_name,
+        device=str(where.device),
+        precision=where.precision,
     )
     return launcher(req, report)
 

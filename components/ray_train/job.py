@@ -26,7 +26,7 @@ from pathlib import Path
 
 from components.config import RayConfig
 from components.ray_train.progress_file import follow, progress_path
-from components.ray_train.runtime import cpus_per_worker, ensure_ray, run_storage, train_env, work_dir
+from components.ray_train.runtime import cpus_per_worker, ensure_ray, require_gpus, run_storage, train_env, work_dir
 from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
 from components.training.launch import Launcher, TrainRequest
 from components.training.loop import Report, TaskResult
@@ -96,8 +96,8 @@ def task_result(
 
 
 def trainer(loop, config: dict, ray_cfg: RayConfig, state_dir: Path, run_name: str):
-    """The TorchTrainer both Ray launchers run (one fit per task, the warm group): gloo, the configured
-    scaling, failures and storage."""
+    """The TorchTrainer both Ray launchers run (one fit per task, the warm group): NCCL between GPU
+    workers (`ray.use_gpu`), gloo between CPU workers, the configured scaling, failures and storage."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -105,8 +105,7 @@ def trainer(loop, config: dict, ray_cfg: RayConfig, state_dir: Path, run_name: s
     return TorchTrainer(
         loop,
         train_loop_config=config,
-        # The trainable tensors live on the CPU whatever use_gpu says, so the process group is gloo.
-        torch_config=TorchConfig(backend="gloo"),
+        torch_config=TorchConfig(backend="nccl" if ray_cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=ray_cfg.num_workers,
             use_gpu=ray_cfg.use_gpu,
@@ -131,6 +130,7 @@ def train_on_ray(req: TrainRequest, ray_cfg: RayConfig, state_dir: Path, on_repo
 
     start = time.time()
     ensure_ray(ray_cfg, state_dir)
+    require_gpus(ray_cfg)
     train_env(ray_cfg)  # also when Ray was started elsewhere in this process
     name = read_concept(Path(req.concept_dir)).name
     run_name = attempt_name(req)

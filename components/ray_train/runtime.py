@@ -47,6 +47,22 @@ def train_env(cfg: RayConfig) -> None:
     os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
 
 
+def require_gpus(cfg: RayConfig) -> None:
+    """With `ray.use_gpu: true`, refuse before anything starts when the cluster has fewer GPUs than
+    `ray.num_workers` (Ray would otherwise wait for them forever)."""
+    import ray
+
+    from components.device import DeviceError
+
+    if cfg.enabled and cfg.use_gpu:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < cfg.num_workers:
+            raise DeviceError(
+                f"ray.use_gpu: true asks for {cfg.num_workers} GPU worker(s), the Ray cluster has {gpus:g} GPU(s); "
+                f"set ray.use_gpu: false (CPU workers) or ray.num_workers <= {int(gpus)}, or add GPU nodes"
+            )
+
+
 def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
     """ray.init once per process. RAY_ADDRESS set: connect to that cluster. Unset: a local Ray with
     `num_workers * cpus_per_worker` CPUs, no dashboard, its temp dir under `state_dir` (see

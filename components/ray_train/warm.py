@@ -31,7 +31,7 @@ from pathlib import Path
 from components.config import RayConfig
 from components.ray_train.job import attempt_name, loop_config, task_result, trainer
 from components.ray_train.progress_file import follow
-from components.ray_train.runtime import cpus_per_worker, drop_run, ensure_ray, train_env, work_dir
+from components.ray_train.runtime import cpus_per_worker, drop_run, ensure_ray, require_gpus, train_env, work_dir
 from components.ray_train.worker import FAIL_AT_STEP_ENV, gather_nodes, train_one, worker_setup
 from components.training.launch import TrainRequest
 from components.training.loop import Report, TaskResult
@@ -129,6 +129,7 @@ class WarmLauncher:
 
     def __init__(self, ray_cfg: RayConfig, state_dir: Path):
         ensure_ray(ray_cfg, state_dir)
+        require_gpus(ray_cfg)
         train_env(ray_cfg)
         self.ray_cfg, self.state_dir, self.error = ray_cfg, Path(state_dir), None
         self.board = _board()

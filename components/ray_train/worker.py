@@ -109,6 +109,14 @@ def worker_setup(config: dict) -> tuple[int, int]:
     return ctx.get_world_rank(), ctx.get_world_size()
 
 
+def _worker_device(req: TrainRequest) -> str:
+    """Where this worker trains: the GPU Ray Train assigned it (`ray.use_gpu`), else the CPU."""
+    import ray.train.torch
+
+    device = ray.train.torch.get_device()
+    return str(device) if device.type == "cuda" else "cpu"
+
+
 def train_one(
     config: dict, req: TrainRequest, run_name: str, rank: int, world: int, nodes: list[str], progress_file: Path | None
 ) -> dict | None:
@@ -173,7 +181,7 @@ def train_one(
     )
     marks["model_ready"] = time.time()
     try:
-        result = run_request(req, with_system_metrics(report), hooks)
+        result = run_request(req, with_system_metrics(report), hooks, device=_worker_device(req))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if rank != 0:

@@ -154,7 +154,13 @@ def log_lifelong_model(
             code_paths=[code_path],
             pip_requirements=pip_requirements(),
             signature=model_signature(),
-            model_config={"steps": int(steps), "guidance_scale": float(guidance_scale)},
+            # device and precision are overridable at load (mlflow.pyfunc.load_model(uri, model_config=...))
+            model_config={
+                "steps": int(steps),
+                "guidance_scale": float(guidance_scale),
+                "device": "auto",
+                "precision": "fp32",
+            },
             metadata={"lfsd": summary},
             registered_model_name=registered_model_name,
             tags=dict(tags) if tags else None,

@@ -67,6 +67,16 @@ def decode_png(text: str):
     return image
 
 
+def serving_placement(config: dict):
+    """Where a loaded version serves: `model_config` `device` / `precision` (mlflow.pyfunc.load_model(uri,
+    model_config={"device": "cuda:1", "precision": "bf16"})), else the available device in fp32."""
+    from types import SimpleNamespace
+
+    from components.device import placement
+
+    return placement(SimpleNamespace(device=config.get("device", "auto"), precision=config.get("precision", "fp32")))
+
+
 class ErasedConceptError(RuntimeError):
     """A model version whose concept was erased: its files are gone and it must not serve."""
 
@@ -109,6 +119,8 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY]), fold=True).folded()
         self.icgen = uses_icgen(ledger.method, self.model.bundle.has_context_path)
         config = dict(context.model_config or {})  # params.yaml's sampling at logging time
+        self.placement = serving_placement(config)
+        self.model.bundle.place(self.placement)
         self.default_steps = int(config["steps"])
         self.guidance_scale = float(config["guidance_scale"])
         self.image_size = self.model.bundle.image_size

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.config import TrainingConfig
+from components.device import CPU, Placement
 from components.evaluation.forgetting import ForgettingEvaluator, StepEval, sequence_metrics
 from components.lifelong import LifelongModel
 from components.training.concept import read_concept
@@ -36,17 +37,20 @@ def run_sequence(
     out_root: Path,
     log: Callable[[str], None] = print,
     on_task: Callable[[int], None] | None = None,
+    where: Placement = CPU,
 ) -> SequenceResult:
     """Teach the concepts in order; checkpoints land in out_root/NN-name/. `on_task(1)` after each task
-    (trained and scored): a progress bar's advance."""
+    (trained and scored): a progress bar's advance. `where`: device and precision of training and scoring."""
     method = get_method(method_name)
     model = LifelongModel.from_base(base_dir, method_name)
     base = LifelongModel.from_base(base_dir, method_name) if evaluator else None
+    if base is not None:
+        base.bundle.requires_grad_(False).place(where)
     tasks, steps = [], []
     for k, folder in enumerate(concept_dirs, start=1):
         concept = read_concept(folder)
         cfg = dataclasses.replace(train_cfg, seed=train_cfg.seed * 100 + k)
-        result = train_task(model, concept, method, cfg, Path(out_root) / f"{k:02d}-{concept.name}")
+        result = train_task(model, concept, method, cfg, Path(out_root) / f"{k:02d}-{concept.name}", where=where)
         tasks.append(result)
         log(
             f"[{method_name}] task {k} {concept.name}: {result.seconds:.1f} s, {result.step_seconds * 1000:.0f} ms/step"

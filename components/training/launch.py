@@ -24,6 +24,8 @@ class TrainRequest:
     method: str
     cfg: TrainingConfig
     run_name: str | None = None  # names the attempt: a launcher that can resume (Ray) resumes a killed one
+    device: str = "cpu"  # runtime.device as the command resolved it (a Ray GPU worker uses its own GPU)
+    precision: str = "fp32"  # runtime.precision
 
 
 Launcher = Callable[[TrainRequest, Report | None], TaskResult]
@@ -43,11 +45,16 @@ def previous_model(req: TrainRequest):
     return LifelongModel.from_base(Path(req.base_dir), req.method)
 
 
-def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> TaskResult:
-    """The loop on this request, in this process (what every launcher ends up calling)."""
+def run_request(req: TrainRequest, report: Report | None = None, hooks=None, device: str | None = None) -> TaskResult:
+    """The loop on this request, in this process (what every launcher ends up calling). `device`: where
+    this process trains when the launcher knows better than the request (a Ray worker's own GPU)."""
+    from components.device import Placement, check_precision, resolve_device
     from components.training.concept import read_concept
     from components.training.loop import train_task
     from components.training.methods import get_method
+
+    where, why = resolve_device(device or req.device)
+    check_precision(req.precision, where)
 
     return train_task(
         previous_model(req),
@@ -58,6 +65,7 @@ def run_request(req: TrainRequest, report: Report | None = None, hooks=None) -> 
         references=req.references,
         report=report,
         hooks=hooks,
+        where=Placement(where, req.precision, why),
     )
 
 

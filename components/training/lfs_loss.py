@@ -60,12 +60,12 @@ class TeacherBank:
         b, n = self.model.bundle, self.cfg.kd_trajectories
         prompts = [self.prompts[(self.refreshes * n + i) % len(self.prompts)] for i in range(n)]
         c, s = b.unet.config.in_channels, b.unet.config.sample_size
-        noise = torch.randn(n, c, s, s, generator=self.generator)
+        noise = torch.randn(n, c, s, s, generator=self.generator).to(b.device)  # once per refresh, not per step
         xs, ts, targets = [], [], []
 
         def record(t, x, eps_cond):
             xs.append(x.clone())
-            ts.append(torch.full((n,), int(t)))
+            ts.append(torch.full((n,), int(t), device=b.device))
             targets.append(eps_cond.clone())
 
         with self.model.as_teacher():
@@ -73,7 +73,7 @@ class TeacherBank:
                 b,
                 noise,
                 prompts,
-                torch.zeros(n, 1, b.context_encoder.config.embed_dim),
+                torch.zeros(n, 1, b.context_encoder.config.embed_dim, device=b.device),
                 steps=self.cfg.kd_teacher_steps,
                 guidance_scale=self.cfg.guidance_scale,
                 on_step=record,
@@ -128,7 +128,7 @@ def clora_penalty(model: LifelongModel, task: int) -> torch.Tensor:
     """Self-regularisation (C-LoRA): the new update is penalised where earlier updates already acted."""
     from peft.tuners.lora import LoraLayer
 
-    total = torch.zeros(())
+    total = torch.zeros((), device=model.bundle.device)
     new, old = f"task{task}", [f"task{t}" for t in range(1, task)]
     for module in model.bundle.unet.modules():
         if not isinstance(module, LoraLayer) or new not in module.lora_A or not old:
@@ -159,7 +159,7 @@ class LFSObjective:
         self.model, self.method, self.cfg, self.task = model, method, cfg, model.ledger.entries[-1].task
         b = model.bundle
         self.icgen = method.icgen and b.has_context_path  # off on a base without a context path (methods.uses_icgen)
-        self.images = concept.load_images(b.image_size)  # (K, 3, H, W): the only files a task reads
+        self.images = concept.load_images(b.image_size).to(b.device)  # (K, 3, H, W): the only files a task reads
         with torch.no_grad():
             self.latent_dist = b.vae.encode(self.images).latent_dist
         self.prompt = concept.prompt()
@@ -183,7 +183,7 @@ class LFSObjective:
     def _icgen_context(self, picks: torch.Tensor, rng: np.random.Generator, ctx_dim: int) -> torch.Tensor:
         """(B, 1, E): for each picked shot the other shots' embedding (leave-one-out), zeros if dropped."""
         cfg, k = self.cfg, self.images.shape[0]
-        context = torch.zeros(cfg.batch_size, 1, ctx_dim)
+        context = torch.zeros(cfg.batch_size, 1, ctx_dim, device=self.images.device)
         if self.icgen and k > 1:
             keep = torch.from_numpy(rng.random(cfg.batch_size) >= cfg.icgen_context_dropout)
             if keep.any():
@@ -191,7 +191,8 @@ class LFSObjective:
                     [self.images[[j for j in range(k) if j != int(i)]] for i in picks[keep]]
                 )  # (B', K-1, 3, H, W)
                 with torch.no_grad():
-                    context[keep] = self.model.bundle.context_encoder.embed_references(refs, torch.ones(refs.shape[:2]))
+                    mask = torch.ones(refs.shape[:2], device=refs.device)
+                    context[keep] = self.model.bundle.context_encoder.embed_references(refs, mask).to(context.dtype)
         return context
 
     def loss(self, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
@@ -203,7 +204,7 @@ class LFSObjective:
         latents = self.latent_dist.sample()[picks] * b.latent_scale
         context = self._icgen_context(picks, rng, ctx_dim)
         noise = torch.randn_like(latents)
-        t = torch.randint(0, n_train, (cfg.batch_size,))
+        t = torch.randint(0, n_train, (cfg.batch_size,), device=b.device)
         x_in, t_in, p_in, c_in, targets = (
             [b.scheduler.add_noise(latents, noise, t)],
             [t],
@@ -214,12 +215,12 @@ class LFSObjective:
         n_main = cfg.batch_size
         if self.prior is not None:
             idx = torch.from_numpy(rng.integers(len(self.prior[0]), size=cfg.prior_batch_size))
-            p_noise = torch.randn(cfg.prior_batch_size, *latents.shape[1:])
-            p_t = torch.randint(0, n_train, (cfg.prior_batch_size,))
+            p_noise = torch.randn(cfg.prior_batch_size, *latents.shape[1:], device=b.device)
+            p_t = torch.randint(0, n_train, (cfg.prior_batch_size,), device=b.device)
             x_in.append(b.scheduler.add_noise(self.prior[0][idx], p_noise, p_t))
             t_in.append(p_t)
             p_in = p_in + [self.prior[1][i] for i in idx.tolist()]
-            c_in.append(torch.zeros(cfg.prior_batch_size, 1, ctx_dim))
+            c_in.append(torch.zeros(cfg.prior_batch_size, 1, ctx_dim, device=b.device))
             targets.append(denoising_target(b.scheduler, self.prior[0][idx], p_noise, p_t))
             n_main += cfg.prior_batch_size
         kd: KDBatch | None = None
@@ -230,7 +231,7 @@ class LFSObjective:
             x_in.append(kd.latents)
             t_in.append(kd.timesteps)
             p_in = p_in + kd.prompts
-            c_in.append(torch.zeros(cfg.kd_batch_size, 1, ctx_dim))
+            c_in.append(torch.zeros(cfg.kd_batch_size, 1, ctx_dim, device=b.device))
         # One batched student pass over concept (+ prior) (+ KD) samples: eps (N, C, h, w).
         text = encode_prompts(b.tokenizer, b.text_encoder, p_in)
         eps = b.unet(

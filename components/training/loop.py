@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from components.config import TrainingConfig
+from components.device import CPU, Placement
 from components.lifelong import LifelongModel
 from components.training import resume as resumable
 from components.training.concept import Concept
@@ -67,11 +68,13 @@ def train_task(
     references: str | None = None,
     report: Report | None = None,
     hooks: WorkerHooks | None = None,
+    where: Placement = CPU,
 ) -> TaskResult:
     """Learn `concept` into `model` in place and write the task checkpoint to `out`.
 
     `model` must not have begun this task yet. `report` gets the mean losses every `report_every`
-    steps; the hooks' `checkpoint_cb` runs before that step's report, never after the last step."""
+    steps; the hooks' `checkpoint_cb` runs before that step's report, never after the last step.
+    `where`: the device and precision (frozen weights in it, the task's trainable tensors in fp32)."""
     from components.world.vocabulary import CLASSES
 
     hooks = hooks or WorkerHooks()
@@ -91,15 +94,17 @@ def train_task(
         cfg.adapter,
         fold_frozen=not method.c_lora,
     )
-    objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous)
+    b.place(where)
+    if cfg.gradient_checkpointing:
+        b.unet.enable_gradient_checkpointing()
+    with b.autocast():
+        objective = LFSObjective(model, concept, method, cfg, list(cfg.class_candidates or CLASSES), previous)
 
     opt, hook, update, emb = _optimiser(model, entry.task, token_id, cfg)
+    scaler = where.grad_scaler()  # fp16 only
     params: list[torch.nn.Parameter] = [*update, emb]
     if hooks.data_seed is not None:  # after the shared init: every worker draws its own batches
-        rng = np.random.default_rng(hooks.data_seed)
-        torch.manual_seed(hooks.data_seed)
-        if objective.bank is not None:
-            objective.bank.generator.manual_seed(hooks.data_seed)
+        rng = _reseed(hooks.data_seed, objective)
     b.unet.train()
     b.text_encoder.train()
     losses, step_times, first = [], [], 1
@@ -109,12 +114,9 @@ def train_task(
 
     for step in range(first, cfg.steps + 1):
         t0 = time.time()
-        loss, terms = objective.loss(step, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if hooks.grad_sync is not None:
-            hooks.grad_sync(params)
-        opt.step()
+        with b.autocast():
+            loss, terms = objective.loss(step, rng)
+        _backward_and_step(opt, loss, scaler, params, hooks.grad_sync)
         step_times.append(time.time() - t0)
         losses.append({"step": step} | terms)
         if hooks.checkpoint_due(step, cfg.steps):
@@ -126,6 +128,8 @@ def train_task(
         if hooks.on_step is not None:
             hooks.on_step(step)
     hook.remove()
+    if cfg.gradient_checkpointing:
+        b.unet.disable_gradient_checkpointing()
     b.unet.eval()
     b.text_encoder.eval()
     b.requires_grad_(False)
@@ -137,12 +141,33 @@ def train_task(
     return TaskResult(Path(out), seconds, step_seconds, losses, objective.relevant, resumed_from_step=first - 1)
 
 
+def _backward_and_step(opt, loss: torch.Tensor, scaler, params: list[torch.nn.Parameter], grad_sync) -> None:
+    """One update: backward (loss scaled in fp16), the workers' gradient all-reduce, the optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler else loss).backward()
+    if grad_sync is not None:
+        grad_sync(params)
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
+def _reseed(seed: int, objective: LFSObjective) -> np.random.Generator:
+    """A worker's own batch stream after the shared initialisation (numpy, torch and the KD bank)."""
+    torch.manual_seed(seed)
+    if objective.bank is not None:
+        objective.bank.generator.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
 def _optimiser(model: LifelongModel, task: int, token_id: int, cfg: TrainingConfig):
     """AdamW on the task's update (its LoRA, or the K/V weights with full-kv) and on the text encoder's
     embedding table, whose gradient is masked so that only the new token's row learns.
     Returns (optimiser, the mask's hook handle, the update's parameters, the embedding table)."""
     emb = model.bundle.text_encoder.get_input_embeddings().weight
-    row_mask = torch.zeros(emb.shape[0], 1)
+    row_mask = torch.zeros(emb.shape[0], 1, device=emb.device)
     row_mask[token_id] = 1.0
     hook = emb.register_hook(lambda g: g * row_mask)
     update = model.task_parameters(task)

@@ -169,3 +169,75 @@ def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tm
     assert proc.returncode == 2, proc.stdout + proc.stderr
     _assert_named(proc.stderr, named)
     assert state_snapshot(workspace) == before
+
+
+DEVICE_CASES = {  # workspace params.yaml sections -> what the one-line error must name
+    "cuda-without-cuda": ({"runtime": {"device": "cuda"}}, "runtime.device=cuda"),
+    "fp16-on-the-cpu": ({"runtime": {"device": "cpu", "precision": "fp16"}}, "runtime.precision=fp16"),
+    "ray-gpu-without-gpus": ({"ray": {"enabled": True, "use_gpu": True}}, "ray.use_gpu: true"),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is present: the refusals cannot happen")
+@pytest.mark.parametrize("case", sorted(DEVICE_CASES))
+def test_a_device_this_machine_lacks_is_one_line_and_changes_nothing(case, workspace, tmp_path):
+    """Refused before the writer lock's work, Prefect or Ray start: exit 2, one line naming the setting,
+    nothing committed, versioned or registered (the lock is released: a second command is not kept waiting)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    sections, named = DEVICE_CASES[case]
+    params = workspace / "params.yaml"
+    old = yaml.safe_load(params.read_text())
+    params.write_text(yaml.safe_dump(old | {k: (old.get(k) or {}) | v for k, v in sections.items()}))
+    before = state_snapshot(workspace)
+    lfsd = Path(sys.executable).with_name("lfsd")
+    proc = subprocess.run(
+        [str(lfsd), "onboard", str(EXAMPLE), "--workspace", str(workspace), "--no-wait"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert state_snapshot(workspace) == before
+    doctor = subprocess.run([str(lfsd), "doctor", "--workspace", str(workspace)], capture_output=True, text=True)
+    assert doctor.returncode == 1 and named in doctor.stderr
+
+
+@pytest.mark.integration
+def test_out_of_memory_while_training_discards_the_attempt_and_says_what_to_change(workspace, monkeypatch):
+    """The accelerator running out of memory mid-training (the real exception type, raised where the
+    student's forward would raise it): the attempt is discarded (no commit, checkpoint, dataset copy or
+    run), the writer lock is free again, and the CLI's one line names the settings that buy memory back."""
+    import torch
+
+    from components.chains.onboard import onboard
+    from components.cli.running import out_of_memory
+    from components.training import lfs_loss
+    from components.training.launch import in_process
+    from components.workspace.layout import load_workspace
+    from components.workspace.lock import writer_lock
+
+    def oom(self, step, rng):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(lfs_loss.LFSObjective, "loss", oom)
+    ws = load_workspace(workspace)
+    before = state_snapshot(workspace)
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        onboard(ws, EXAMPLE, launcher=in_process(1), log=lambda m: None)
+    after = state_snapshot(workspace)
+    for key in ("head", "status", "data", "checkpoints", "mlflow"):  # pushed DVC objects are content-addressed
+        assert after[key] == before[key], key
+    message = out_of_memory(err.value)
+    assert message and "\n" not in message and "training.gradient_checkpointing=true" in message
+    assert out_of_memory(ValueError("not memory")) is None
+    with writer_lock(workspace, "after the failure", wait=False):
+        pass

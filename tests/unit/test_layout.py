@@ -16,6 +16,7 @@ RANK = {
     "visuals": 0,
     "progress": 0,
     "stepping": 0,
+    "device": 0,
     "world": 1,
     "model": 1,
     "lifelong": 2,
