@@ -128,23 +128,9 @@ def apply_overrides(params, overrides: list[str]):
     device, precision) on top of params.yaml, for development runs (threads: quality runs side by side on a
     small machine). Values are YAML, checked by the config's own coercion and validation. Anything else is
     refused."""
-    import yaml
+    from components.config import with_overrides
 
-    from components.config import replace_field
-
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        section, _, key = name.partition(".")
-        if not sep or section not in ("training", "forgetting", "sampling", "runtime"):
-            raise ValueError(
-                f"--set {item!r}: expected training.KEY=VALUE, forgetting.KEY=VALUE, sampling.KEY=VALUE "
-                f"or runtime.KEY=VALUE (threads, device, precision)"
-            )
-        current = getattr(params, section)
-        if key not in {f.name for f in dataclasses.fields(current)}:
-            raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")
-        params = dataclasses.replace(params, **{section: replace_field(current, key, yaml.safe_load(value), section)})
-    return params
+    return with_overrides(params, overrides, ("training", "forgetting", "sampling", "runtime"))
 
 
 def step_time_probe(

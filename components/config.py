@@ -285,6 +285,21 @@ def replace_field(section, key: str, value, where: str):
     return _build(type(section), raw, where)
 
 
+def with_overrides(params: Params, items, sections: tuple[str, ...]) -> Params:
+    """`SECTION.KEY=VALUE` items (a command's `--set`) laid over `params`, each value YAML, coerced and
+    validated as params.yaml's are; only `sections` may be overridden, anything else is refused."""
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, _, key = name.partition(".")
+        if not sep or section not in sections:
+            raise ValueError(f"--set {item!r}: expected " + ", ".join(f"{s}.KEY=VALUE" for s in sections))
+        current = getattr(params, section)
+        if key not in {f.name for f in dataclasses.fields(current)}:
+            raise ValueError(f"--set {item!r}: params.yaml section {section!r} has no key {key!r}")
+        params = dataclasses.replace(params, **{section: replace_field(current, key, yaml.safe_load(value), section)})
+    return params
+
+
 def _merge(base: dict, override: dict, where: str) -> dict:
     """`override` laid over `base` one section deep; an unknown section or key is refused."""
     out = {section: dict(values or {}) for section, values in base.items()}

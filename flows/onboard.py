@@ -44,11 +44,16 @@ def as_task(name: str, fn, *args, **kwargs):
 
 @flow(name="onboard-concept", log_prints=True)
 def onboard_concept(
-    concept_dir: str, workspace: str | None = None, parent_run_id: str | None = None, wait: bool = True
+    concept_dir: str,
+    workspace: str | None = None,
+    parent_run_id: str | None = None,
+    wait: bool = True,
+    overrides: list[str] | None = None,
 ) -> OnboardResult:
     """Teach one concept folder to the lifelong model. Bad input fails in `validate` and changes
-    nothing; the same folder twice is a no-op; a failed gate ends Completed with the reason recorded."""
-    ws = load_workspace(workspace)
+    nothing; the same folder twice is a no-op; a failed gate ends Completed with the reason recorded.
+    `overrides`: the command's `--set runtime.KEY=VALUE` items."""
+    ws = load_workspace(workspace, overrides or ())
     result = onboard(
         ws,
         Path(concept_dir),

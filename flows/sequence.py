@@ -14,17 +14,21 @@ from flows.onboard import onboard_concept
 
 @flow(name="lifelong-sequence", log_prints=True)
 def lifelong_sequence(
-    concept_dirs: list[str], workspace: str | None = None, run_name: str = "sequence", wait: bool = True
+    concept_dirs: list[str],
+    workspace: str | None = None,
+    run_name: str = "sequence",
+    wait: bool = True,
+    overrides: list[str] | None = None,
 ) -> list:
     """Each folder through `onboard_concept` (a subflow), in the given order; stops at the first failure."""
     from components.ray_train.runtime import ensure_ray
 
-    ws = load_workspace(workspace)
+    ws = load_workspace(workspace, overrides or ())
     ensure_ray(ws.params.ray, ws.state_dir)  # once per process: Ray's start-up is not paid per concept
     results = onboard_sequence(
         ws,
         concept_dirs,
-        lambda d, parent: onboard_concept(d, str(ws.root), parent),
+        lambda d, parent: onboard_concept(d, str(ws.root), parent, overrides=overrides),
         run_name=run_name,
         wait=wait,
         log=get_run_logger().info,

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from components.cli.app import app
-from components.cli.running import NO_WAIT_HELP, WORKSPACE_HELP, _fail, _run_flow, _workspace, _writer
+from components.cli.running import NO_WAIT_HELP, SET_HELP, WORKSPACE_HELP, _fail, _run_flow, _workspace, _writer
 
 
 def _print_results(results) -> None:
@@ -31,13 +31,14 @@ def onboard(
     concept_dir: Path = typer.Argument(..., help="Concept folder: 3-10 images + concept.yaml (name, class_word)."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Validate, version, train (Ray Train), evaluate, register and gate ONE concept (Prefect flow)."""
-    root = _workspace(workspace)
+    root = _workspace(workspace, overrides)
     with _writer(root, f"onboard {concept_dir}", no_wait):
         from flows.onboard import onboard_concept
 
-        _print_results([_run_flow(onboard_concept, str(concept_dir.resolve()), workspace=root)])
+        _print_results([_run_flow(onboard_concept, str(concept_dir.resolve()), workspace=root, overrides=overrides)])
 
 
 @app.command()
@@ -46,15 +47,15 @@ def sequence(
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     run_name: str = typer.Option("sequence", help="Name of the MLflow parent run."),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Onboard several concepts in order under one MLflow parent run (Prefect flow)."""
-    root = _workspace(workspace)
+    root = _workspace(workspace, overrides)
     with _writer(root, f"sequence {run_name}", no_wait):
         from flows.sequence import lifelong_sequence
 
-        _print_results(
-            _run_flow(lifelong_sequence, [str(d.resolve()) for d in concept_dirs], workspace=root, run_name=run_name)
-        )
+        dirs = [str(d.resolve()) for d in concept_dirs]
+        _print_results(_run_flow(lifelong_sequence, dirs, workspace=root, run_name=run_name, overrides=overrides))
 
 
 @app.command("evaluate")
@@ -62,13 +63,14 @@ def rescore_checkpoint(
     checkpoint: Path = typer.Option(None, help="Checkpoint folder (default: the newest of the chain)."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing
     versioned)."""
     from components.onboarding.scoring import evaluate_checkpoint
     from components.workspace.layout import load_workspace
 
-    ws = load_workspace(_workspace(workspace))
+    ws = load_workspace(_workspace(workspace, overrides), overrides)
     chain = ws.checkpoints()
     if not chain:
         _fail(f"{ws.checkpoint_dir}: no checkpoint yet; onboard a concept first")

@@ -26,6 +26,9 @@ def quiet_terminal() -> Path | None:
 
 
 WORKSPACE_HELP = "Workspace (default: $LFSD_WORKSPACE, else the workspace the current directory is in)."
+SET_HELP = (
+    "Where this command runs, over params.yaml: runtime.device=cuda:1, runtime.precision=bf16, runtime.threads=4."
+)
 NO_WAIT_HELP = "If another command is changing the workspace, exit at once (code 75) instead of waiting."
 
 
@@ -34,7 +37,7 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _workspace(workspace: Path | None) -> str:
+def _workspace(workspace: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """The workspace this command works on, found before Prefect is imported (its home lives there)."""
     import os
 
@@ -46,20 +49,20 @@ def _workspace(workspace: Path | None) -> str:
     except WorkspaceNotFound as e:
         _fail(f"error: {e}")
     os.environ[WORKSPACE_ENV] = root
-    _check_placement(root)
+    _check_placement(root, overrides)
     return root
 
 
-def _check_placement(root: str) -> None:
+def _check_placement(root: str, overrides: list[str] | tuple[str, ...] = ()) -> None:
     """`runtime.device` / `runtime.precision` this machine cannot honour: one line, before anything starts."""
     from components.device import DeviceError, check_local_ray_gpus, placement
     from components.workspace.layout import load_workspace
 
     try:
-        params = load_workspace(root).params
+        params = load_workspace(root, overrides).params
         placement(params.runtime)
         check_local_ray_gpus(params.ray)
-    except DeviceError as e:
+    except (DeviceError, ValueError, TypeError) as e:  # a bad --set value too
         _fail(f"error: {e}", 2)
 
 

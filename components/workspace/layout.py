@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.config import REPO_ROOT, Params, load_params
+from components.config import REPO_ROOT, Params, load_params, with_overrides
 from components.lifelong.ledger import LEDGER_FILE, Ledger
 from components.state import WORKSPACE_ENV, find_workspace, state_dir
 
@@ -115,8 +115,12 @@ def workspace_root(root: Path | str | None = None) -> Path:
     return Path(found).resolve()
 
 
-def load_workspace(root: Path | str | None = None) -> Workspace:
-    """The workspace at `root` (see `workspace_root`), with its params.yaml laid over lfsd's."""
+RUNTIME_SECTIONS = ("runtime",)  # what a command's `--set` may change: where it runs, never what it learns
+
+
+def load_workspace(root: Path | str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Workspace:
+    """The workspace at `root` (see `workspace_root`), with its params.yaml laid over lfsd's and a
+    command's `--set runtime.KEY=VALUE` items over that (device, precision, threads: RUNTIME_SECTIONS)."""
     root = workspace_root(root)
     if not (root / ".git").exists():
         raise WorkspaceNotFound(
@@ -124,7 +128,8 @@ def load_workspace(root: Path | str | None = None) -> Workspace:
             f"create a workspace with `lfsd init DIR`"
         )
     params_file = root / "params.yaml"
-    return Workspace(root, load_params(params_file if params_file.is_file() else None))
+    params = load_params(params_file if params_file.is_file() else None)
+    return Workspace(root, with_overrides(params, overrides, RUNTIME_SECTIONS) if overrides else params)
 
 
 def init_workspace(

@@ -171,10 +171,12 @@ def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tm
     assert state_snapshot(workspace) == before
 
 
-DEVICE_CASES = {  # workspace params.yaml sections -> what the one-line error must name
-    "cuda-without-cuda": ({"runtime": {"device": "cuda"}}, "runtime.device=cuda"),
-    "fp16-on-the-cpu": ({"runtime": {"device": "cpu", "precision": "fp16"}}, "runtime.precision=fp16"),
-    "ray-gpu-without-gpus": ({"ray": {"enabled": True, "use_gpu": True}}, "ray.use_gpu: true"),
+DEVICE_CASES = {  # (workspace params.yaml sections, the command's --set items) -> what the one line names
+    "cuda-without-cuda": ({"runtime": {"device": "cuda"}}, [], "runtime.device=cuda"),
+    "fp16-on-the-cpu": ({"runtime": {"device": "cpu", "precision": "fp16"}}, [], "runtime.precision=fp16"),
+    "ray-gpu-without-gpus": ({"ray": {"enabled": True, "use_gpu": True}}, [], "ray.use_gpu: true"),
+    "set-cuda-for-this-command": ({}, ["--set", "runtime.device=cuda:1"], "runtime.device=cuda:1"),
+    "set-is-for-where-not-what": ({}, ["--set", "training.steps=5"], "expected runtime.KEY=VALUE"),
 }
 
 
@@ -190,14 +192,14 @@ def test_a_device_this_machine_lacks_is_one_line_and_changes_nothing(case, works
 
     import yaml
 
-    sections, named = DEVICE_CASES[case]
+    sections, flags, named = DEVICE_CASES[case]
     params = workspace / "params.yaml"
     old = yaml.safe_load(params.read_text())
     params.write_text(yaml.safe_dump(old | {k: (old.get(k) or {}) | v for k, v in sections.items()}))
     before = state_snapshot(workspace)
     lfsd = Path(sys.executable).with_name("lfsd")
     proc = subprocess.run(
-        [str(lfsd), "onboard", str(EXAMPLE), "--workspace", str(workspace), "--no-wait"],
+        [str(lfsd), "onboard", str(EXAMPLE), "--workspace", str(workspace), "--no-wait", *flags],
         env=dict(os.environ),
         capture_output=True,
         text=True,
@@ -207,8 +209,9 @@ def test_a_device_this_machine_lacks_is_one_line_and_changes_nothing(case, works
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and named in errors[0] and "Traceback" not in proc.stderr, proc.stderr
     assert state_snapshot(workspace) == before
-    doctor = subprocess.run([str(lfsd), "doctor", "--workspace", str(workspace)], capture_output=True, text=True)
-    assert doctor.returncode == 1 and named in doctor.stderr
+    if not flags:  # doctor reads the workspace's params.yaml
+        doctor = subprocess.run([str(lfsd), "doctor", "--workspace", str(workspace)], capture_output=True, text=True)
+        assert doctor.returncode == 1 and named in doctor.stderr
 
 
 @pytest.mark.integration

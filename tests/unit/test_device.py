@@ -84,3 +84,16 @@ def test_bf16_on_the_cpu_keeps_frozen_weights_low_and_what_trains_fp32(
     for rel in ("unet_lora/pytorch_lora_weights.safetensors", "learned_embeds.safetensors"):  # as fp32 writes them
         got, want = load_file(tmp_path / "bf16" / rel), load_file(tmp_path / "fp32" / rel)
         assert {k: v.dtype for k, v in got.items()} == {k: v.dtype for k, v in want.items()}
+
+
+def test_set_changes_where_a_command_runs_and_nothing_else():
+    from pathlib import Path
+
+    from components.workspace.layout import load_workspace
+
+    repo = Path(__file__).resolve().parents[2]  # this repository is a workspace too
+    ws = load_workspace(repo, ["runtime.precision=bf16", "runtime.device=cpu", "runtime.threads=1"])
+    assert (ws.params.runtime.precision, ws.params.runtime.device, ws.params.runtime.threads) == ("bf16", "cpu", 1)
+    assert ws.params.training == load_workspace(repo).params.training
+    with pytest.raises(ValueError, match=r"expected runtime\.KEY=VALUE"):
+        load_workspace(repo, ["training.steps=5"])
