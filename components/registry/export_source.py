@@ -72,7 +72,8 @@ def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not a dict: it has keys(), no __iter__, dict(f.metadata() or {})
+            # safe_open is not a dict: it has keys(), no __iter__
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
     except Exception as e:
         raise ExportError(
             f"{label}: not a valid safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
