@@ -2,8 +2,11 @@
 
     python -m benchmarks.compare_forgetting --json OLD.json NEW.json  # every per-seed value, every A[k][j], exact
     python -m benchmarks.compare_forgetting --logs OLD.log NEW.log    # every task's printed scores (3 decimals)
+    python -m benchmarks.compare_forgetting --workspaces OLD NEW      # two `make demo` workspaces, exact
 
 `--logs` serves runs that did not reach their JSON: it compares the task evaluations both logs hold.
+`--workspaces` compares what the pipeline committed: every checkpoint's `forgetting.json` (each step's
+record, the matrix A, the sequence metrics) and the DVC metrics files, with `==`.
 """
 
 from __future__ import annotations
@@ -61,13 +64,30 @@ def compare_logs(old: str, new: str) -> bool:
     return same == n
 
 
+def compare_workspaces(old: Path, new: Path) -> bool:
+    same = True
+    for ckpt in sorted(p for p in (old / "checkpoints").glob("*-*") if p.is_dir()):
+        a, b = (json.loads((root / "checkpoints" / ckpt.name / "forgetting.json").read_text()) for root in (old, new))
+        eq = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+        same &= eq
+        print(f"{ckpt.name}: forgetting.json {'identical' if eq else 'DIFFERENT'}")
+    for rel in ("metrics/forgetting.json", "metrics/history.json"):
+        eq = (old / rel).read_bytes() == (new / rel).read_bytes()
+        same &= eq
+        print(f"{rel}: {'identical bytes' if eq else 'DIFFERENT'}")
+    return same
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", nargs=2, metavar=("OLD", "NEW"))
     ap.add_argument("--logs", nargs=2, metavar=("OLD", "NEW"))
+    ap.add_argument("--workspaces", nargs=2, metavar=("OLD", "NEW"), type=Path)
     args = ap.parse_args()
     if args.json:
         ok = compare_json(*(json.loads(Path(p).read_text()) for p in args.json))
+    elif args.workspaces:
+        ok = compare_workspaces(*args.workspaces)
     else:
         ok = compare_logs(*args.logs)
     print("ALL IDENTICAL" if ok else "DIFFERENCES FOUND")

@@ -50,8 +50,9 @@ class DiffusionBundle:
                     if isinstance(sub, norms):
                         continue
                     for p in sub.parameters(recurse=False):
-                        if not p.requires_grad:
-                            p.data = p.data.to(where.dtype)
+                        # frozen: the low precision; trainable: fp32, even when peft made a new LoRA in
+                        # the dtype of a layer an earlier task had already cast (one model across tasks)
+                        p.data = p.data.to(torch.float32 if p.requires_grad else where.dtype)
         self.placement = where
         return self
 

@@ -97,3 +97,18 @@ def test_set_changes_where_a_command_runs_and_nothing_else():
     assert ws.params.training == load_workspace(repo).params.training
     with pytest.raises(ValueError, match=r"expected runtime\.KEY=VALUE"):
         load_workspace(repo, ["training.steps=5"])
+
+
+def test_bf16_across_tasks_keeps_every_tasks_lora_fp32(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    """One model across a sequence (the benchmarks' in-process runner): task 2's new LoRA attaches to layers
+    task 1 left in bf16, and must still train and be saved in fp32."""
+    from safetensors.torch import load_file
+
+    from components.training.in_process_sequence import run_sequence
+
+    cfg = dataclasses.replace(tiny_training_config, steps=2)
+    bf16 = Placement(torch.device("cpu"), "bf16")
+    run_sequence(tiny_base_dir, two_concepts, "lfs", cfg, None, tmp_path / "seq", log=lambda s: None, where=bf16)
+    for ckpt in sorted((tmp_path / "seq").glob("0*")):
+        tensors = load_file(ckpt / "unet_lora" / "pytorch_lora_weights.safetensors")
+        assert tensors and {v.dtype for v in tensors.values()} == {torch.float32}, ckpt.name
