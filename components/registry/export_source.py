@@ -73,7 +73,7 @@ def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             # safe_open is not a dict: it has keys(), no __iter__
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118 (safe_open is not iterable)
     except Exception as e:
         raise ExportError(
             f"{label}: not a valid safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
