@@ -7,14 +7,17 @@ This module must not import prefect.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 
 from components.config import RayConfig
+from components.device import DeviceError
 
 RESULTS_DIR = "ray_results"  # under the state folder: Ray Train's run storage (default), one folder per run name
 
@@ -25,18 +28,54 @@ AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # Ray's t
 # (about 66 characters below <temp>); Linux allows 107 in all.
 _SOCKET_SUFFIX_CHARS = 70
 _UNIX_SOCKET_MAX = 107
+RAY_TEMP = "ray"
 
 
-def ray_temp_dir(state_dir: Path) -> Path:
-    """`state_dir/ray` when the socket paths under it fit, else /tmp/lfsd-ray-<user>."""
-    preferred = Path(os.path.abspath(Path(state_dir) / "ray"))
-    if len(str(preferred)) + _SOCKET_SUFFIX_CHARS <= _UNIX_SOCKET_MAX:
+def private_home(state_dir: Path) -> Path:
+    """The private folder (0700, see `private_dir`) that holds Ray's temp folder and auth token:
+    `state_dir/private` when the socket paths under it fit, else /tmp/lfsd-<user>. Why a folder around
+    Ray's: Ray makes every folder it creates, its temp folder included, 0777 so that other users can share
+    it; inside a folder only this user can enter, nobody else reaches them."""
+    preferred = Path(os.path.abspath(Path(state_dir) / "private"))
+    if len(str(preferred / RAY_TEMP)) + _SOCKET_SUFFIX_CHARS <= _UNIX_SOCKET_MAX:
         return preferred
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (some containers)
         user = str(os.getuid())
-    return Path("/tmp") / f"lfsd-ray-{user}"
+    return Path("/tmp") / f"lfsd-{user}"
+
+
+def ray_temp_dir(state_dir: Path) -> Path:
+    """Ray's `_temp_dir`: `ray` inside `private_home`."""
+    return private_home(state_dir) / RAY_TEMP
+
+
+class UnsafeRayTemp(DeviceError):
+    """Ray's temp folder exists but another user could have planted something in it (its sockets, its
+    auth token): refused, never reused. A machine-setup refusal, reported as one line like a device's."""
+
+
+def private_dir(path: Path) -> Path:
+    """`path` created 0700, or, when it exists, checked to be a real folder of this user with no group or
+    other permission. Why refuse rather than repair: in a shared /tmp (the fallback) a folder someone else
+    owns, or one others could write into, may already hold their token or sockets, which Ray would use."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    fix = f"remove it (`rm -rf {path}`) if it is yours, or set LFSD_STATE_DIR to a short private path"
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRayTemp(f"Ray's private folder {path} is not a folder (a link or a file): refused; {fix}")
+    if st.st_uid != os.getuid():
+        raise UnsafeRayTemp(f"Ray's private folder {path} belongs to user id {st.st_uid}, not to you: refused; {fix}")
+    if st.st_mode & 0o077:
+        raise UnsafeRayTemp(
+            f"Ray's private folder {path} has mode {stat.S_IMODE(st.st_mode):o}, not 700: others may have put "
+            f"something in it; refused; {fix}"
+        )
+    return path
 
 
 def train_env(cfg: RayConfig) -> None:
@@ -89,12 +128,13 @@ def ensure_ray(cfg: RayConfig, state_dir: Path) -> None:
     # Ray starts workers at niceness 15: beside any other busy process on a laptop the training worker
     # starves (measured: a 20 s task took over 5 minutes next to a benchmark). Train at normal priority.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    home = private_dir(private_home(state_dir))
     temp = ray_temp_dir(state_dir)
-    temp.mkdir(parents=True, exist_ok=True)
+    temp.mkdir(exist_ok=True)
     if not any(v in os.environ for v in AUTH_ENV):
         # A new local Ray turns token auth on and would write the token to ~/.ray/auth_token (where a
         # later `ray start` also picks it up): keep it with the rest of the Ray state instead.
-        token = temp / "auth_token"
+        token = home / "auth_token"
         if not token.is_file():
             token.touch(mode=0o600)
             token.write_text(secrets.token_hex(32))

@@ -14,9 +14,9 @@ import pytest
 def test_ray_temp_dir_stays_short_enough_for_unix_sockets(tmp_path):
     from components.ray_train.runtime import ray_temp_dir
 
-    assert ray_temp_dir(Path("/w/.lfsd")) == Path("/w/.lfsd/ray")
+    assert ray_temp_dir(Path("/w/.lfsd")) == Path("/w/.lfsd/private/ray")
     fallback = ray_temp_dir(tmp_path / ("x" * 80))
-    assert fallback.parent == Path("/tmp") and fallback.name.startswith("lfsd-ray-")
+    assert fallback.parent.parent == Path("/tmp") and fallback.parent.name.startswith("lfsd-")
 
 
 def test_train_task_resumes_exactly_and_calls_grad_sync(tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
