@@ -5,16 +5,15 @@
 Only folders that have settled are taken (nothing in them changed for `pipeline.inbox_settle_seconds`:
 `components.onboarding.inbox`); one still being copied waits for a later tick. A folder is moved to
 `inbox/.done/` once onboarded (or recognised as already onboarded) and to `inbox/.rejected/` with a
-`REJECTED.txt` report when validation refuses it; nothing else changes.
+`REJECTED.txt` report when validation refuses it or its handling fails for any reason but a service
+outage; nothing else changes. Symbolic links are never followed (`components.onboarding.inbox`).
 """
 
 from __future__ import annotations
 
-import shutil
-
 from prefect import flow, get_run_logger
 
-from components.onboarding.inbox import ready_folders, waiting_folders
+from components.onboarding.inbox import ensure_inbox, ready_folders, refuse_links, take, waiting_folders
 from components.ray_train.warm import warm_training
 from components.workspace.layout import load_workspace
 from flows.sequence import lifelong_sequence
@@ -22,20 +21,10 @@ from flows.sequence import lifelong_sequence
 
 def _onboard_ready(ws, inbox, settle: float, logger) -> list:
     """Each settled folder through `lifelong_sequence`, then moved to .done/ or, refused, to .rejected/."""
-    from components.validation import ValidationError
-
+    onboard = lambda folder: lifelong_sequence([str(folder)], workspace=str(ws.root), run_name=f"inbox-{folder.name}")
     results = []
     for folder in ready_folders(inbox, settle):
-        try:
-            results += lifelong_sequence([str(folder)], workspace=str(ws.root), run_name=f"inbox-{folder.name}")
-            dest = inbox / ".done" / folder.name
-        except ValidationError as e:
-            logger.error("rejected %s:\n%s", folder.name, e)
-            (folder / "REJECTED.txt").write_text(str(e) + "\n")
-            dest = inbox / ".rejected" / folder.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.move(str(folder), dest)
+        results += take(inbox, folder, onboard, logger.error)
     return results
 
 
@@ -45,6 +34,8 @@ def onboard_inbox(workspace: str | None = None) -> list:
     ws = load_workspace(workspace)
     inbox = ws.root / ws.params.pipeline.inbox
     settle = ws.params.pipeline.inbox_settle_seconds
+    ensure_inbox(inbox)
+    refuse_links(inbox, logger.error)
     with warm_training(ws.params.ray, ws.state_dir, enabled=ws.params.ray.keep_workers):  # one worker group per tick
         results = _onboard_ready(ws, inbox, settle, logger)
     waiting = waiting_folders(inbox, settle)

@@ -12,8 +12,9 @@ Validation is read only. Accepted images are brought to upright 8-bit RGB by `no
 in the later copy step; the policy is in `components/validation/images.py` and docs/validation.md.
 """
 
+from components.validation import rules
 from components.validation.images import normalise_image
-from components.validation.manifest import MANIFEST_COLUMNS, build_manifest
+from components.validation.manifest import MANIFEST_COLUMNS, build_manifest, empty_manifest
 from components.validation.report import Problem, ValidationError, ValidationReport
 from components.validation.validate import require_valid, validate_concept
 
@@ -23,7 +24,9 @@ __all__ = [
     "ValidationError",
     "ValidationReport",
     "build_manifest",
+    "empty_manifest",
     "normalise_image",
     "require_valid",
+    "rules",
     "validate_concept",
 ]

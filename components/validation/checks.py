@@ -18,6 +18,7 @@ from components.validation.manifest import FolderListing, load_concept_yaml
 from components.validation.report import Problem
 
 _ALLOWED_SUFFIXES = ", ".join(sorted(rules.IMAGE_SUFFIXES))
+_BAD_NAME = "file name is not UTF-8 or holds a control character (newline, escape, ...); rename the file"
 
 
 def folder_label(folder: Path) -> str:
@@ -51,6 +52,7 @@ def listing_problems(folder: Path, listing: FolderListing) -> list[Problem]:
         for p in listing.subfolders
     ]
     problems += [Problem(_rel(folder, p), "not a regular file (fifo, socket or device)") for p in listing.special_files]
+    problems += [Problem(_rel(folder, p), _BAD_NAME) for p in listing.bad_names]
     not_image = f"not an image file (allowed: {_ALLOWED_SUFFIXES}), a caption or concept.yaml"
     problems += [Problem(_rel(folder, p), not_image) for p in listing.other_files]
     return problems
@@ -66,6 +68,22 @@ def _symlink_reason(folder: Path, link: Path) -> str:
     if not resolved.is_relative_to(folder.resolve()):
         return f"symlink pointing outside the folder (-> {target}); symlinks are not accepted, copy the file in"
     return f"symlink (-> {target}); symlinks are not accepted, copy the file in"
+
+
+def count_and_size_problems(folder: Path, listing: FolderListing, min_shots: int, max_shots: int) -> list[Problem]:
+    """What the listing alone refutes, before any file is opened: the shot count and files over the byte
+    limit (same words as the GX suite's). A folder of 3,000 files or one huge file is refused at once."""
+    problems = []
+    n = len(listing.images)
+    if not min_shots <= n <= max_shots:
+        expected = f"expected between {min_shots} and {max_shots} shots"
+        problems.append(Problem(folder_label(folder), f"{n} image(s); {expected}"))
+    for path in listing.images:
+        size = os.lstat(path).st_size
+        if size > rules.MAX_BYTES:  # zero-byte files are named as such by the full checks
+            reason = f"file size {size} bytes is outside 1..{rules.MAX_BYTES} bytes"
+            problems.append(Problem(_rel(folder, path), reason))
+    return problems
 
 
 def concept_yaml_problems(listing: FolderListing, learned_names: Iterable[str] = ()) -> list[Problem]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,24 +34,43 @@ class FolderListing:
     subfolders: list[Path] = field(default_factory=list)
     other_files: list[Path] = field(default_factory=list)  # regular files that are none of the above
     special_files: list[Path] = field(default_factory=list)  # fifos, sockets, devices: never opened
+    bad_names: list[Path] = field(default_factory=list)  # not UTF-8, or control characters: never opened
 
     def is_empty(self) -> bool:
         return self.concept_yaml is None and not any(
-            (self.images, self.captions, self.symlinks, self.subfolders, self.other_files, self.special_files)
+            (
+                self.images,
+                self.captions,
+                self.symlinks,
+                self.subfolders,
+                self.other_files,
+                self.special_files,
+                self.bad_names,
+            )
         )
 
 
 def list_folder(folder: Path) -> FolderListing:
-    """Classify entries by `lstat`, so a symlink or a fifo is never opened or followed."""
+    """Classify entries by `lstat`, so a symlink or a fifo is never opened or followed. A name that is not
+    UTF-8 or holds a control character (a newline forges report lines, an escape sequence drives the
+    terminal) is set aside unopened: it could not be stored, tabulated or printed faithfully."""
     listing = FolderListing()
     entries = sorted(Path(folder).iterdir(), key=lambda p: p.name)
     for path in entries:
+        if not printable_name(path.name):
+            listing.bad_names.append(path)
+            continue
         _classify(path, os.lstat(path).st_mode, listing)
     stems = {p.stem for p in listing.images}
     for path in [p for p in listing.other_files if p.suffix.lower() == rules.CAPTION_SUFFIX and p.stem in stems]:
         listing.other_files.remove(path)
         listing.captions[path.stem] = path
     return listing
+
+
+def printable_name(name: str) -> bool:
+    """A file name that is valid UTF-8 (no surrogate escapes) and has no control character."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029" for c in name)
 
 
 def _classify(path: Path, mode: int, listing: FolderListing) -> None:
@@ -105,6 +125,12 @@ def build_manifest(folder: Path) -> pd.DataFrame:
     rows = [_row(folder, path, listing.captions.get(path.stem), name, class_word) for path in listing.images]
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return frame.astype(_DTYPES)
+
+
+def listing_manifest(folder: Path, listing: FolderListing) -> pd.DataFrame:
+    """The manifest of a folder refused from its listing alone: paths and byte sizes, nothing opened."""
+    rows = [{"path": p.relative_to(folder).as_posix(), "bytes": os.lstat(p).st_size} for p in listing.images]
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(_DTYPES)
 
 
 def empty_manifest() -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.reason}"
+        return f"{shown(self.file)}: {shown(self.reason)}"
 
 
 @dataclass
@@ -32,9 +33,10 @@ class ValidationReport:
         """One human-readable report: a verdict line, then one line per problem."""
         n = len(self.manifest)
         if self.ok:
-            return f"concept folder {self.folder}: OK ({n} image(s))"
-        lines = [f"concept folder {self.folder}: REJECTED, {len(self.problems)} problem(s), {n} image(s)"]
-        lines += [f"  - {p.file}: {p.reason}" for p in self.problems]
+            return f"concept folder {shown(str(self.folder))}: OK ({n} image(s))"
+        folder = shown(str(self.folder))
+        lines = [f"concept folder {folder}: REJECTED, {len(self.problems)} problem(s), {n} image(s)"]
+        lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -52,3 +54,18 @@ class ValidationError(Exception):
 def dedupe(problems: list[Problem]) -> list[Problem]:
     """Drop repeats (e.g. one bad name seen on every manifest row), keeping first-seen order."""
     return list(dict.fromkeys(problems))
+
+
+def shown(text: str) -> str:
+    """`text` safe to print or write into a report: control characters and line separators escaped
+    (`\\n`, `\\x1b`), bytes that were not UTF-8 shown as `\\xff`. A file name can then neither forge a
+    report line nor send escape sequences to a terminal."""
+    out = []
+    for c in text:
+        if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte Python's file-system decoding could not read as UTF-8
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029":
+            out.append(c.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(c)
+    return "".join(out)

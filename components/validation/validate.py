@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from components.validation import checks, rules
-from components.validation.manifest import build_manifest, empty_manifest, list_folder
+from components.validation.manifest import build_manifest, empty_manifest, list_folder, listing_manifest
 from components.validation.report import Problem, ValidationError, ValidationReport, dedupe
 from components.validation.suite import run_suite
 
@@ -20,7 +20,9 @@ def validate_concept(
 ) -> ValidationReport:
     """Python checks (files, links, YAML, names, decoding) plus the GX suite over the manifest.
 
-    Read only: files are opened for reading and nothing is written, moved or normalised here.
+    Read only: files are opened for reading and nothing is written, moved or normalised here. What the
+    listing alone refutes (shot count, byte sizes) is reported before any image is hashed or decoded and
+    before GX is imported: a refusal of that kind takes well under a second.
     """
     if not 1 <= min_shots <= max_shots:
         raise ValueError(f"need 1 <= min_shots <= max_shots, got {min_shots}, {max_shots}")
@@ -29,9 +31,12 @@ def validate_concept(
     if blocked is not None:
         return _report(folder, [blocked], empty_manifest())
     listing = list_folder(folder)
-    manifest = build_manifest(folder)
     problems: list[Problem] = checks.listing_problems(folder, listing)
     problems += checks.concept_yaml_problems(listing, learned_names)
+    early = checks.count_and_size_problems(folder, listing, min_shots, max_shots)
+    if early:
+        return _report(folder, problems + early, listing_manifest(folder, listing))
+    manifest = build_manifest(folder)
     problems += checks.caption_problems(folder, listing)
     problems += checks.image_problems(folder, manifest)
     problems += run_suite(manifest, min_shots=min_shots, max_shots=max_shots, folder_label=checks.folder_label(folder))

@@ -165,7 +165,8 @@ def init_workspace(
     shutil.copytree(Path(models_from) / "models" / "evaluator", root / "models" / "evaluator")
     header = "# This workspace's values where they differ from lfsd's params.yaml (which holds every default).\n"
     (root / "params.yaml").write_text(header + yaml.safe_dump(overrides, sort_keys=False))
-    (root / ".gitignore").write_text(".lfsd/\n")
+    inbox = overrides.get("pipeline", {}).get("inbox", load_params().pipeline.inbox)
+    (root / ".gitignore").write_text(f".lfsd/\n/{inbox}/\n")  # raw submissions never reach git
     (root / "dvc.yaml").write_text(
         "# What `dvc metrics show` and `dvc plots show` read (written by each onboarding).\n"
         + yaml.safe_dump(DVC_YAML_SECTIONS, sort_keys=False)

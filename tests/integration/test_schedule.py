@@ -214,16 +214,29 @@ def test_schedule_onboards_settled_folders_once_and_survives_restarts(tmp_path, 
         inbox.mkdir()
         shutil.move(str(good), inbox / good.name)
         shutil.move(str(bad), inbox / "zz-too-few")
+        # hostile entries (integrity issue): a link to a valid folder elsewhere, a report file that is a
+        # link to a file outside, a name that is not UTF-8
+        outside = write_concepts(tmp_path / "outside", n=1, shots=3, seed=8)[0]
+        victim = tmp_path / "victim.txt"
+        victim.write_text("precious\n")
+        (inbox / "linked").symlink_to(outside)
+        (inbox / "zz-too-few" / "REJECTED.txt").symlink_to(victim)
+        shutil.copy(next((inbox / "zz-too-few").glob("*.png")), os.fsencode(inbox / "zz-too-few") + b"/\xff.png")
         live = [server, serve]
         _assert_scheduled_with_limit_one(_wait("deployment served", deployment, 240, live))
         times["deployment up"] = time.time() - t0
 
         done, rejected = inbox / ".done" / good.name, inbox / ".rejected" / "zz-too-few"
-        _wait("inbox handled", lambda: done.is_dir() and (rejected / "REJECTED.txt").is_file(), 600, live, every=3)
+        report_file = rejected / "REJECTED.txt"
+        handled = lambda: done.is_dir() and report_file.is_file() and not report_file.is_symlink()
+        _wait("inbox handled", handled, 600, live, every=3)
         times["inbox handled"] = time.time() - t0
-        report = (rejected / "REJECTED.txt").read_text()
-        assert "image" in report and "shot" in report, report
-        assert sorted(p.name for p in inbox.iterdir()) == [".done", ".rejected"]
+        report = report_file.read_text()
+        assert "image" in report and "shot" in report and "\\xff.png: file name is not UTF-8" in report, report
+        assert victim.read_text() == "precious\n" and (inbox / ".rejected" / "linked").is_symlink()
+        assert "symbolic link" in (inbox / ".rejected" / "linked.REJECTED.txt").read_text()
+        assert len(list(outside.iterdir())) == 4  # the linked folder was never onboarded nor moved
+        assert sorted(p.name for p in inbox.iterdir()) == [".done", ".gitignore", ".rejected"]
         dep, runs = _prefect(api)
         assert any(r.state is not None and r.state.is_completed() for r in runs), [(r.name, r.state) for r in runs]
         _assert_one_run_at_a_time(runs)

@@ -7,7 +7,17 @@ import os
 import time
 from pathlib import Path
 
-from components.onboarding.inbox import ready_folders, waiting_folders
+import pytest
+
+from components.onboarding.inbox import (
+    REPORT_FILE,
+    InboxError,
+    ensure_inbox,
+    ready_folders,
+    refuse_links,
+    take,
+    waiting_folders,
+)
 
 SETTLE = 10.0
 
@@ -96,3 +106,71 @@ def test_oldest_name_first_hidden_folders_and_files_skipped_missing_inbox_empty(
 def test_zero_settle_time_takes_everything_present(tmp_path):
     folder = _concept(tmp_path / "00-zorudo")
     assert ready_folders(tmp_path, 0, now=time.time() + 0.001) == [folder]
+
+
+# --- trust nothing in the inbox (integrity issue, points 2 and 3) -------------------------------------
+
+
+def test_a_link_to_a_folder_elsewhere_is_never_ready_and_is_moved_aside_with_a_report(tmp_path):
+    inbox, outside = tmp_path / "inbox", _concept(tmp_path / "elsewhere" / "00-zorudo")
+    inbox.mkdir()
+    (inbox / "linked").symlink_to(outside)
+    _age(outside, 60)
+    assert ready_folders(inbox, 0.0) == [] and waiting_folders(inbox, 0.0) == []
+    said: list[str] = []
+    refuse_links(inbox, said.append)
+    moved = inbox / ".rejected" / "linked"
+    assert moved.is_symlink() and not (inbox / "linked").exists()
+    assert "symbolic link" in (inbox / ".rejected" / "linked.REJECTED.txt").read_text() and said
+    assert sorted(p.name for p in outside.iterdir()) == ["00.png", "01.png", "02.png", "concept.yaml"]  # untouched
+
+
+def test_a_report_is_never_written_through_a_link_the_folder_brought(tmp_path):
+    inbox = tmp_path / "inbox"
+    folder = _concept(inbox / "00-zorudo")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (folder / REPORT_FILE).symlink_to(victim)
+
+    def refuse(_folder):
+        raise ValueError("bad \x1b[31mname\nforged line")
+
+    assert take(inbox, folder, refuse, lambda _m: None) == []
+    report = inbox / ".rejected" / "00-zorudo" / REPORT_FILE
+    assert victim.read_text() == "precious\n"
+    assert not report.is_symlink() and "\x1b" not in report.read_text()
+    assert report.read_text().count("\n") == 2  # the message's own line break kept, nothing forged
+
+
+def test_a_crash_quarantines_the_folder_and_the_queue_goes_on_but_an_outage_does_not(tmp_path):
+    from components.versioning import VersioningError
+
+    inbox = tmp_path / "inbox"
+    crashing, good, waiting = (_concept(inbox / n) for n in ("00-crash", "01-good", "02-outage"))
+
+    def onboard(folder):
+        if folder == crashing:
+            raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+        if folder == waiting:
+            raise VersioningError("data/concepts/x", "dvc push", "connection refused")
+        return [folder.name]
+
+    done = take(inbox, crashing, onboard, lambda _m: None) + take(inbox, good, onboard, lambda _m: None)
+    assert done == ["01-good"] and (inbox / ".done" / "01-good").is_dir()
+    assert "UnicodeEncodeError" in (inbox / ".rejected" / "00-crash" / REPORT_FILE).read_text()
+    with pytest.raises(VersioningError):
+        take(inbox, waiting, onboard, lambda _m: None)
+    assert waiting.is_dir()  # not the folder's fault: it stays for the next tick
+
+
+def test_the_inbox_is_git_ignored_and_a_linked_rejected_folder_is_refused(tmp_path):
+    inbox = tmp_path / "inbox"
+    ensure_inbox(inbox)
+    assert (inbox / ".gitignore").read_text().splitlines()[-1] == "*"
+    folder = _concept(inbox / "00-zorudo")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (inbox / ".rejected").symlink_to(elsewhere)
+    with pytest.raises(InboxError):
+        take(inbox, folder, lambda f: (_ for _ in ()).throw(ValueError("no")), lambda _m: None)
+    assert list(elsewhere.iterdir()) == [] and folder.is_dir()
