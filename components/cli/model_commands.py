@@ -1,17 +1,42 @@
-"""`lfsd` commands on models and the embedded world: generate, evaluate-base, world, benchmark."""
+"""`lfsd` commands on models and the embedded world: doctor, evaluate-base, world, benchmark."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 
 from components.cli.app import app, bench_app, world_app
-from components.cli.running import _fail
+from components.cli.generate_command import _erased  # noqa: F401 (tests check it where it always was)
+from components.cli.running import _fail, _placement
 
 DEFAULT_BASE = Path("models/base")
 DEFAULT_EVALUATOR = Path("models/evaluator")
+MODELS_HELP = "(default: the workspace's, outside a workspace lfsd's own)"
+
+
+def _models(model: Path | None, evaluator: Path | None) -> tuple[Path, Path]:
+    """The base and evaluator folders: as given, else the workspace's (the one named by $LFSD_WORKSPACE or
+    stood in), else the ones lfsd ships; checked before anything heavy starts."""
+    from components.config import REPO_ROOT
+    from components.state import WORKSPACE_ENV, find_workspace
+
+    root = os.environ.get(WORKSPACE_ENV) or find_workspace() or REPO_ROOT
+    model, evaluator = model or Path(root) / DEFAULT_BASE, evaluator or Path(root) / DEFAULT_EVALUATOR
+    for flag, folder in (("--model", model), ("--evaluator", evaluator)):
+        if not folder.is_dir():
+            _fail(f"error: {flag} {folder}: no such folder", 2)
+    return model, evaluator
+
+
+def _figure(name: str) -> Path:
+    """Where a benchmark writes its table by default: docs/figures/ of lfsd's repository when run there,
+    else the current folder (a workspace has no docs/)."""
+    from components.config import REPO_ROOT
+
+    return Path("docs/figures") / name if Path.cwd().resolve() == REPO_ROOT.resolve() else Path(name)
 
 
 @world_app.command("concepts")
@@ -46,53 +71,6 @@ def world_sample(
 
 
 @app.command()
-def generate(
-    prompt: str = typer.Argument(..., help='Prompt, e.g. "a red star on a white background".'),
-    n: int = typer.Option(8, help="Number of images."),
-    out: Path = typer.Option(Path("grid.png"), help="PNG grid to write."),
-    context: Path = typer.Option(None, help="Folder of reference images used as visual context (ICGen)."),
-    model: str = typer.Option(
-        str(DEFAULT_BASE),
-        help="Model folder (lfsd bundle or a local Stable Diffusion folder), "
-        "or a registry URI such as models:/lfs-diffusion@production.",
-    ),
-    concept: str = typer.Option(None, help="Learned concept to draw with its references (registry models only)."),
-    seed: int = typer.Option(0, help="First sampling seed; image i uses seed + i."),
-    steps: int = typer.Option(None, help="DDIM steps (default: params.yaml sampling.steps)."),
-    guidance: float = typer.Option(None, help="Guidance scale (default: params.yaml sampling.guidance_scale)."),
-) -> None:
-    """Generate N images for a prompt and write them as one PNG grid."""
-    import torch
-
-    from components.config import load_params
-    from components.model.pipeline import load
-    from components.model.pixels import to_uint8
-    from components.model.references import load_reference_folder
-    from components.model.sampling import generate as sample
-    from components.visuals import save_grid
-
-    params = load_params()
-    torch.set_num_threads(params.runtime.threads)
-    if model.startswith("models:/") or model.startswith("runs:/"):
-        _generate_from_registry(model, prompt, n, out, concept, seed, steps)
-        return
-    bundle = load(Path(model)).requires_grad_(False).place(_placement(params.runtime))
-    refs = None
-    if context is not None:
-        refs = load_reference_folder(context, bundle.image_size).unsqueeze(0).expand(n, -1, -1, -1, -1)
-    images = sample(
-        bundle,
-        [prompt] * n,
-        [seed + i for i in range(n)],
-        references=refs,
-        steps=steps or params.sampling.steps,
-        guidance_scale=guidance or params.sampling.guidance_scale,
-    )
-    save_grid(to_uint8(images), out)
-    typer.echo(str(out))
-
-
-@app.command()
 def doctor(
     workspace: Path = typer.Option(None, help="Workspace whose params.yaml to read (default: the one you stand in)."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
@@ -118,73 +96,15 @@ def doctor(
         typer.echo(f"{k:16s} {v}")
 
 
-def _placement(runtime):
-    """runtime.device / runtime.precision checked against this machine: a one-line error if it cannot."""
-    from components.device import DeviceError, placement
-
-    try:
-        return placement(runtime)
-    except DeviceError as e:
-        _fail(f"error: {e}")
-
-
-def _erased(uri: str) -> str | None:
-    """Why the registered version `uri` names (models:/NAME/N or models:/NAME@ALIAS) may not serve, if it held an
-    erased concept."""
-    import mlflow
-
-    from components.registry.erased_versions import refusal
-
-    ref = uri.removeprefix("models:/")
-    client = mlflow.MlflowClient()
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    elif "/" in ref:
-        name, version = ref.split("/", 1)
-        mv = client.get_model_version(name, version)
-    else:
-        return None
-    return refusal(name, str(mv.version), mv.tags or {})
-
-
-def _generate_from_registry(
-    uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None
-) -> None:
-    import mlflow
-    import numpy as np
-    import pandas as pd
-
-    from components.registry import decode_png
-    from components.visuals import save_grid
-    from components.workspace.layout import load_workspace
-    from components.workspace.mlflow_store import open_tracking
-
-    ws = load_workspace()
-    open_tracking(ws)
-    refused = _erased(uri)
-    if refused:
-        _fail(f"error: {refused}")
-    where = _placement(ws.params.runtime)
-    pyfunc = mlflow.pyfunc.load_model(uri, model_config={"device": str(where.device), "precision": where.precision})
-    rows = {"prompt": [prompt] * n, "seed": [seed + i for i in range(n)]}
-    if concept:
-        rows["concept"] = [concept] * n
-    if steps:
-        rows["steps"] = [steps] * n
-    frame = pyfunc.predict(pd.DataFrame(rows))
-    save_grid(np.stack([np.asarray(decode_png(s)) for s in frame["image"]]), out)
-    typer.echo(str(out))
-
-
 @app.command("evaluate-base")
 def measure_base(
     seed: int = typer.Option(1000, help="Seed for fresh world images, unseen instances and sampling noise."),
-    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
-    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    model: Path = typer.Option(None, help=f"Base model folder {MODELS_HELP}."),
+    evaluator: Path = typer.Option(None, help=f"Evaluator folder {MODELS_HELP}."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Measure the evaluator and the base on data drawn fresh from SEED."""
+    model, evaluator = _models(model, evaluator)
     from components.evaluation.base_quality import evaluate_base as run
 
     figures = run(model, evaluator, seed)
@@ -197,12 +117,16 @@ def measure_base(
 
 @bench_app.command("forgetting")
 def benchmark_forgetting(
-    concepts: Path = typer.Option(Path("examples/concepts"), help="Folder of concept folders, taught in name order."),
+    concepts: Path = typer.Option(
+        None, help="Folder of concept folders, taught in name order (default: lfsd's examples/concepts)."
+    ),
     methods: str = typer.Option("lfs,finetune,prior-preservation", help="Comma-separated methods."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
-    json_out: Path = typer.Option(Path("docs/figures/forgetting.json"), "--json", help="Where to write the table."),
-    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
-    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Where to write the table (default: docs/figures/ in lfsd's repository, else here)."
+    ),
+    model: Path = typer.Option(None, help=f"Base model folder {MODELS_HELP}."),
+    evaluator: Path = typer.Option(None, help=f"Evaluator folder {MODELS_HELP}."),
     work: Path = typer.Option(Path("outputs/benchmark"), help="Scratch folder for checkpoints."),
     adapter: str = typer.Option("", help="Override training.adapter for every method: lora or full-kv."),
     overrides: list[str] = typer.Option(
@@ -211,6 +135,13 @@ def benchmark_forgetting(
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Also log one MLflow run per method x seed."),
 ) -> None:
     """Run every method over the concept sequence for every seed; write the forgetting table."""
+    from components.config import REPO_ROOT
+
+    model, evaluator = _models(model, evaluator)
+    concepts = concepts or REPO_ROOT / "examples" / "concepts"
+    if not concepts.is_dir():
+        _fail(f"error: --concepts {concepts}: no such folder", 2)
+    json_out = json_out or _figure("forgetting.json")
     from benchmarks.forgetting import run
 
     report = run(
@@ -241,9 +172,11 @@ def benchmark_scale(
     seed: int = typer.Option(0, help="Seed of the concept sequence and of training."),
     methods: str = typer.Option("lfs,finetune", help="Comma-separated methods."),
     shots: int = typer.Option(4, min=1, help="Shots per concept."),
-    json_out: Path = typer.Option(Path("docs/figures/scale.json"), "--json", help="Where to write the rows."),
-    model: Path = typer.Option(DEFAULT_BASE, help="Base model folder."),
-    evaluator: Path = typer.Option(DEFAULT_EVALUATOR, help="Evaluator folder."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Where to write the rows (default: docs/figures/ in lfsd's repository, else here)."
+    ),
+    model: Path = typer.Option(None, help=f"Base model folder {MODELS_HELP}."),
+    evaluator: Path = typer.Option(None, help=f"Evaluator folder {MODELS_HELP}."),
     work: Path = typer.Option(Path("outputs/benchmark-scale"), help="Scratch folder (concepts, checkpoints)."),
     overrides: list[str] = typer.Option([], "--set", help="Development override, e.g. training.steps=50 (repeatable)."),
     reference_every: int = typer.Option(
@@ -265,6 +198,8 @@ def benchmark_scale(
     ),
 ) -> None:
     """Teach a long sequence; per step k record forgetting, cost, storage, load and generation time."""
+    model, evaluator = _models(model, evaluator)
+    json_out = json_out or _figure("scale.json")
     from benchmarks.scale import parse_order, run
 
     report = run(

@@ -91,11 +91,41 @@ def rescore_checkpoint(
         "heatmap": str(ev.heatmap),
         "samples": str(ev.samples),
     }
-    if as_json:
-        typer.echo(json.dumps(out, indent=2))
+    if as_json:  # strict JSON: a metric that is not a number (NaN: nothing to compare yet) is null
+        typer.echo(json.dumps(_strict(out), indent=2, allow_nan=False))
     else:
         for k, v in out.items():
             typer.echo(f"{k:22s} {v}")
+
+
+def _strict(value):
+    """`value` with every non-finite float (NaN, inf) as None, so strict JSON parsers read it."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _promotion_refused(ws, version: str) -> str | None:
+    """Why the real promote would refuse `version` (erased concept, missing lineage), else None."""
+    from components.registry.aliases import missing_lineage
+    from components.registry.erased_versions import refusal
+    from components.workspace.mlflow_store import client
+
+    name = ws.params.pipeline.model_name
+    tags = client(ws).get_model_version(name, version).tags or {}
+    refused = refusal(name, version, tags)
+    if refused:
+        return f"refusing to promote: {refused}"
+    missing = missing_lineage(tags)
+    return (
+        f"refusing to promote {name} version {version}: missing lineage tags {', '.join(missing)}" if missing else None
+    )
 
 
 @app.command()
@@ -114,8 +144,13 @@ def promote(
         from components.workspace.layout import load_workspace
         from flows.registry import promote as promote_flow
 
-        typer.echo(_run_flow(preview, load_workspace(root), version))
-        if dry_run:
+        ws = load_workspace(root)
+        typer.echo(_run_flow(preview, ws, version))
+        if dry_run:  # what the real promote would say, with its exit code
+            refused = _run_flow(_promotion_refused, ws, version)
+            if refused:
+                _fail(f"error: {refused} (dry run: nothing moved)")
+            typer.echo(f"dry run: production would move to {version}; nothing moved")
             return
         replaced = _run_flow(promote_flow, version, reason, workspace=root)
     typer.echo(f"production: {replaced} -> {version}")
@@ -180,68 +215,6 @@ def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
     except ErasedData as e:
         _fail(f"erased: {e}")
     typer.echo(f"pulled {len(pulled)} datasets and checkpoints")
-
-
-@app.command()
-def init(
-    directory: Path = typer.Argument(..., help="Folder to create the workspace in (must not exist yet)."),
-    base: Path = typer.Option(
-        None,
-        help="Base model folder (an lfsd bundle or a local Stable Diffusion folder); "
-        "default: lfsd's embedded world base.",
-    ),
-) -> None:
-    """Create a workspace: a git + DVC repository with the base and evaluator models and a params.yaml
-    holding only this workspace's own values."""
-    from components.model.base_folder import BaseFolderError
-    from components.workspace.layout import init_workspace
-
-    if directory.exists():
-        _fail(f"error: {directory}: already exists; a workspace is created in a new folder")
-    try:
-        root = init_workspace(directory, base_dir=base)
-    except BaseFolderError as e:
-        _fail(f"error: not a usable base: {e}", 2)
-    typer.echo(f"workspace {root.resolve()} created; onboard with: cd {directory} && lfsd onboard CONCEPT_FOLDER")
-
-
-@app.command()
-def ui(
-    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
-    workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
-) -> None:
-    """The MLflow UI over this workspace's runs and registry, on 127.0.0.1."""
-    import os
-    import subprocess
-    import sys
-
-    from components.registry import artifact_root_default, tracking_uri_default
-    from components.workspace.layout import load_workspace
-
-    ws = load_workspace(_workspace(workspace))
-    uri = tracking_uri_default(ws.root)
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            uri,
-            "--default-artifact-root",
-            artifact_root_default(ws.root).as_uri(),
-        ],
-        env=env,
-        check=False,
-    )
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """How `lfsd` commands that change or inspect a workspace run: which workspace, the writer lock taken
 before Prefect starts, and failures as one clear line (with the full log, tracebacks included, in the
-workspace's state folder) instead of a traceback."""
+workspace's state folder, or outside a workspace in the temp folder) instead of a traceback."""
 
 from __future__ import annotations
 
@@ -11,18 +11,67 @@ from pathlib import Path
 import typer
 
 LOG_FILE = "logs/lfsd.log"  # under the workspace's state folder
+_LOG: dict[str, Path | None] = {"file": None}  # the log this command writes, once it has one
+
+
+def log_path() -> Path:
+    """Where this command's full log goes: `<state>/logs/lfsd.log` of its workspace, else
+    `<tmp>/lfsd-<uid>/lfsd.log` (a failure outside any workspace still leaves its traceback somewhere)."""
+    import tempfile
+
+    from components.state import WORKSPACE_ENV, state_dir
+
+    root = os.environ.get(WORKSPACE_ENV)
+    if root:
+        return state_dir(root).resolve() / LOG_FILE
+    return Path(tempfile.gettempdir()) / f"lfsd-{os.getuid()}" / "lfsd.log"
 
 
 def quiet_terminal() -> Path | None:
     """Prefect's run log on the terminal without tracebacks; all of it in `<state>/logs/lfsd.log`."""
-    from components.state import WORKSPACE_ENV, state_dir
+    from components.state import WORKSPACE_ENV
 
-    root = os.environ.get(WORKSPACE_ENV)
-    if not root:
+    if not os.environ.get(WORKSPACE_ENV):
         return None
     from flows.env import quiet_tracebacks
 
-    return quiet_tracebacks(state_dir(root).resolve() / LOG_FILE)
+    _LOG["file"] = quiet_tracebacks(log_path())
+    return _LOG["file"]
+
+
+def _write_traceback(e: BaseException, what: str) -> Path:
+    """The traceback of `e` appended to the full log; returns the log's path."""
+    import time
+    import traceback
+
+    path = _LOG["file"] or log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n{''.join(traceback.format_exception(e))}\n")
+    return path
+
+
+def report_interrupt(e: BaseException) -> int:
+    """Ctrl-C: one line saying what state it left, the log's path; exit code 130 (128 + SIGINT)."""
+    path = _write_traceback(e, "interrupted (Ctrl-C)")
+    typer.secho(
+        "interrupted: stopped at Ctrl-C; an attempt not yet committed was discarded (a rerun resumes its "
+        "training), one already committed is finished by running the same command again; "
+        "production was not moved by this run",
+        err=True,
+        fg=typer.colors.RED,
+    )
+    typer.echo(f"  full log: {path}", err=True)
+    return 130
+
+
+def report_failure(e: BaseException) -> int:
+    """Any other failure: `error: ...` in one line (the one-line cause), the log's path; exit code 1."""
+    path = _write_traceback(e, "failed")
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    typer.secho(f"error: {type(e).__name__}: {text}" if text else f"error: {type(e).__name__}", err=True, fg="red")
+    typer.echo(f"  full log: {path} (or run `lfsd --debug ...` for the traceback)", err=True)
+    return 1
 
 
 WORKSPACE_HELP = "Workspace (default: $LFSD_WORKSPACE, else the workspace the current directory is in)."
@@ -33,7 +82,11 @@ NO_WAIT_HELP = "If another command is changing the workspace, exit at once (code
 
 
 def _fail(message: str, code: int = 1) -> None:
+    """`message` (its first line `error: ...`, `refused: ...`, ...) and, once this command writes a log,
+    its path; exit `code`."""
     typer.secho(message, err=True, fg=typer.colors.RED)
+    if _LOG["file"] is not None and "full log: " not in message:
+        typer.echo(f"  full log: {_LOG['file']}", err=True)
     raise typer.Exit(code)
 
 
@@ -78,6 +131,16 @@ def _writer(root: str, command: str, no_wait: bool):
             yield
     except WorkspaceBusy as e:
         _fail(f"busy: {e}", BUSY_EXIT_CODE)
+
+
+def _placement(runtime):
+    """runtime.device / runtime.precision checked against this machine: a one-line error if it cannot."""
+    from components.device import DeviceError, placement
+
+    try:
+        return placement(runtime)
+    except DeviceError as e:
+        _fail(f"error: {e}")
 
 
 def out_of_memory(err: BaseException) -> str | None:

@@ -20,6 +20,8 @@ from components.onboarding.dataset import ConceptSubmission, stage_dataset, subm
 from components.onboarding.scoring import FORGETTING_FILE, StepEvaluation, evaluate_checkpoint
 from components.publishing.concept_run import log_and_register
 from components.publishing.gate import GateDecision, apply_gate, decide
+from components.stepping import ctrl_c_kept
+from components.workspace.faults import pause_here_if_asked
 from components.workspace.layout import Workspace
 from components.workspace.recovery import discard_uncommitted
 
@@ -84,7 +86,8 @@ def train(
         device=str(where.device),
         precision=where.precision,
     )
-    return launcher(req, report)
+    with ctrl_c_kept():  # Ray Train's fit takes SIGINT over; after it, Ctrl-C must abort again
+        return launcher(req, report)
 
 
 def drop_training_state(ws: Workspace, run_name: str) -> None:
@@ -97,6 +100,7 @@ def drop_training_state(ws: Workspace, run_name: str) -> None:
 def evaluate_forgetting(ws: Workspace, checkpoint: Path, previous: Path | None, record: bool = True) -> StepEvaluation:
     """The forgetting protocol over every concept so far and the relevant classes; with `record` the
     history is written into the (not yet committed) checkpoint."""
+    pause_here_if_asked("during-evaluate")
     return evaluate_checkpoint(ws, checkpoint, previous, ws.state_dir / "figures" / checkpoint.name, record=record)
 
 

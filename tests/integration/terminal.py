@@ -1,0 +1,91 @@
+"""A command on a pseudo-terminal, as a user runs it: it sees a TTY (progress bars, colours), and Ctrl-C
+is SIGINT to its whole process group. Tests read what it printed; as a script it records one command's
+terminal to a file (docs/figures/first-hour-onboard.txt):
+
+    python -m tests.integration.terminal OUT.txt -- lfsd onboard CONCEPT_FOLDER
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+class Terminal:
+    """A command on a pty in a session of its own; everything it prints is collected as it comes."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict):
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns, like a window
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
+        os.close(slave)
+        self.master, self.chunks = master, []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: every writer of the pty has gone
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+    @property
+    def screen(self) -> str:
+        """What a reader sees once it is over: colours and cursor codes dropped, each line as its last
+        redraw left it (a progress bar redrawn in place is its final state)."""
+        text = ANSI.sub("", self.text.replace("\r\n", "\n"))
+        return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
+
+    def wait_for(self, marker: str, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while marker not in self.text:
+            assert self.proc.poll() is None, f"ended ({self.proc.returncode}) before {marker!r}:\n{self.text[-4000:]}"
+            assert time.time() < deadline, f"no {marker!r} after {timeout:.0f} s:\n{self.text[-4000:]}"
+            time.sleep(0.1)
+
+    def ctrl_c(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def finish(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self.reader.join(timeout=5)
+            os.close(self.master)
+
+
+def main(argv: list[str]) -> int:
+    out, cmd = Path(argv[0]), argv[argv.index("--") + 1 :]
+    env = dict(os.environ, TERM=os.environ.get("TERM", "xterm-256color"))
+    term = Terminal(cmd, Path.cwd(), env)
+    rc = term.finish(timeout=3600)
+    out.write_text(f"$ {' '.join(cmd)}\n{term.screen}\n[exit {rc}]\n")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,54 @@
+"""Ctrl-C as a user presses it: `lfsd onboard` on a pseudo-terminal, SIGINT sent to its foreground process
+group (what the terminal does) while the new checkpoint is being evaluated, after Ray Train has run (Ray
+Train installs a SIGINT handler of its own during `fit`). The command must abort: exit 130, nothing
+registered, `production` unchanged, nothing committed, the attempt discarded. Real processes, real Ray."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import git
+from tests.integration.terminal import Terminal
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _mlflow(ws: Path, query: str) -> list[tuple]:
+    db = ws / ".lfsd" / "mlflow" / "mlflow.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        return con.execute(query).fetchall()
+
+
+def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_path, prefect_api):
+    from components.world.concepts import write_concepts
+    from tests.integration.services import cli_env
+
+    (concept,) = write_concepts(tmp_path / "in", n=1, shots=3, seed=21)
+    head = git(workspace, "rev-parse", "HEAD")
+    env = cli_env(workspace, prefect_api, LFSD_PAUSE_AT="during-evaluate", TERM="xterm")
+    term = Terminal([sys.executable, "-m", "components.cli", "onboard", str(concept)], workspace, env)
+    try:
+        term.wait_for("paused at during-evaluate", timeout=400)  # trained on Ray, evaluating now
+        term.ctrl_c()
+        rc = term.finish(timeout=60)  # the pause lasts 120 s: a swallowed Ctrl-C fails here
+    finally:
+        if term.proc.poll() is None:
+            term.finish(timeout=1)
+    out = term.text
+    assert rc == 130, out[-4000:]
+    assert "interrupted" in out and "full log: " in out, out[-2000:]
+    assert "Traceback" not in out, out[-4000:]
+    assert _mlflow(workspace, "select count(*) from model_versions") in ([], [(0,)])
+    assert _mlflow(workspace, "select count(*) from registered_model_aliases where alias = 'production'") in (
+        [],
+        [(0,)],
+    )
+    assert git(workspace, "rev-parse", "HEAD") == head
+    assert git(workspace, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not [p for p in (workspace / "checkpoints").iterdir() if p.is_dir()]  # the attempt was discarded

@@ -1,0 +1,42 @@
+"""Ctrl-C stays an abort after a library took SIGINT over (`components.stepping.ctrl_c_kept`): the handler in
+place before is put back, and a Ctrl-C the library's handler absorbed comes out as KeyboardInterrupt. The
+library here is a handler shaped like Ray Train's (a closure counting presses); tests/integration/
+test_cli_interrupt.py presses Ctrl-C on a real `lfsd onboard` after real Ray Train."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from components.stepping import ctrl_c_kept
+
+
+def _take_over_like_ray_train():
+    sigint_count = 0
+
+    def sigint_handler(signum, frame):
+        nonlocal sigint_count
+        sigint_count += 1  # Ray Train aborts its fit here and returns: no exception reaches the caller
+
+    signal.signal(signal.SIGINT, sigint_handler)
+
+
+def test_the_previous_handler_comes_back_and_an_absorbed_ctrl_c_is_raised():
+    before = signal.getsignal(signal.SIGINT)
+    with ctrl_c_kept():
+        _take_over_like_ray_train()
+    assert signal.getsignal(signal.SIGINT) is before  # nothing pressed: no exception, handler restored
+
+    with pytest.raises(KeyboardInterrupt), ctrl_c_kept():
+        _take_over_like_ray_train()
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+    with pytest.raises(KeyboardInterrupt), ctrl_c_kept():  # the fit failed because it was aborted
+        _take_over_like_ray_train()
+        os.kill(os.getpid(), signal.SIGINT)
+        raise RuntimeError("Ray training of concept 'x' failed: the controller died")
+    with pytest.raises(KeyboardInterrupt):  # and with the default handler back, Ctrl-C raises again
+        os.kill(os.getpid(), signal.SIGINT)
