@@ -6,6 +6,7 @@
     aliases           registration with lineage tags, `candidate`/`production` aliases, promote, rollback
     pyfunc            the lifelong model as an MLflow pyfunc (needs only its artifact store)
     packaging         how a chain becomes an MLflow model; shared_artifacts: what versions share, by hash
+    integrity         what a version's files must hash to, checked before it is loaded or exported
     model_card        what a reviewer reads on a version before promoting it
     erased_versions   an erasure in MLflow: versions and runs that held the concept
     export            `lfsd export` writes LoRA + textual-inversion files; export_source reads a version

@@ -1,7 +1,8 @@
 """How a lifelong chain becomes an MLflow model: the artifacts it carries (the base, every task
 checkpoint, the references each concept is drawn with, a ledger that names artifacts instead of
 paths, an index of their hashes and of those stored once in an earlier version: shared_artifacts.py),
-its signature and pinned requirements, and logging/registering it in the active run."""
+its signature and pinned requirements, and logging/registering it in the active run with the hashes that
+loading and exporting check (integrity.py)."""
 
 from __future__ import annotations
 
@@ -131,12 +132,12 @@ def log_lifelong_model(
 
     import components
     from components.config import load_params
+    from components.registry import integrity
     from components.registry import shared_artifacts as shared
 
     sampling = load_params().sampling  # the served model samples as `lfsd generate` does
     steps = sampling.steps if steps is None else steps
     guidance_scale = sampling.guidance_scale if guidance_scale is None else guidance_scale
-    code_path = str(Path(components.__file__).resolve().parent)
     with tempfile.TemporaryDirectory(prefix="lfsd-stage-") as tmp, warnings.catch_warnings():
         # An input example would make mlflow load the model and run a full generation to validate it.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
@@ -144,14 +145,17 @@ def log_lifelong_model(
         # The base's hash is the one stage_artifacts verified; the rest are small folders.
         hashes = shared.content_hashes(artifacts, skip=(LEDGER_KEY, BASE_KEY)) | {BASE_KEY: summary["base_hash"]}
         stored = shared.stored_by_newest(mlflow.MlflowClient(), share_with) if share_with else {}
+        # Every file of every artifact and of the code, hashed as logged (integrity.py checks them on load).
+        files = {key: integrity.file_hashes(path) for key, path in artifacts.items()}
+        code_path, code = integrity.stage_code(Path(components.__file__).resolve().parent, Path(tmp))
         artifacts, kept_elsewhere = shared.split_shared(artifacts, hashes, stored)
-        artifacts[shared.INDEX_KEY] = str(shared.write_index(Path(tmp), hashes, kept_elsewhere))
+        artifacts[shared.INDEX_KEY] = str(shared.write_index(Path(tmp), hashes, kept_elsewhere, files, code))
         summary["shared"] = sorted(kept_elsewhere)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=LfsdPyfunc(),
             artifacts=artifacts,
-            code_paths=[code_path],
+            code_paths=[str(code_path)],
             pip_requirements=pip_requirements(),
             signature=model_signature(),
             # device and precision are overridable at load (mlflow.pyfunc.load_model(uri, model_config=...))
@@ -165,6 +169,7 @@ def log_lifelong_model(
             registered_model_name=registered_model_name,
             tags=dict(tags) if tags else None,
         )
+    integrity.record_package(info.model_id)  # what MLflow wrote (MLmodel, pickle) and the index, read back
     if registered_model_name and tags and info.registered_model_version is not None:
         client = mlflow.MlflowClient()
         for k, v in tags.items():

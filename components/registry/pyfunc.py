@@ -1,4 +1,5 @@
 """The lifelong model as an MLflow pyfunc: it needs nothing but its artifact store (no workspace, no checkout).
+`load_version` is how lfsd loads one: its code and pickle checked before MLflow runs them (integrity.py).
 
 Logged artifacts (each under `artifacts/` of the MLflow model):
 
@@ -6,13 +7,14 @@ Logged artifacts (each under `artifacts/` of the MLflow model):
     checkpoint_NN      every task checkpoint of the chain (LoRA + token + ledger), task NN = 01, 02, ...
     references_NN      the reference images each concept is drawn with (ICGen), the first few by name
     ledger             a copy of the last checkpoint's ledger whose paths are artifact keys, not paths
-    index              the hash of each artifact above and, for those the version before already stored,
-                       where they are (shared_artifacts.py): those are not copied again, but downloaded here
+    index              the hash of each artifact above and of each of its files and of code/'s (integrity.py)
+                       and, for those the version before already stored, where they are (shared_artifacts.py):
+                       those are not copied again, but downloaded here
 
-`load_context` fetches the shared artifacts (checking their hashes), turns the copied ledger's keys back into
-the local artifact paths, rebuilds the model with `LifelongModel.from_ledger(fold=True)`: every LoRA added
-into the K/V weights as it is read (a served model never trains; folded, loading and a UNet step cost what the
-base's do however long the chain).
+`load_context` fetches the shared artifacts, checks every artifact's files against the index, turns the
+copied ledger's keys back into the local artifact paths, rebuilds the model with
+`LifelongModel.from_ledger(fold=True)`: every LoRA added into the K/V weights as it is read (a served model
+never trains; folded, loading and a UNet step cost what the base's do however long the chain).
 `predict` takes a DataFrame (`prompt`, optional `concept`, `seed`, `steps`) and returns
 base64-encoded PNGs, which serialise over `mlflow models serve` JSON.
 """
@@ -24,6 +26,7 @@ import io
 import tempfile
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import pandas as pd
 
@@ -81,6 +84,21 @@ class ErasedConceptError(RuntimeError):
     """A model version whose concept was erased: its files are gone and it must not serve."""
 
 
+def load_version(uri: str, *, trust: bool = False, model_config: dict | None = None):
+    """`mlflow.pyfunc.load_model(uri)`, but from a downloaded copy whose MLmodel, python_model.pkl, code/ and
+    index were checked first (integrity.verify_package): MLflow unpickles the one and imports the other
+    before any lfsd code runs, so the check must come before it. `trust`: load a version registered outside
+    lfsd all the same (a person vouched for it); its content is still checked against its index."""
+    from components.registry import integrity
+
+    found = integrity.logged_model(uri)
+    with tempfile.TemporaryDirectory(prefix="lfsd-load-") as tmp:
+        location = found.artifact_location if found is not None else uri
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp))
+        integrity.verify_package(uri, local, dict(found.tags or {}) if found is not None else {}, trust)
+        return mlflow.pyfunc.load_model(str(local), model_config=model_config)
+
+
 class LfsdPyfunc(mlflow.pyfunc.PythonModel):
     """Holds no state when pickled; everything is rebuilt from the artifacts in `load_context`."""
 
@@ -89,11 +107,13 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
 
         from components.lifelong import Ledger, LifelongModel
         from components.model.references import load_reference_folder
+        from components.registry.integrity import verify_artifacts
         from components.registry.shared_artifacts import INDEX_KEY, fetch_shared, read_index
         from components.training.methods import uses_icgen
 
         arts = dict(context.artifacts)
         index = read_index(arts.get(INDEX_KEY))
+        fetched: dict[str, str] = {}
         if index["shared"]:  # stored once in an earlier version: download them (kept alive with the model)
             self._shared_dir = tempfile.TemporaryDirectory(prefix="lfsd-shared-")
             fetched, missing = fetch_shared(index, Path(self._shared_dir.name))
@@ -112,6 +132,10 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
                 f"on request, see the version's lfsd.erasure tag): it cannot be loaded; "
                 f"load the version that replaced it"
             )
+        # Every file as the index recorded it (the shared ones were checked as they were fetched; a legacy
+        # index has no per-file hashes of the base: from_ledger checks its folder hash).
+        legacy_base = (BASE_KEY,) if BASE_KEY not in index["files"] else ()
+        verify_artifacts("this model version", index, arts, skip=(*fetched, *legacy_base))
         # The logged ledger names artifacts, not paths: map each key to where MLflow put it.
         ledger = raw.with_paths(lambda key: arts[key])
         # Serving never trains: fold the adapters as they are read, so loading and each step cost what the

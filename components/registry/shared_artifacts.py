@@ -6,7 +6,8 @@ concepts on the embedded base, 1 GB of base copies alone; on an SD 1.5 base, 100
 "Past 50, on paper"). So a version logs only what the newest registered version does not already hold
 under the same artifact key with the same content hash (`folder_hash`); for the rest, `index.json` (the
 version's `index` artifact) records where the content lives (an artifact URI inside the version that
-logged it) and its hash. Loading downloads each shared artifact from there and checks the hash.
+logged it) and its hash. Loading downloads each shared artifact from there and checks its files' hashes
+(the index holds every file's, integrity.py).
 
 Why the same key as well as the same hash: a task checkpoint and a reference set belong to one concept
 (task numbers are never reused in a workspace), so every version that shares a concept's files holds the
@@ -45,18 +46,27 @@ def split_shared(artifacts: dict[str, str], hashes: dict[str, str], stored: dict
     return to_log, shared
 
 
-def write_index(staging: Path, hashes: dict[str, str], shared: dict[str, dict]) -> Path:
+def write_index(
+    staging: Path,
+    hashes: dict[str, str],
+    shared: dict[str, dict],
+    files: dict[str, dict[str, str]] | None = None,
+    code: dict[str, str] | None = None,
+) -> Path:
+    """The version's index: folder hashes, shared artifacts, and (integrity.py) the sha256 of every file of
+    every content artifact (`files`, by key) and of the model's code/ (`code`)."""
     out = Path(staging) / INDEX_FILE
-    out.write_text(json.dumps({"sha256": hashes, "shared": shared}, indent=1, sort_keys=True))
+    record = {"sha256": hashes, "shared": shared, "files": files or {}, "code": code or {}}
+    out.write_text(json.dumps(record, indent=1, sort_keys=True))
     return out
 
 
 def read_index(path: str | Path | None) -> dict:
-    """The index of a version ({"sha256": {}, "shared": {}} for a version logged before the index)."""
+    """The index of a version (empty parts for a version logged before the index or before per-file hashes)."""
     if not path or not Path(path).is_file():
-        return {"sha256": {}, "shared": {}}
+        return {"sha256": {}, "shared": {}, "files": {}, "code": {}}
     data = json.loads(Path(path).read_text())
-    return {"sha256": dict(data.get("sha256") or {}), "shared": dict(data.get("shared") or {})}
+    return {part: dict(data.get(part) or {}) for part in ("sha256", "shared", "files", "code")}
 
 
 def stored_by_version(client, version) -> dict[str, dict]:
@@ -91,12 +101,12 @@ def stored_by_newest(client, model_name: str) -> dict[str, dict]:
 
 def fetch_shared(index: dict, into: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Download every shared artifact of `index` under `into`: ({key: local path}, {key: why it is missing}).
-    Missing is what an erasure deleted (or a damaged store): the caller names the concepts. A copy whose
-    hash differs from the index is never used: ValueError."""
+    Missing is what an erasure deleted (or a damaged store): the caller names the concepts. A copy that
+    differs from the index is never used: IntegrityError (a ValueError) naming the file and both hashes."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    from components.lifelong.ledger import folder_hash
+    from components.registry.integrity import verify_tree
 
     local, missing = {}, {}
     for key, spec in sorted(index["shared"].items()):
@@ -110,7 +120,6 @@ def fetch_shared(index: dict, into: Path) -> tuple[dict[str, str], dict[str, str
         if not path.is_dir() or not any(path.iterdir()):
             missing[key] = f"not at {spec['uri']}"
             continue
-        if folder_hash(path) != spec["sha256"]:
-            raise ValueError(f"artifact {key!r} from {spec['uri']}: its content hash differs from the version's index")
+        verify_tree(f"artifact {key!r} from {spec['uri']}", key, path, index)
         local[key] = str(path)
     return local, missing

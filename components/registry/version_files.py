@@ -85,4 +85,7 @@ class VersionFiles:
             if not required:
                 return None
             raise ExportError(f"{self.uri}: {path}: missing from the registered model (not a file)")
+        from components.registry.integrity import verify_download
+
+        verify_download(self.uri, path, local, error=ExportError)  # as recorded when the version was written
         return local
