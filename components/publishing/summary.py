@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from components.redaction import redact
 from components.stepping import OnboardResult
 
 LOCAL_UI = "http://127.0.0.1:5000"  # `lfsd ui`'s default address
@@ -13,9 +14,10 @@ METRICS = ("new_concept_fidelity", "final_fidelity", "avg_forgetting", "rcf_simi
 
 
 def run_link(run_id: str) -> str:
-    """The run in the MLflow UI: the tracking server's own page when one is set, else `lfsd ui`'s."""
+    """The run in the MLflow UI: the tracking server's own page when one is set, else `lfsd ui`'s. Never
+    with the URI's credentials: the browser asks for the login itself."""
     server = os.environ.get("MLFLOW_TRACKING_URI", "")
-    ui = server.rstrip("/") if server.startswith(("http://", "https://")) else LOCAL_UI
+    ui = redact(server.rstrip("/"), drop_user=True) if server.startswith(("http://", "https://")) else LOCAL_UI
     return f"{ui}/#/runs/{run_id}" if run_id else ""
 
 
