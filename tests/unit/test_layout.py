@@ -17,6 +17,7 @@ RANK = {
     "progress": 0,
     "stepping": 0,
     "device": 0,
+    "redaction": 0,  # credentials out of every URI lfsd shows
     "world": 1,
     "model": 1,
     "lifelong": 2,
