@@ -29,6 +29,12 @@ def generate(
     steps: int = typer.Option(None, min=1, help="DDIM steps (default: params.yaml sampling.steps)."),
     guidance: float = typer.Option(None, help="Guidance scale (default: params.yaml sampling.guidance_scale)."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Load a registered version whose code and pickle lfsd did not record (registered outside lfsd) or "
+        "no longer match: they run here. Only for a version whose origin you know.",
+    ),
 ) -> None:
     """Generate N images for a prompt and write them as one PNG grid."""
     registry = model is not None and model.startswith(("models:/", "runs:/"))
@@ -37,7 +43,7 @@ def generate(
     if concept and not registry:
         _fail("error: --concept draws a learned concept of a registered version: add --model models:/NAME@ALIAS", 2)
     if registry:
-        _generate_from_registry(model, prompt, n, out, concept, seed, steps, workspace)
+        _generate_from_registry(model, prompt, n, out, concept, seed, steps, workspace, trust)
         return
     folder = Path(model) if model else _default_base(workspace)
     if not folder.is_dir():
@@ -126,14 +132,15 @@ def _erased(uri: str) -> str | None:
 
 
 def _generate_from_registry(
-    uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None, workspace
+    uri: str, prompt: str, n: int, out: Path, concept: str | None, seed: int, steps: int | None, workspace, trust
 ) -> None:
-    import mlflow
     import numpy as np
     import pandas as pd
 
     from components.registry import decode_png
     from components.registry.erased_versions import LEDGER_TAG, erased_from, refusal
+    from components.registry.integrity import IntegrityError
+    from components.registry.pyfunc import load_version
     from components.visuals import save_grid
     from components.workspace.layout import load_workspace
     from components.workspace.mlflow_store import open_tracking
@@ -151,7 +158,11 @@ def _generate_from_registry(
             _fail(f"error: --concept {concept}: not a concept of {uri} (version {mv.version} knows {known})", 2)
         _warn_tokens(prompt, known, erased_from(mv.tags or {}))
     where = _placement(ws.params.runtime)
-    pyfunc = mlflow.pyfunc.load_model(uri, model_config={"device": str(where.device), "precision": where.precision})
+    placed = {"device": str(where.device), "precision": where.precision}
+    try:  # its files checked against the version's record before anything of it runs (--trust: not its code)
+        pyfunc = load_version(uri, trust=trust, model_config=placed)
+    except IntegrityError as e:
+        _fail(f"refused: {e}", 2)
     rows = {"prompt": [prompt] * n, "seed": [seed + i for i in range(n)]}
     if concept:
         rows["concept"] = [concept] * n

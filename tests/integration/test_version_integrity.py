@@ -214,3 +214,37 @@ def test_a_version_logged_before_per_file_hashes_is_checked_by_folder_hash(regis
         client.set_logged_model_tags(registry["id1"], {"lfsd.package_sha256": record})
         integrity._RECORDS.clear()
     shutil.rmtree(tmp_path / "ok")
+
+
+def test_lfsd_generate_refuses_a_replaced_pickle_in_one_line_and_loads_it_with_trust(registry, tiny_base_dir, tmp_path):
+    """The command a person runs: exit 2 with one `refused:` line naming the file, no image; --trust draws."""
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from tests.integration.conftest import make_workspace
+
+    ws = make_workspace(tmp_path / "ws", tiny_base_dir)
+    env = {**os.environ, "LFSD_STATE_DIR": str(ws / ".lfsd"), "LFSD_WORKSPACE": str(ws)}
+    env |= {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "MLFLOW_REGISTRY_URI": mlflow.get_registry_uri()}
+    out, pkl = tmp_path / "grid.png", registry["v1"] / "python_model.pkl"
+    original = pkl.read_bytes()
+
+    def generate(*extra: str) -> subprocess.CompletedProcess:
+        args = ["generate", "a photo", "--n", "1", "--steps", "1", "--model", f"models:/{NAME}/1", "--out", str(out)]
+        cmd = [sys.executable, "-m", "components.cli", *args, "--workspace", str(ws), *extra]
+        return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+
+    pkl.write_bytes(pickle.dumps(pickle.loads(original), protocol=2))  # same object, other bytes
+    try:
+        refused = generate()
+        lines = [line for line in refused.stderr.splitlines() if line.startswith("refused:")]
+        assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-2000:]
+        assert "python_model.pkl: content hash differs" in lines[0] and "expected sha256" in lines[0]
+        assert not out.exists()
+        trusted = generate("--trust")
+        assert trusted.returncode == 0 and out.is_file(), trusted.stderr[-2000:]
+    finally:
+        pkl.write_bytes(original)
