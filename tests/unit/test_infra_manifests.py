@@ -211,11 +211,15 @@ def _unread(names) -> list[str]:
 # ------------------------------------------------------------------------------ the files
 
 
-def _interpolate(text: str) -> str:
-    """docker compose's ${VAR}, ${VAR:-default}, ${VAR:?message}, with infra/env.example's values."""
-    example = dict(
+def _env_example() -> dict[str, str]:
+    return dict(
         line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")
     )
+
+
+def _interpolate(text: str) -> str:
+    """docker compose's ${VAR}, ${VAR:-default}, ${VAR:?message}, with infra/env.example's values."""
+    example = _env_example()
 
     def sub(m: re.Match) -> str:
         name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
@@ -468,13 +472,46 @@ def test_compose_mlflow_uses_postgres_and_the_s3_bucket():
     artifacts = urlsplit(_flag(command_of("mlflow"), "--artifacts-destination"))
     assert artifacts.scheme == "s3" and artifacts.netloc == bucket_job["S3_BUCKET"]
     assert urlsplit(env_of("lfsd")["DVC_REMOTE_URL"]).netloc == bucket_job["S3_BUCKET"]
+    # lfsd and MLflow reach S3 as lfsd's own user, which create-bucket makes; only create-bucket has the root login
     minio = env_of("minio")
-    for service in ("mlflow", "create-bucket", "lfsd"):
+    root = urlsplit(bucket_job["MC_HOST_local"])
+    assert (root.username, root.password) == (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
+    assert (root.hostname, root.port) == ("minio", 9000) and root.port in listen_ports("minio")
+    for service in ("mlflow", "lfsd"):
         env = env_of(service)
-        assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"], service
-        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"], service
+        assert env["AWS_ACCESS_KEY_ID"] == bucket_job["LFSD_S3_ACCESS_KEY"] != minio["MINIO_ROOT_USER"], service
+        assert env["AWS_SECRET_ACCESS_KEY"] == bucket_job["LFSD_S3_SECRET_KEY"], service
+        assert minio["MINIO_ROOT_PASSWORD"] not in env.values(), service
     assert mlflow["MLFLOW_S3_ENDPOINT_URL"] == env_of("lfsd")["MLFLOW_S3_ENDPOINT_URL"] == bucket_job["S3_ENDPOINT_URL"]
     assert mlflow["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_compose_mlflow_and_prefect_ask_lfsd_to_log_in_and_no_secret_is_an_argument():
+    """Issue 30 §7: MLflow runs its basic-auth app and lfsd logs in as the user mlflow-users makes; the Prefect
+    server requires the login lfsd sends; no secret of infra/.env stands in any command (a process list shows
+    commands to every local user), and MLflow's backend URI, which holds the database password, is no argument."""
+    mlflow, lfsd, users = env_of("mlflow"), env_of("lfsd"), env_of("mlflow-users")
+    assert _flag(command_of("mlflow"), "--app-name") == "basic-auth"
+    ini = INFRA / "mlflow" / "basic_auth.ini"
+    assert mlflow["MLFLOW_AUTH_CONFIG_PATH"] == f"/opt/lfsd/{ini.relative_to(REPO)}" and ini.is_file()
+    assert mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"] and mlflow["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert "flask-wtf" in DOCKERFILE.read_text() and _constraint("flask-wtf")  # the basic-auth app needs it
+    assert (lfsd["MLFLOW_TRACKING_USERNAME"], lfsd["MLFLOW_TRACKING_PASSWORD"]) == (
+        users["LFSD_MLFLOW_USER"],
+        users["LFSD_MLFLOW_PASSWORD"],
+    )
+    assert users["MLFLOW_ADMIN_PASSWORD"] == mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"] != lfsd["MLFLOW_TRACKING_PASSWORD"]
+    assert services()["lfsd"]["depends_on"]["mlflow-users"] == {"condition": "service_completed_successfully"}
+    assert env_of("prefect")["PREFECT_SERVER_API_AUTH_STRING"] == lfsd["PREFECT_API_AUTH_STRING"]
+    assert urlsplit(lfsd["MLFLOW_TRACKING_URI"]).password is None  # credentials never inside a URI
+    secrets = {v for k, v in _env_example().items() if any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "AUTH"))}
+    assert len(secrets) >= 7, secrets
+    for name in services():
+        for arg in command_of(name):
+            assert not any(secret in arg for secret in secrets), (name, arg)
+            assert not arg.startswith("--backend-store-uri"), name
+    script = (INFRA / "mlflow" / "start-server.sh").read_text()
+    assert "--backend-store-uri" not in script and "MLFLOW_BACKEND_STORE_URI" in script
 
 
 def test_compose_mlflow_accepts_the_host_header_clients_send():
