@@ -58,15 +58,17 @@ def ui(
     import os
     import sys
 
+    from components.redaction import redact
     from components.registry import artifact_root_default, tracking_uri_default
     from components.workspace.layout import load_workspace
 
     ws = load_workspace(_workspace(workspace))
     uri = tracking_uri_default(ws.root)
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {redact(uri)}); Ctrl-C stops it")
+    # The store's URI goes in MLflow's own variable, not on the command line (which every local user can read).
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_BACKEND_STORE_URI=uri)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    cmd += ["--backend-store-uri", uri, "--default-artifact-root", artifact_root_default(ws.root).as_uri()]
+    cmd += ["--default-artifact-root", artifact_root_default(ws.root).as_uri()]
     raise typer.Exit(_serve_until_stopped(cmd, env))
 
 

@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 URL=${1:?usage: set-remote.sh URL}
+case "$URL" in  # .dvc/config is committed: a password in the URL would be in git for good
+  *://*:*@*) echo "refused: the URL holds a password; give the remote's credentials to DVC in the environment" \
+    "(AWS_* for S3) or with \`dvc remote modify --local shared password ...\`" >&2; exit 2 ;;
+esac
 .venv/bin/dvc remote add -f -d shared "$URL"
 .venv/bin/dvc remote remove --local local 2>/dev/null || true
 .venv/bin/dvc push
