@@ -44,14 +44,16 @@ def export_command(
     ),
     out: Path = typer.Option(..., "--out", help="Folder to write (must not exist, or be empty)."),
     fmt: str = typer.Option(
-        "diffusers",
+        "kohya",
         "--format",
-        help="diffusers (peft keys, {token: vector}) or kohya (lora_unet_* keys, A1111 embeddings).",
+        help="kohya (default: lora_unet_* keys, which diffusers, ComfyUI, A1111/Forge and kohya all read) or "
+        "diffusers (peft keys only diffusers reads; the LoRA files are named *.diffusers.safetensors).",
     ),
     merged: bool = typer.Option(
         False,
         "--merged",
-        help="One LoRA (ranks concatenated, exact) and one embeddings file for all the version's concepts.",
+        help="One LoRA (ranks concatenated, exact) for all the version's concepts, and beside the per-concept "
+        "embeddings one file with every token (for diffusers).",
     ),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
 ) -> None:

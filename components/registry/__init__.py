@@ -10,7 +10,8 @@
     model_card        what a reviewer reads on a version before promoting it
     erased_versions   an erasure in MLflow: versions and runs that held the concept
     export            `lfsd export` writes LoRA + textual-inversion files; export_source reads a version
-                      (through version_files); lora_formats: the layouts and metadata other tools read
+                      (through version_files); lora_formats: the layouts and metadata other tools read;
+                      export_readme: the export's README, per tool which file to use
 
 The pyfunc part imports mlflow (seconds); it is loaded only when one of its names is used.
 """

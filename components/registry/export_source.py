@@ -1,9 +1,9 @@
 """The read side of `lfsd export`: one registered version's concepts, fetched and checked.
 
 Why it reads so little: a version's concepts are its task checkpoints' LoRA and token files; the base is named
-by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the architecture tag) the
-base's `unet/config.json`, from this version or the one storing them, are downloaded, never the base's weights
-or the reference photos.
+by the ledger's hash, so only `MLmodel`, the ledger, the index, those files and (for the architecture and
+prediction tags) the base's `unet/config.json` and `scheduler/scheduler_config.json`, from this version or the
+one storing them, are downloaded, never the base's weights or the reference photos.
 Everything is checked here, before export.py writes a byte: an unknown URI, a missing or unreadable
 file (named by its path inside the model) is an ExportError; an erased version or a full-K/V task an
 ExportRefused. A full-K/V task changed the K/V weights themselves (a full-rank delta, not a LoRA), so
@@ -50,7 +50,7 @@ class VersionExport:
     uri: str
     model_name: str
     model_version: str
-    base: dict  # name, hash, ss_version, architecture, resolution
+    base: dict  # name, hash, ss_version, architecture, resolution, prediction_type
     concepts: list[ConceptExport] = field(default_factory=list)
     steps: int | None = None  # the version's sampling defaults (model_config), for the README
     guidance_scale: float | None = None
@@ -80,11 +80,12 @@ def _read_safetensors(path: Path, label: str) -> tuple[dict, dict]:
         ) from e
 
 
-def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
+def base_info(name: str, base_hash: str, unet_config: dict | None, scheduler_config: dict | None = None) -> dict:
     """What the metadata says of the base. The kohya/modelspec architecture comes from the UNet's block
     layout: SD 1.x's (cross-attention width 1024: 2.x), else lfsd's own world base, whose LoRA keys only
-    load onto that base."""
+    load onto that base; the prediction type (kohya's `v_parameterization`) from the scheduler's config."""
     cfg = unet_config or {}
+    prediction = scheduler_config.get("prediction_type", "epsilon") if scheduler_config else None
     sd = (
         cfg.get("down_block_types") == SD_DOWN
         and cfg.get("up_block_types") == SD_UP
@@ -97,7 +98,14 @@ def base_info(name: str, base_hash: str, unet_config: dict | None) -> dict:
     else:
         version, arch = ("lfsd_world", "lfsd-world") if cfg else ("unknown", "unknown")
     resolution = int(cfg["sample_size"]) * 8 if sd and cfg.get("sample_size") else None
-    return {"name": name, "hash": base_hash, "ss_version": version, "architecture": arch, "resolution": resolution}
+    return {
+        "name": name,
+        "hash": base_hash,
+        "ss_version": version,
+        "architecture": arch,
+        "resolution": resolution,
+        "prediction_type": {"v_prediction": "v", "epsilon": "epsilon"}.get(prediction or ""),
+    }
 
 
 def read_version(uri: str, work: Path) -> VersionExport:
@@ -123,13 +131,16 @@ def read_version(uri: str, work: Path) -> VersionExport:
     config = flavor.get("config") or {}
     base_uri = (specs.get(BASE_KEY) or {}).get("uri") or BASE_KEY
     base = locate(BASE_KEY)
-    cfg_file = base[0].get(f"{base[1]}unet/config.json", required=False) if base is not None else None
-    unet_cfg = json.loads(cfg_file.read_text()) if cfg_file else None
+    configs = [
+        base[0].get(f"{base[1]}{path}", required=False) if base is not None else None
+        for path in ("unet/config.json", "scheduler/scheduler_config.json")
+    ]
+    unet_cfg, scheduler_cfg = (json.loads(f.read_text()) if f else None for f in configs)
     out = VersionExport(
         uri,
         model_name,
         version,
-        base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg),
+        base_info(Path(str(base_uri)).name or BASE_KEY, ledger.base_hash, unet_cfg, scheduler_cfg),
         steps=config.get("steps"),
         guidance_scale=config.get("guidance_scale"),
     )

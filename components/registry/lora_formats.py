@@ -6,7 +6,10 @@ same numbers differently:
 
     diffusers  unet.<module>.lora_A.weight / .lora_B.weight   (no alpha: loaders apply scale 1)
     kohya      lora_unet_<module with _>.lora_down.weight / .lora_up.weight / .alpha   (scale alpha / dim)
-    TI         diffusers {token: (D,)};  A1111 {"emb_params": (1, D)} (the trigger is the file's name)
+    TI         diffusers {token: (1, D)};  A1111 {"emb_params": (1, D)} (the trigger is the file's name)
+
+An embedding is always (1, D), one row per vector: kohya (gen_img) and A1111 count vectors as rows, so a
+bare (D,) reads there as D one-number vectors; diffusers reads (1, D) as one token too.
 
 Every exported LoRA has its scale folded into B and alpha = rank, so each loader applies scale 1 and
 the file means B @ A exactly, whatever convention it reads alpha by. `concat_ranks` merges stacked
@@ -30,6 +33,9 @@ from components.lifelong.lora_pairs import (  # noqa: F401  (re-exported: the ex
 KOHYA_UNET_PREFIX = "lora_unet_"
 A1111_EMBEDDING_KEY = "emb_params"
 NETWORK_MODULE = "networks.lora"  # kohya sd-scripts' module name for plain LoRA
+SAI_MODEL_SPEC = "1.0.1"  # what kohya's library/sai_model_spec.py writes
+IMPL_DIFFUSERS = "diffusers"  # kohya's modelspec.implementation for an SD 1.x/2.x LoRA ...
+IMPL_STABILITY_AI = "https://github.com/Stability-AI/generative-models"  # ... and for an embedding
 
 
 def concat_ranks(adapters: list[LoraPairs]) -> LoraPairs:
@@ -85,8 +91,9 @@ def to_kohya(pairs: LoraPairs) -> dict:
 
 
 def ti_diffusers(tokens: dict) -> dict:
-    """{token: (D,)} for every token: diffusers' layout (one key per file loads with no `token=`)."""
-    return {t: e.reshape(-1).contiguous() for t, e in tokens.items()}
+    """{token: (1, D)} for every token: diffusers' layout (one key per file loads with no `token=`), one
+    row per vector so kohya and A1111 read one vector, not D."""
+    return {t: e.reshape(1, -1).contiguous() for t, e in tokens.items()}
 
 
 def ti_a1111(embedding) -> dict:
@@ -95,15 +102,46 @@ def ti_a1111(embedding) -> dict:
     return {A1111_EMBEDDING_KEY: embedding.reshape(1, -1).contiguous()}
 
 
-def safetensors_hashes(tensors: dict) -> tuple[str, str]:
-    """(sshs_model_hash, sshs_legacy_hash) as kohya sd-scripts precalculates them and A1111 reads them:
-    sha256 of the serialized tensor data (the header, hence the metadata, excluded), and the first 8 hex
-    of sha256 over bytes 0x100000..0x110000 of the file."""
+def safetensors_hashes(tensors: dict, metadata: dict[str, str]) -> tuple[str, str]:
+    """(sshs_model_hash, sshs_legacy_hash) as kohya sd-scripts precalculates them (library/train_util.py
+    `precalculate_safetensors_hashes`) and A1111's additional-networks reads them: the tensors serialized
+    with only the `ss_*` metadata, then sha256 of the data after the header, and the first 8 hex of sha256
+    over bytes 0x100000..0x110000 (which, past 1 MiB, are tensor data shifted by that header)."""
     from safetensors.torch import save
 
-    data = save(tensors)
+    data = save(tensors, {k: v for k, v in metadata.items() if k.startswith("ss_")})
     header = int.from_bytes(data[:8], "little")
     return hashlib.sha256(data[8 + header :]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+
+
+def base_model_version(base: dict) -> str:
+    """kohya's `ss_base_model_version` (library/model_util.py `get_model_version_str_for_sd1_sd2`):
+    sd_v1 / sd_v2, `_v` appended for a v-prediction base; lfsd's own bases keep their tag."""
+    if base["ss_version"] not in ("sd_v1", "sd_v2"):
+        return base["ss_version"]
+    return base["ss_version"] + ("_v" if base.get("prediction_type") == "v" else "")
+
+
+def modelspec(base: dict, kind: str, title: str, tokens: list[str], date: str) -> dict[str, str]:
+    """The `modelspec.*` keys kohya sd-scripts writes (library/sai_model_spec.py, spec 1.0.1): its
+    implementation is `diffusers` for an SD 1.x/2.x LoRA and Stability's repository for an embedding;
+    SD 2.x with v-prediction is `stable-diffusion-v2-768-v`."""
+    arch = base["architecture"]
+    if arch == "stable-diffusion-v2-512" and base.get("prediction_type") == "v":
+        arch = "stable-diffusion-v2-768-v"
+    meta = {
+        "modelspec.sai_model_spec": SAI_MODEL_SPEC,
+        "modelspec.architecture": f"{arch}/{kind}",
+        "modelspec.implementation": IMPL_DIFFUSERS if kind == "lora" else IMPL_STABILITY_AI,
+        "modelspec.title": title,
+        "modelspec.date": date,
+        "modelspec.trigger_phrase": ", ".join(tokens),
+    }
+    if base.get("prediction_type"):
+        meta["modelspec.prediction_type"] = base["prediction_type"]
+    if base.get("resolution"):
+        meta["modelspec.resolution"] = f"{base['resolution']}x{base['resolution']}"
+    return meta
 
 
 def common_metadata(
@@ -116,22 +154,21 @@ def common_metadata(
     model_version: str,
     steps: list[int | None],
     kind: str,
+    date: str,
 ) -> dict[str, str]:
     """The keys every exported file carries (strings only, as safetensors requires): kohya `ss_*` where
-    kohya has one, `modelspec.*` where the SAI model spec has one, `lfsd.*` for the rest. `kind` is
-    `lora` or `textual-inversion`; `base` holds name, hash, ss_version, architecture, resolution."""
+    kohya has one (`ss_v2` as kohya writes it: "True"/"False", what A1111/Forge read the SD version from),
+    `modelspec.*` as kohya writes it, `lfsd.*` for the rest. `kind` is `lora` or `textual-inversion`;
+    `base` holds name, hash, ss_version, architecture, resolution, prediction_type; `date` is ISO 8601."""
     known = [s for s in steps if s is not None]
     meta = {
         "ss_output_name": title,
         "ss_sd_model_name": base["name"],
         "ss_sd_model_hash": base["hash"],
-        "ss_base_model_version": base["ss_version"],
+        "ss_v2": str(base["ss_version"] == "sd_v2"),
+        "ss_base_model_version": base_model_version(base),
         "ss_tag_frequency": json.dumps({title: {t: 1 for t in tokens}}),
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": f"{base['architecture']}/{kind}",
-        "modelspec.implementation": "https://github.com/huggingface/diffusers",
-        "modelspec.title": title,
-        "modelspec.trigger_phrase": ", ".join(tokens),
+        **modelspec(base, kind, title, tokens, date),
         "lfsd.model_name": model_name,
         "lfsd.model_version": model_version,
         "lfsd.token": ",".join(tokens),
@@ -139,8 +176,6 @@ def common_metadata(
         "lfsd.base_hash": base["hash"],
         "lfsd.base_name": base["name"],
     }
-    if base.get("resolution"):
-        meta["modelspec.resolution"] = f"{base['resolution']}x{base['resolution']}"
     if known:
         meta["ss_max_train_steps"] = str(sum(known))
     return meta
@@ -150,14 +185,13 @@ def lora_metadata(common: dict[str, str], pairs: LoraPairs, tensors: dict, conce
     """`common` plus what describes the LoRA itself: dim/alpha/module (kohya), the file's own hashes
     (kohya/A1111 `sshs_*`), and per-concept rank/steps (`lfsd.concepts`, JSON)."""
     rank = rank_of(pairs)
-    model_hash, legacy_hash = safetensors_hashes(tensors)
-    return {
+    meta = {
         **common,
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(rank),
-        "sshs_model_hash": model_hash,
-        "sshs_legacy_hash": legacy_hash,
         "lfsd.scale": "folded into lora_B (alpha = rank: every loader applies scale 1)",
         "lfsd.concepts": json.dumps(concepts),
     }
+    meta["sshs_model_hash"], meta["sshs_legacy_hash"] = safetensors_hashes(tensors, meta)
+    return meta

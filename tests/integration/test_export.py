@@ -1,15 +1,21 @@
-"""`lfsd export` against a real registry (sqlite MLflow), loaded back with stock diffusers only.
+"""`lfsd export` against a real registry (sqlite MLflow), loaded back with stock diffusers and with how
+ComfyUI, A1111/Forge and kohya read files (tests/tool_loaders.py: lycoris-lora for kohya, the others'
+rules restated from their source).
 
 A two-concept 'lfs' chain on the SD-1.x-shaped base is registered once. Every format (diffusers, kohya)
 merged and not, loaded with `StableDiffusionPipeline.load_lora_weights` + `load_textual_inversion`
 (no lfsd code on the loading side), must draw what the registered model draws for the same prompt, seed
-and steps without a context (`lfsd generate PROMPT --model models:/...`). Broken, erased, full-K/V and
-unknown versions must fail naming the file or version, exit non-zero and leave --out absent."""
+and steps without a context (`lfsd generate PROMPT --model models:/...`). The default export must load
+in every tool with every key recognised and the weights equal to B @ A, every embedding as one vector.
+Broken, erased, full-K/V and unknown versions must fail naming the file or version, exit non-zero and
+leave --out absent."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -30,6 +36,7 @@ LORA_MATTERS = 1e-2  # tokens without the LoRA draw something at least this far 
 CONCEPTS = ["00-byruri", "01-xubyzo"]  # examples/concepts: byruri (cross), xubyzo (heart)
 PROMPT = "a <byruri> cross next to a <xubyzo> heart"
 CASES = [("diffusers", False), ("diffusers", True), ("kohya", False), ("kohya", True)]
+DEFAULT = [("default", False), ("default", True)]  # exported with no --format
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +118,21 @@ def run_export(*args: str):
 
 @pytest.fixture(scope="module")
 def exports(registry, tmp_path_factory):
-    """Each (format, merged) exported once through the CLI: {case: folder}."""
+    """Each (format, merged) exported once through the CLI, and twice with no --format: {case: folder}."""
     out = {}
     root = tmp_path_factory.mktemp("exports")
-    for fmt, merged in CASES:
+    for fmt, merged in CASES + DEFAULT:
         folder = root / f"{fmt}{'-merged' if merged else ''}"
-        result = run_export(
-            f"models:/{NAME}/1", "--out", str(folder), "--format", fmt, *(["--merged"] if merged else [])
-        )
+        chosen = [] if fmt == "default" else ["--format", fmt]
+        result = run_export(f"models:/{NAME}/1", "--out", str(folder), *chosen, *(["--merged"] if merged else []))
         assert result.exit_code == 0, result.output
         out[(fmt, merged)] = folder
     return out
+
+
+def _lora_file(folder: Path, fmt: str, stem: str) -> Path:
+    """A LoRA of the export: diffusers-format names say so (`.diffusers.safetensors`)."""
+    return folder / "lora" / f"{stem}{'.diffusers' if fmt == 'diffusers' else ''}.safetensors"
 
 
 def _stock(base: Path, folder: Path, fmt: str, merged: bool, lora: bool = True):
@@ -136,15 +147,15 @@ def _stock(base: Path, folder: Path, fmt: str, merged: bool, lora: bool = True):
     )
     if merged:
         if lora:
-            pipe.load_lora_weights(str(folder / "lora" / f"{NAME}-v1.safetensors"), adapter_name="all")
-        emb = load_file(folder / "embeddings" / f"{NAME}-v1.safetensors")
+            pipe.load_lora_weights(str(_lora_file(folder, fmt, f"{NAME}-v1")), adapter_name="all")
+        emb = load_file(folder / "embeddings-merged" / f"{NAME}-v1.safetensors")
         pipe.load_textual_inversion(list(emb.values()), token=list(emb.keys()))
         return pipe
     names = ["byruri", "xubyzo"]
     for n in names:
         if lora:
-            pipe.load_lora_weights(str(folder / "lora" / f"{n}.safetensors"), adapter_name=n)
-        extra = {"token": f"<{n}>"} if fmt == "kohya" else {}  # A1111 files name the token by the file
+            pipe.load_lora_weights(str(_lora_file(folder, fmt, n)), adapter_name=n)
+        extra = {"token": f"<{n}>"} if fmt in ("kohya", "default") else {}  # A1111 files name the token by the file
         pipe.load_textual_inversion(str(folder / "embeddings" / f"{n}.safetensors"), **extra)
     if lora:
         pipe.set_adapters(names, adapter_weights=[1.0, 1.0])
@@ -201,7 +212,7 @@ def test_kohya_files_convert_to_the_same_lora_as_diffusers_files(registry, expor
     kohya = _deltas(_stock(base, exports[("kohya", merged)], "kohya", merged))
     plain = _deltas(_stock(base, exports[("diffusers", merged)], "diffusers", merged))
     state, alphas = StableDiffusionPipeline.lora_state_dict(
-        str(exports[("kohya", merged)] / "lora" / (f"{NAME}-v1.safetensors" if merged else "byruri.safetensors"))
+        str(_lora_file(exports[("kohya", merged)], "kohya", f"{NAME}-v1" if merged else "byruri"))
     )
     assert alphas and all(k.startswith("unet.") for k in state)  # went through the non-diffusers conversion
     assert sorted(kohya) == sorted(plain) and len(kohya) == 32  # 16 cross-attentions x (to_k, to_v)
@@ -217,39 +228,203 @@ def test_kohya_files_convert_to_the_same_lora_as_diffusers_files(registry, expor
 
 
 def test_metadata_reads_back(registry, exports):
+    """Every file's metadata; the `ss_*`/`modelspec.*` keys as kohya writes them for an SD 1.x base (issue 31
+    §5) and the LoRA's `sshs_*` hashes as kohya's own function computes them from the file (§4)."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from tests.tool_loaders import a1111_sd_version, kohya_hashes
 
     for (_fmt, merged), folder in exports.items():
         files = sorted(folder.rglob("*.safetensors"))
-        assert len(files) == (2 if merged else 4), files
+        assert len(files) == 4, files  # merged: one LoRA, two per-concept embeddings, one with both
         readme = (folder / "README.md").read_text()
         assert "<byruri>" in readme and "<xubyzo>" in readme and "load_textual_inversion" in readme
         for f in files:
             with safe_open(str(f), framework="pt") as s:
                 meta = s.metadata()
             assert all(isinstance(v, str) for v in meta.values())
-            tokens = "<byruri>,<xubyzo>" if merged else f"<{f.stem}>"
+            both = merged and f.parent.name != "embeddings"
+            tokens = "<byruri>,<xubyzo>" if both else f"<{f.name.split('.')[0]}>"
             assert meta["lfsd.token"] == tokens
-            assert meta["lfsd.class_word"] == (
-                "cross,heart" if merged else {"byruri": "cross", "xubyzo": "heart"}[f.stem]
-            )
+            words = {"byruri": "cross", "xubyzo": "heart"}
+            assert meta["lfsd.class_word"] == ("cross,heart" if both else words[f.name.split(".")[0]])
             assert meta["lfsd.model_name"] == NAME and meta["lfsd.model_version"] == "1"
             assert len(meta["lfsd.base_hash"]) == 64 and meta["ss_sd_model_hash"] == meta["lfsd.base_hash"]
             assert meta["ss_sd_model_name"] == "sd-base" and meta["ss_base_model_version"] == "sd_v1"
+            assert meta["ss_v2"] == "False" and a1111_sd_version(meta) == "SD1"
+            assert meta["modelspec.sai_model_spec"] == "1.0.1" and meta["modelspec.prediction_type"] == "epsilon"
+            assert datetime.datetime.fromisoformat(meta["modelspec.date"]).year >= 2026
+            assert meta["modelspec.resolution"] == "64x64"
             assert meta["modelspec.trigger_phrase"] == tokens.replace(",", ", ")
-            assert meta["ss_max_train_steps"] == ("8" if merged else "4")
+            assert meta["ss_max_train_steps"] == ("8" if both else "4")
             assert all(t in json.loads(meta["ss_tag_frequency"])[meta["ss_output_name"]] for t in tokens.split(","))
             if f.parent.name == "lora":
                 assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
+                assert meta["modelspec.implementation"] == "diffusers"
                 rank = "8" if merged else "4"
                 assert (meta["ss_network_dim"], meta["ss_network_alpha"], meta["ss_network_module"]) == (
                     rank,
                     rank,
                     "networks.lora",
                 )
-                assert len(meta["sshs_model_hash"]) == 64
+                unhashed = {k: v for k, v in meta.items() if not k.startswith("sshs_")}
+                assert (meta["sshs_model_hash"], meta["sshs_legacy_hash"]) == kohya_hashes(load_file(f), unhashed)
             else:
                 assert meta["modelspec.architecture"] == "stable-diffusion-v1/textual-inversion"
+                assert meta["modelspec.implementation"] == "https://github.com/Stability-AI/generative-models"
+
+
+# ---------------------------------------------------------------- other tools (issue 31)
+
+CONCEPT_NAMES = ["byruri", "xubyzo"]
+WEIGHT_TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def trained(registry):
+    """Per concept, read straight from the registered checkpoints: ({module: B @ A}, token vector (D,))."""
+    import mlflow
+    from safetensors.torch import load_file
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1"))
+    out = {}
+    for name in CONCEPT_NAMES:
+        (ckpt,) = [p for p in (local / "artifacts").iterdir() if p.name.endswith(name) and (p / "unet_lora").is_dir()]
+        lora = load_file(ckpt / "unet_lora" / "pytorch_lora_weights.safetensors")
+        deltas = {  # alpha = r: scale 1
+            k.removesuffix(".lora_A.weight"): lora[k.replace("lora_A", "lora_B")] @ lora[k]
+            for k in lora
+            if k.endswith(".lora_A.weight")
+        }
+        out[name] = deltas, load_file(ckpt / "learned_embeds.safetensors")[f"<{name}>"].reshape(-1)
+    return out
+
+
+def _weight_error(deltas: dict, want: dict) -> float:
+    assert sorted(deltas) == sorted(want)
+    return max((deltas[m] - want[m]).abs().max().item() for m in want)
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["per-concept", "merged"])
+def test_the_default_export_loads_in_every_tool_with_every_key_and_weight(registry, exports, trained, merged):
+    """Issue 31 §1: what `lfsd export` writes by default is read by ComfyUI (its key matching) and by
+    kohya (lycoris-lora's create_network_from_weights + merge_to) with every key recognised and the applied
+    update equal to B @ A; the README names, per tool, the file to use."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel
+
+    from tests.tool_loaders import comfy_load_lora, comfy_unet_key_map, lycoris_merge
+
+    folder, base = exports[("default", merged)], registry[0]
+    groups = {f"{NAME}-v1": CONCEPT_NAMES} if merged else {n: [n] for n in CONCEPT_NAMES}
+    assert sorted(p.name for p in (folder / "lora").iterdir()) == sorted(f"{s}.safetensors" for s in groups)
+    readme = (folder / "README.md").read_text()
+    for stem, names in groups.items():
+        path = folder / "lora" / f"{stem}.safetensors"
+        lora = load_file(path)
+        want = {m: sum(trained[n][0][m] for n in names) for m in trained[names[0]][0]}
+        unet = UNet2DConditionModel.from_pretrained(base / "unet")
+        deltas, ignored = comfy_load_lora(lora, comfy_unet_key_map(unet.state_dict()))
+        comfy_err = _weight_error(deltas, want)
+        print(f"ComfyUI {stem}: {len(lora) - len(ignored)}/{len(lora)} keys, {len(ignored)} ignored, {comfy_err:.2g}")
+        assert ignored == [] and comfy_err <= WEIGHT_TOL
+        deltas, recognised, ignored = lycoris_merge(path, unet, CLIPTextModel.from_pretrained(base / "text_encoder"))
+        kohya_err = _weight_error(deltas, want)
+        print(f"kohya/lycoris {stem}: {len(recognised)}/{len(lora)} keys, {len(ignored)} ignored, {kohya_err:.2g}")
+        assert ignored == [] and len(recognised) == len(lora) == 3 * len(want) and kohya_err <= WEIGHT_TOL
+    for tool in ("| ComfyUI |", "| A1111 / Forge |", "| kohya sd-scripts (gen_img) |", "| diffusers |"):
+        (row,) = [line for line in readme.splitlines() if line.startswith(tool)]
+        assert f"lora/{next(iter(groups))}.safetensors" in row and "embeddings/" in row, row
+
+
+def test_a_diffusers_format_lora_says_so_in_its_name(registry, exports):
+    """Issue 31 §1: peft keys are ignored outside diffusers (ComfyUI and kohya recognise none), so such a
+    file is named `*.diffusers.safetensors` and the README sends the other tools to the default export."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel
+
+    from tests.tool_loaders import comfy_load_lora, comfy_unet_key_map, lycoris_merge
+
+    folder, base = exports[("diffusers", False)], registry[0]
+    assert sorted(p.name for p in (folder / "lora").iterdir()) == [f"{n}.diffusers.safetensors" for n in CONCEPT_NAMES]
+    path = folder / "lora" / "byruri.diffusers.safetensors"
+    lora = load_file(path)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    _, ignored = comfy_load_lora(lora, comfy_unet_key_map(unet.state_dict()))
+    deltas, recognised, kohya_ignored = lycoris_merge(path, unet, CLIPTextModel.from_pretrained(base / "text_encoder"))
+    print(f"diffusers format: ComfyUI {len(ignored)}/{len(lora)} ignored, kohya/lycoris {len(kohya_ignored)} ignored")
+    assert len(ignored) == len(kohya_ignored) == len(lora) and recognised == [] and deltas == {}
+    (row,) = [line for line in (folder / "README.md").read_text().splitlines() if line.startswith("| ComfyUI |")]
+    assert "not this export's LoRA" in row and "lora/byruri.safetensors" in row
+
+
+@pytest.mark.parametrize(
+    "fmt,merged", CASES + DEFAULT, ids=[f"{f}{'-merged' if m else ''}" for f, m in CASES + DEFAULT]
+)
+def test_every_embedding_is_one_vector_per_token_in_every_tool(registry, exports, trained, fmt, merged):
+    """Issue 31 §2: each embedding file reads as ONE vector, the concept's, in kohya's gen_img (rows are
+    vectors), A1111/Forge, ComfyUI and diffusers (one token added per concept)."""
+    from safetensors.torch import load_file
+
+    from tests.tool_loaders import a1111_embedding, comfy_load_embed, comfy_vectors, kohya_ti_tokens
+
+    folder = exports[(fmt, merged)]
+    files = sorted((folder / "embeddings").glob("*.safetensors"))
+    assert [f.stem for f in files] == CONCEPT_NAMES
+    for f in files:
+        want = trained[f.stem][1]
+        tokens, rows = kohya_ti_tokens(f)
+        (vector,) = a1111_embedding(load_file(f))
+        (comfy,) = comfy_vectors(comfy_load_embed(folder / "embeddings", f.stem))
+        assert tokens == [f.stem] and all(torch.equal(v, want) for v in (rows[0], vector, comfy))
+    if merged:
+        tokens, _ = kohya_ti_tokens(folder / "embeddings-merged" / f"{NAME}-v1.safetensors")
+        assert tokens == [f"{NAME}-v1"]
+    from transformers import CLIPTokenizer
+
+    pipe = _stock(registry[0], folder, fmt, merged, lora=False)
+    known = CLIPTokenizer.from_pretrained(registry[0] / "tokenizer").get_vocab()
+    added = {t: i for t, i in pipe.tokenizer.get_vocab().items() if t not in known}
+    assert sorted(added) == [f"<{n}>" for n in CONCEPT_NAMES]  # one token each, no <byruri>_1 ...
+    table = pipe.text_encoder.get_input_embeddings().weight
+    assert all(torch.equal(table[added[f"<{n}>"]], trained[n][1]) for n in CONCEPT_NAMES)
+
+
+@pytest.mark.parametrize("fmt", ["kohya", "diffusers", "default"])
+def test_a_merged_export_reaches_every_concept_from_its_own_file(registry, exports, trained, fmt):
+    """Issue 31 §3: beside the merged file (diffusers), one embedding file per concept: ComfyUI's
+    `embedding:<name>` reaches each concept, A1111/Forge load each (one term per file); the merged file,
+    which A1111/Forge refuse, stays out of `embeddings/`."""
+    from safetensors.torch import load_file
+
+    from tests.tool_loaders import a1111_embedding, comfy_load_embed, comfy_vectors
+
+    folder = exports[(fmt, True)]
+    for name in CONCEPT_NAMES:
+        (vector,) = comfy_vectors(comfy_load_embed(folder / "embeddings", name))
+        assert torch.equal(vector, trained[name][1])
+        assert torch.equal(a1111_embedding(load_file(folder / "embeddings" / f"{name}.safetensors"))[0], vector)
+    with pytest.raises(AssertionError, match="multiple terms"):
+        a1111_embedding(load_file(folder / "embeddings-merged" / f"{NAME}-v1.safetensors"))
+
+
+@pytest.mark.parametrize("mask,folders,files", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)], ids=["022", "077"])
+def test_the_export_is_readable_as_the_umask_says(registry, tmp_path, mask, folders, files):
+    """Issue 31 §6: under umask 022 a service running as another user reads the export in place."""
+    import stat
+
+    out = tmp_path / "out"
+    old = os.umask(mask)
+    try:
+        result = run_export(f"models:/{NAME}/1", "--out", str(out), "--merged")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes and all(m == (folders if p.is_dir() else files) for p, m in modes.items()), modes
 
 
 def test_a_runs_uri_exports_the_same_files(registry, exports, tmp_path):
@@ -369,3 +544,4 @@ def test_out_must_be_new_or_empty(registry, tmp_path):
     result = run_export(f"models:/{NAME}/1", "--out", str(tmp_path / "empty"))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["README.md", "embeddings", "lora"]
+    assert (tmp_path / "empty" / "lora" / "byruri.safetensors").is_file()  # the default: kohya keys
