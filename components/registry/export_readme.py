@@ -39,8 +39,8 @@ concepts were learned on this base and only reproduce lfsd's images on it.
 
 Every LoRA must be active at strength 1.0 (lfsd stacks them all) and every embedding loaded. They
 reproduce `lfsd generate PROMPT --model {v.uri}` (no `--concept`): lfsd's visual-context path (ICGen
-reference images) has no counterpart in other tools. {files} Each embedding file holds one token as
-one vector, shape (1, D).
+reference images) has no counterpart in other tools.
+{files} Each embedding file holds one token as one vector, shape (1, D).
 
 ## Which file in which tool
 
@@ -69,6 +69,7 @@ def tool_table(v: VersionExport, fmt: str, merged: bool) -> str:
     emb = f"`{EMBEDDINGS_FOLDER}/*.safetensors`"
     prompt = f"`a {stem} {first.class_word}`"  # A1111/Forge and kohya: the embedding's file name
     token_prompt = f"`a {first.token} {first.class_word}`"
+    token_arg = f' with `token="{first.token}"` (its concept\'s)' if fmt == "kohya" else ""
     merged_row = (
         f"\n\n`{MERGED_EMBEDDINGS_FOLDER}/{v.stem}.safetensors` holds every token in one file, for diffusers only "
         "(ComfyUI would reach only its first token, A1111/Forge refuse a file with several terms)."
@@ -77,7 +78,7 @@ def tool_table(v: VersionExport, fmt: str, merged: bool) -> str:
     )
     return f"""| tool | LoRA | embeddings | prompt |
 |---|---|---|---|
-| diffusers | {lora} (`load_lora_weights`) | {emb}, each `load_textual_inversion` | {token_prompt} |
+| diffusers | {lora} (`load_lora_weights`) | {emb}, each `load_textual_inversion`{token_arg} | {token_prompt} |
 | ComfyUI | {comfy} | {emb} into `models/embeddings` | `a embedding:{stem} {first.class_word}` |
 | A1111 / Forge | {a1111} | {emb} into `embeddings` | {prompt} |
 | kohya sd-scripts (gen_img) | {kohya} | {emb} (`--textual_inversion_embeddings`) | {prompt} |{merged_row}
