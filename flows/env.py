@@ -1,9 +1,28 @@
-"""Prefect settings that must be in the environment before `import prefect`."""
+"""Prefect settings that must be in the environment before `import prefect`, and what of a run's log reaches
+the terminal: lfsd's own lines (`run_log`) and lfsd's warnings; Prefect's bookkeeping, library warnings and
+every traceback go to the full log only."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+LFSD_LINE = "lfsd_line"  # a log record's attribute: one of lfsd's own lines, shown on the terminal
+OWN_LOGGERS = ("components", "flows", "benchmarks")
+
+
+def run_logger():
+    """Prefect's run logger (the UI shows its lines), each line marked as lfsd's own so the terminal shows it."""
+    from prefect import get_run_logger
+    from prefect.logging.loggers import PrefectLogAdapter
+
+    logger = get_run_logger()
+    return PrefectLogAdapter(logger.logger, {**(logger.extra or {}), LFSD_LINE: True})
+
+
+def run_log():
+    """The `log` a chain gets inside a flow: `run_logger().info`."""
+    return run_logger().info
 
 
 def configure_prefect() -> None:
@@ -18,6 +37,7 @@ def configure_prefect() -> None:
         "PREFECT_LOGGING_LOG_PRINTS": "true",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",  # Prefect's client telemetry and its notice on every terminal (lfsd runs offline)
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
@@ -33,6 +53,8 @@ class _WithoutTraceback:
         self.inner, self.where = inner, where
 
     def format(self, record):
+        if getattr(record, LFSD_LINE, False):  # lfsd's own line: the time and the message
+            return f"{self.inner.formatTime(record, '%H:%M:%S')} {record.getMessage()}"
         saved = record.exc_info, record.exc_text
         record.exc_info = record.exc_text = None
         try:
@@ -45,17 +67,32 @@ class _WithoutTraceback:
         return getattr(self.inner, name)
 
 
-def quiet_tracebacks(log_file: Path) -> Path:
-    """The terminal shows Prefect's run log without tracebacks, so a failed command ends with lfsd's one
-    clear line; `log_file` gets the whole log, tracebacks included. Call after `import prefect`."""
+def shown_on_terminal(record) -> bool:
+    """lfsd's own lines, and warnings or errors logged by lfsd's own modules; the rest is for the log file."""
+    if getattr(record, LFSD_LINE, False):
+        return True
     import logging
 
+    return record.levelno >= logging.WARNING and record.name.split(".")[0] in OWN_LOGGERS
+
+
+def quiet_tracebacks(log_file: Path) -> Path:
+    """The terminal shows lfsd's own lines of the run log (`shown_on_terminal`) without tracebacks, so a failed
+    command ends with lfsd's one clear line; `log_file` gets the whole log (Prefect's and the libraries' lines,
+    tracebacks included). Call after `import prefect`."""
+    import logging
+
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()  # MLflow's direct prints ("Successfully registered model ...") on the terminal
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    for handler in root.handlers:
+    with_handlers = [root] + [lg for lg in logging.root.manager.loggerDict.values() if getattr(lg, "handlers", None)]
+    for handler in [h for lg in with_handlers for h in lg.handlers]:
         on_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
         if on_terminal and not isinstance(handler.formatter, _WithoutTraceback):
             handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter(), str(log_file)))
+            handler.addFilter(shown_on_terminal)
     if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(log_file) for h in root.handlers):
         full = logging.FileHandler(log_file)
         full.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

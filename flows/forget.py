@@ -3,13 +3,14 @@ a Prefect task; publishes what was erased as a markdown artifact."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from components.chains.forget import forget
 from components.publishing.summary import artifact_key, result_markdown
 from components.stepping import OnboardResult
 from components.workspace.layout import load_workspace
+from flows.env import run_log
 from flows.onboard import as_task
 
 
@@ -30,7 +31,7 @@ def forget_concept(
         name,
         reason,
         run_step=as_task,
-        log=get_run_logger().info,
+        log=run_log(),
         wait=wait,
         force=force,
         retrain_later=retrain_later,

@@ -11,11 +11,12 @@ outage; nothing else changes. Symbolic links are never followed (`components.onb
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from components.onboarding.inbox import ensure_inbox, ready_folders, refuse_links, take, waiting_folders
 from components.ray_train.warm import warm_training
 from components.workspace.layout import load_workspace
+from flows.env import run_logger
 from flows.sequence import lifelong_sequence
 
 
@@ -30,7 +31,7 @@ def _onboard_ready(ws, inbox, settle: float, logger) -> list:
 
 @flow(name="onboard-inbox", log_prints=True)
 def onboard_inbox(workspace: str | None = None) -> list:
-    logger = get_run_logger()
+    logger = run_logger()  # its lines are lfsd's own: shown on the terminal
     ws = load_workspace(workspace)
     inbox = ws.root / ws.params.pipeline.inbox
     settle = ws.params.pipeline.inbox_settle_seconds

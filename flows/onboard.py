@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from components.chains.onboard import OnboardResult, launcher, onboard
 from components.publishing.summary import artifact_key, result_markdown
 from components.workspace.layout import load_workspace
+from flows.env import run_log
 
 TASK_NAMES = {
     "validate": "validate concept",
@@ -35,8 +36,10 @@ RETRIES = {
 
 
 def as_task(name: str, fn, *args, **kwargs):
-    """Run one chain step as a Prefect task (shown in the UI, retried where transient failures happen)."""
+    """Run one chain step as a Prefect task (shown in the UI, retried where transient failures happen); the
+    terminal says each step has started, so a long one (evaluation, DVC, registration) never looks hung."""
     retries, delay = RETRIES.get(name, (0, 0))
+    run_log()(f"{TASK_NAMES.get(name, name)} ...")
     return task(fn, name=TASK_NAMES.get(name, name), cache_policy=NO_CACHE, retries=retries, retry_delay_seconds=delay)(
         *args, **kwargs
     )
@@ -60,7 +63,7 @@ def onboard_concept(
         launcher=launcher(ws),
         run_step=as_task,
         parent_run_id=parent_run_id,
-        log=get_run_logger().info,
+        log=run_log(),
         wait=wait,
     )
     create_markdown_artifact(

@@ -3,12 +3,13 @@ through the `onboard_concept` subflow."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from components.chains.sequence import onboard_sequence
 from components.publishing.summary import artifact_key, results_table
 from components.workspace.layout import load_workspace
+from flows.env import run_log
 from flows.onboard import onboard_concept
 
 
@@ -31,7 +32,7 @@ def lifelong_sequence(
         lambda d, parent: onboard_concept(d, str(ws.root), parent, overrides=overrides),
         run_name=run_name,
         wait=wait,
-        log=get_run_logger().info,
+        log=run_log(),
     )
     create_table_artifact(
         results_table(results),

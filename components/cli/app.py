@@ -21,8 +21,9 @@ class LfsdGroup(TyperGroup):
         return list(self.commands)
 
     def invoke(self, ctx: typer.Context):
-        from components.cli.running import report_failure, report_interrupt
+        from components.cli.running import quiet_libraries, report_failure, report_interrupt
 
+        quiet_libraries()
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):  # typer's own: usage errors, explicit exits
@@ -44,6 +45,7 @@ def _typer(help_text: str) -> typer.Typer:
         cls=LfsdGroup,
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
+        context_settings={"max_content_width": 120},  # click's 80 columns cut every command's help short
     )
 
 

@@ -107,19 +107,21 @@ def _generate_from_folder(folder, prompt, n, out, context, seed, steps, guidance
 
 def _version(uri: str):
     """The registered version `uri` names (models:/NAME/N or models:/NAME@ALIAS): (name, version), or None
-    for a URI that names no version (runs:/...)."""
+    for a URI that names no version (runs:/...); one line and exit 2 for one that does not exist."""
     import mlflow
 
-    ref = uri.removeprefix("models:/")
-    client = mlflow.MlflowClient()
     if not uri.startswith("models:/"):
         return None
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return name, client.get_model_version_by_alias(name, alias)
-    if "/" in ref:
-        name, version = ref.split("/", 1)
-        return name, client.get_model_version(name, version)
+    ref, client = uri.removeprefix("models:/"), mlflow.MlflowClient()
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return name, client.get_model_version_by_alias(name, alias)
+        if "/" in ref:
+            name, version = ref.split("/", 1)
+            return name, client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as e:
+        _fail(f"error: {uri}: no such registered version ({e.message.splitlines()[0]})", 2)
     return None
 
 

@@ -31,7 +31,7 @@ def onboard(
     concept_dir: Path = typer.Argument(..., help="Concept folder: 3-10 images + concept.yaml (name, class_word)."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Validate, version, train (Ray Train), evaluate, register and gate ONE concept (Prefect flow)."""
     root = _workspace(workspace, overrides)
@@ -47,7 +47,7 @@ def sequence(
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     run_name: str = typer.Option("sequence", help="Name of the MLflow parent run."),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Onboard several concepts in order under one MLflow parent run (Prefect flow)."""
     root = _workspace(workspace, overrides)
@@ -63,7 +63,7 @@ def rescore_checkpoint(
     checkpoint: Path = typer.Option(None, help="Checkpoint folder (default: the newest of the chain)."),
     workspace: Path = typer.Option(None, help=WORKSPACE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Re-run the forgetting evaluation on a checkpoint (writes figures under .lfsd/figures, changes nothing
     versioned)."""
@@ -73,10 +73,10 @@ def rescore_checkpoint(
     ws = load_workspace(_workspace(workspace, overrides), overrides)
     chain = ws.checkpoints()
     if not chain:
-        _fail(f"{ws.checkpoint_dir}: no checkpoint yet; onboard a concept first")
+        _fail(f"error: {ws.checkpoint_dir}: no checkpoint yet; onboard a concept first")
     target = (checkpoint or chain[-1]).resolve()
     if target not in chain:
-        _fail(f"{target}: not a checkpoint of the chain in {ws.checkpoint_dir}")
+        _fail(f"error: {target}: not a checkpoint of the chain in {ws.checkpoint_dir}")
     i = chain.index(target)
     ev = evaluate_checkpoint(
         ws,
@@ -138,8 +138,10 @@ def promote(
 ) -> None:
     """Show VERSION's model card and how it differs from production, then move the `production` alias
     to it (refused without lineage tags)."""
+    from contextlib import nullcontext
+
     root = _workspace(workspace)
-    with _writer(root, f"promote {version}", no_wait):
+    with nullcontext() if dry_run else _writer(root, f"promote {version}", no_wait):  # a dry run changes nothing
         from components.publishing.promotion import preview
         from components.workspace.layout import load_workspace
         from flows.registry import promote as promote_flow

@@ -12,6 +12,27 @@ import typer
 
 LOG_FILE = "logs/lfsd.log"  # under the workspace's state folder
 _LOG: dict[str, Path | None] = {"file": None}  # the log this command writes, once it has one
+QUIET_LIBRARIES = {  # progress bars and advice the model libraries print on every load, not about this run
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "DIFFUSERS_VERBOSITY": "error",
+    "MLFLOW_CONFIGURE_LOGGING": "false",  # MLflow's INFO lines ("Creating initial MLflow database tables")
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # "Downloading artifacts" bars, one per artifact
+}
+QUIET_LOGGERS = (  # warnings that say nothing about this run; the full log does not need them either
+    "ray._private.authentication.authentication_token_setup",  # "Token authentication is enabled ..."
+)
+
+
+def quiet_libraries() -> None:
+    """Before any library is imported (the settings are read at import; Ray workers inherit them)."""
+    import logging
+
+    for key, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(key, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def log_path() -> Path:

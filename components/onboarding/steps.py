@@ -101,7 +101,8 @@ def evaluate_forgetting(ws: Workspace, checkpoint: Path, previous: Path | None, 
     """The forgetting protocol over every concept so far and the relevant classes; with `record` the
     history is written into the (not yet committed) checkpoint."""
     pause_here_if_asked("during-evaluate")
-    return evaluate_checkpoint(ws, checkpoint, previous, ws.state_dir / "figures" / checkpoint.name, record=record)
+    figures = ws.state_dir / "figures" / checkpoint.name
+    return evaluate_checkpoint(ws, checkpoint, previous, figures, record=record, show_progress=True)  # a TTY only
 
 
 def version_checkpoint(ws: Workspace, dataset: Path, checkpoint: Path, message: str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 DIE_AT_ENV = "LFSD_DIE_AT"
@@ -27,7 +26,7 @@ def pause_here_if_asked(point: str) -> None:
     the run goes on after PAUSE_SECONDS if nothing stopped it."""
     if os.environ.get(PAUSE_AT_ENV) != point:
         return
-    print(f"lfsd-test: paused at {point}", file=sys.stderr, flush=True)
+    os.write(2, f"lfsd-test: paused at {point}\n".encode())  # straight to the terminal, past any log capture
     deadline = time.monotonic() + PAUSE_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.05)
