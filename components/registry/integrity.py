@@ -131,7 +131,10 @@ def logged_model(uri: str):
             mv = client.get_model_version_by_alias(*ref.split("@", 1))
         else:
             mv = client.get_model_version(*ref.rsplit("/", 1))
-        model_id = getattr(mv, "model_id", None) or str(mv.source).removeprefix("models:/")
+        source = str(mv.source)
+        model_id = getattr(mv, "model_id", None) or (
+            source.removeprefix("models:/") if source.startswith("models:/") else None
+        )
     elif uri.startswith("models:/"):
         model_id = ref
     elif uri.startswith("runs:/"):
@@ -218,15 +221,11 @@ def _version_record(uri: str, error) -> dict:
             )
         flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("python_function") or {}
         paths = {k: v["path"] for k, v in (flavor.get("artifacts") or {}).items()}
-        index = read_index(repo.download_artifacts(paths[INDEX_KEY], tmp) if INDEX_KEY in paths else None)
-        if package and INDEX_KEY in paths:
-            compare(
-                uri,
-                "",
-                {paths[INDEX_KEY]: package.get(paths[INDEX_KEY], "")},
-                {paths[INDEX_KEY]: sha256_file(Path(tmp) / paths[INDEX_KEY])},
-                error,
-            )
+        index_file = repo.download_artifacts(paths[INDEX_KEY], tmp) if INDEX_KEY in paths else None
+        index = read_index(index_file)
+        if package and index_file:
+            found = {paths[INDEX_KEY]: sha256_file(Path(index_file))}
+            compare(uri, "", {paths[INDEX_KEY]: package.get(paths[INDEX_KEY], "")}, found, error)
     for key, where in paths.items():
         files = index["files"].get(key)
         if files is not None:

@@ -443,8 +443,13 @@ def test_a_runs_uri_exports_the_same_files(registry, exports, tmp_path):
 
 
 def _version_from_copy(registry, name: str, damage) -> str:
-    """A new registered version whose source is a copy of version 1's files (no base), damaged by `damage`."""
+    """A new registered version whose source is a copy of version 1's files (no base), damaged by `damage`, its
+    index re-recorded after the damage: the checks under test here are the export's own (a file missing, not
+    safetensors, a full-K/V task), which come after the hash check (tests/integration/test_version_integrity.py)."""
     import mlflow
+    import yaml
+
+    from components.registry.integrity import file_hashes
 
     client = mlflow.MlflowClient()
     v1 = client.get_model_version(NAME, "1")
@@ -452,6 +457,13 @@ def _version_from_copy(registry, name: str, damage) -> str:
     copy = registry[2] / "copies" / name
     shutil.copytree(src, copy, ignore=shutil.ignore_patterns("base", "references_*", "code"))
     damage(copy / "artifacts")
+    flavor = yaml.safe_load((copy / "MLmodel").read_text())["flavors"]["python_function"]
+    paths = {key: spec["path"] for key, spec in flavor["artifacts"].items()}
+    index = json.loads((copy / paths["index"]).read_text())
+    for key in index["files"]:
+        if key in paths and (copy / paths[key]).exists():
+            index["files"][key] = file_hashes(copy / paths[key])
+    (copy / paths["index"]).write_text(json.dumps(index))
     return str(client.create_model_version(NAME, source=str(copy), run_id=v1.run_id).version)
 
 
