@@ -37,6 +37,7 @@ def _one_line(r: subprocess.CompletedProcess, args: list[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # ~50 s: 17 lfsd processes, 4 at a time
 def test_every_expected_failure_is_one_line(tmp_path, workspace):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -91,6 +92,7 @@ def test_strict_json_parser_refuses_nan():
         strict_json(json.dumps({"bwt": math.nan}))
 
 
+@pytest.mark.slow
 def test_promote_dry_run_refuses_an_erased_version_as_the_real_promote_does(workspace, prefect_api):
     """A version tagged as having held an erased concept (what `lfsd forget` leaves): the dry run says what the
     real promote says, with its exit code; neither moves `production`."""
