@@ -8,7 +8,8 @@ sys.modules at the end, package __init__ files that hold only a docstring left o
 nothing) and `params` (`section.key` of every field read from the loaded Params outside loading and
 `--set` validation; a `dataclasses.replace` or `asdict` reads every field of its section). A branch
 the run does not take is not seen: run it with the stage's own options. Subprocesses and Ray workers
-are not traced.
+are not traced. The command runs for real: use a scratch clone with a cut-down params.yaml and
+outputs under /tmp (docs/log/dvc-pipeline-2026-12-07.md).
 """
 
 from __future__ import annotations
