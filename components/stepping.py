@@ -71,7 +71,7 @@ def ctrl_c_kept():
     saved = signal.getsignal(signal.SIGINT)
     try:
         yield
-    except Exception as e:
+    except BaseException as e:  # Ray's handler may end the fit with sys.exit (SystemExit) on a dead controller
         if _ray_counted_sigint(signal.getsignal(signal.SIGINT)):
             raise KeyboardInterrupt("Ctrl-C during training") from e
         raise

@@ -67,6 +67,34 @@ class _WithoutTraceback:
         return getattr(self.inner, name)
 
 
+class _OwnProcessGroup:
+    """`subprocess` as Prefect's server module sees it, but `Popen` starts a process group of its own."""
+
+    def __getattr__(self, name):
+        import subprocess
+
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):  # subprocess's name
+        import subprocess
+
+        return subprocess.Popen(*args, **{"process_group": 0, **kwargs})
+
+
+def temporary_server_off_the_terminal() -> None:
+    """Prefect's temporary API server (no PREFECT_API_URL) in a process group of its own: Ctrl-C on the
+    terminal goes to the foreground group, and a server that died of it would leave lfsd's own abort waiting a
+    minute on a dead API before it could say `interrupted`. Prefect stops the server when lfsd exits."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return
+    from prefect.server.api import server
+
+    server.subprocess = _OwnProcessGroup()
+
+
 def shown_on_terminal(record) -> bool:
     """lfsd's own lines, and warnings or errors logged by lfsd's own modules; the rest is for the log file."""
     if getattr(record, LFSD_LINE, False):
@@ -82,9 +110,12 @@ def quiet_tracebacks(log_file: Path) -> Path:
     tracebacks included). Call after `import prefect`."""
     import logging
 
-    from mlflow.utils.logging_utils import disable_logging
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
 
-    disable_logging()  # MLflow's direct prints ("Successfully registered model ...") on the terminal
+    # MLflow's direct prints ("Successfully registered model ...") become log records (the full log keeps them)
+    mlflow_log = logging.getLogger("mlflow.eprint")
+    mlflow_log.setLevel(logging.INFO)
+    MLFLOW_LOGGING_STREAM.write = lambda text: text.strip() and mlflow_log.info(text.strip())
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     with_handlers = [root] + [lg for lg in logging.root.manager.loggerDict.values() if getattr(lg, "handlers", None)]

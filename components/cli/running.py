@@ -54,8 +54,9 @@ def quiet_terminal() -> Path | None:
 
     if not os.environ.get(WORKSPACE_ENV):
         return None
-    from flows.env import quiet_tracebacks
+    from flows.env import quiet_tracebacks, temporary_server_off_the_terminal
 
+    temporary_server_off_the_terminal()
     _LOG["file"] = quiet_tracebacks(log_path())
     return _LOG["file"]
 
@@ -177,6 +178,15 @@ def out_of_memory(err: BaseException) -> str | None:
     return out_of_memory_message(err, where, ws.params.training.batch_size)
 
 
+def _causes(e: BaseException):
+    """`e` and what it was raised from or during, innermost last."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def _run_flow(fn, *args, **kwargs):
     """Run a flow (or a step of one); a rejected input, a busy workspace or a refused registry operation
     is a clear message and exit code, not a traceback."""
@@ -203,6 +213,8 @@ def _run_flow(fn, *args, **kwargs):
     except DeviceError as e:
         _fail(f"error: {e}\n  full log: {log_file}", 2)
     except Exception as e:
+        if any(isinstance(err, KeyboardInterrupt) for err in _causes(e)):  # Ctrl-C, then a failure on the way out
+            raise KeyboardInterrupt from e
         oom = out_of_memory(e)
         if oom is not None:
             _fail(f"error: {oom}\n  full log: {log_file}", 1)

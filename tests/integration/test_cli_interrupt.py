@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,23 +26,26 @@ def _mlflow(ws: Path, query: str) -> list[tuple]:
         return con.execute(query).fetchall()
 
 
-def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_path, prefect_api):
+def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_path):
     from components.world.concepts import write_concepts
     from tests.integration.services import cli_env
 
     (concept,) = write_concepts(tmp_path / "in", n=1, shots=3, seed=21)
     head = git(workspace, "rev-parse", "HEAD")
-    env = cli_env(workspace, prefect_api, LFSD_PAUSE_AT="during-evaluate", TERM="xterm")
+    # Prefect's temporary server, as a user has it: Ctrl-C must not take it down before lfsd has said so
+    env = cli_env(workspace, None, LFSD_PAUSE_AT="during-evaluate", TERM="xterm")
     term = Terminal([sys.executable, "-m", "components.cli", "onboard", str(concept)], workspace, env)
     try:
         term.wait_for("paused at during-evaluate", timeout=400)  # trained on Ray, evaluating now
         term.ctrl_c()
+        t0 = time.time()
         rc = term.finish(timeout=60)  # the pause lasts 120 s: a swallowed Ctrl-C fails here
     finally:
         if term.proc.poll() is None:
             term.finish(timeout=1)
     out = term.text
     assert rc == 130, out[-4000:]
+    assert time.time() - t0 < 30, f"{time.time() - t0:.0f} s from Ctrl-C to exit"
     assert "interrupted" in out and "full log: " in out, out[-2000:]
     assert "Traceback" not in out, out[-4000:]
     assert _mlflow(workspace, "select count(*) from model_versions") in ([], [(0,)])

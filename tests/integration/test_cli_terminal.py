@@ -26,6 +26,9 @@ NOISE = (  # (what, as it appears) -- each seen on a user's terminal before issu
     ("Ray's token warning", "Token authentication is enabled"),
     ("diffusers' float32 advice", "kept in float32"),
     ("tqdm bars", "it/s]"),
+    ("MLflow's prints", "Successfully registered model"),
+    ("MLflow's CloudPickle warning", "CloudPickle"),
+    ("Prefect's telemetry notice", "anonymous usage data"),
     ("a traceback", "Traceback"),
 )
 STAGES = ("validate concept ...", "version dataset (DVC) ...", "train (Ray Train) ...", "evaluate forgetting ...")

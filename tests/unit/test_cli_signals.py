@@ -40,3 +40,11 @@ def test_the_previous_handler_comes_back_and_an_absorbed_ctrl_c_is_raised():
         raise RuntimeError("Ray training of concept 'x' failed: the controller died")
     with pytest.raises(KeyboardInterrupt):  # and with the default handler back, Ctrl-C raises again
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_fit_that_ray_ends_with_sys_exit_is_an_interrupt_too():
+    """Ray Train's handler calls sys.exit(0) when its controller is already gone."""
+    with pytest.raises(KeyboardInterrupt), ctrl_c_kept():
+        _take_over_like_ray_train()
+        os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(0)
