@@ -34,6 +34,7 @@ CODE_DIRS = ("components", "flows")
 NOT_DEPLOYED = {
     "LFSD_RAY_FAIL_AT_STEP": "test-only fault injection (a failing Ray worker)",
     "LFSD_DIE_AT": "test-only fault injection (SIGKILL at a named point of onboarding)",
+    "LFSD_PAUSE_AT": "test-only fault injection (hold the process at a named point, for a signal there)",
     "LFSD_RAY_LOG_TO_DRIVER": "debugging switch, off by default",
     "RAY_AUTH_TOKEN_PATH": "the file form of RAY_AUTH_TOKEN, which the deployments set instead",
 }
