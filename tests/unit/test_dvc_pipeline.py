@@ -82,7 +82,10 @@ def test_stage_deps_hold_what_their_code_imports():
         for dep in sorted(d for d in deps if d.suffix == ".py"):
             for f in _load_time_imports(dep) - deps:
                 missing.setdefault(name, set()).add(f"{dep.relative_to(REPO)} -> {f.relative_to(REPO)}")
-    assert not missing, f"modules imported by a stage's deps but not in its deps (dvc.yaml): {missing}"
+    assert not missing, (
+        f"modules imported by a stage's deps but not in its deps: {missing}. Add them to the stage's deps in "
+        "dvc.yaml; then `dvc status`: a frozen stage needs nothing more, any other is re-recorded as above."
+    )
 
 
 def test_the_guard_sees_a_changed_dep_and_a_changed_param(tmp_path):
