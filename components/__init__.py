@@ -4,6 +4,7 @@ Rooms, lowest layer first (tests/unit/test_layout.py holds the order; imports on
     config, state, device, progress, visuals, stepping   typed params.yaml; where runtime state lives; the one
                                                  device and precision; progress bars; image grids; how chains
                                                  run and time their steps
+    checksums             file hashes and the one error for bytes that differ from their record
     redaction             credentials out of every URI lfsd prints, logs, tags or writes into an artifact
     world, model          the procedural world; the text-to-image model bundle and its one DDIM loop
     lifelong, validation, versioning   the chain as data; concept-folder validation; DVC + git

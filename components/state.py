@@ -1,8 +1,8 @@
 """Where a workspace's runtime state lives: `<workspace>/.lfsd` (or $LFSD_STATE_DIR), never $HOME.
 
 MLflow's sqlite store and artifacts, the local DVC remote and DVC's site cache, Prefect's home, Ray's
-temp folder and results, figures and the writer lock all go here, so a run is self-contained and
-deleting the workspace leaves nothing behind. Git never sees it (a `*` .gitignore inside).
+temp folder and results and figures all go here (the writer lock always in `<workspace>/.lfsd`), so a
+run is self-contained and deleting the workspace leaves nothing behind. Git never sees it (a `*` .gitignore inside).
 """
 
 from __future__ import annotations
@@ -35,7 +35,17 @@ def state_dir(repo_root: str | Path) -> Path:
 def ensure_state_dir(repo_root: str | Path) -> Path:
     """Create the state dir with a `*` .gitignore inside, so git never sees it even in a repo whose
     own .gitignore does not list it (as pytest does with .pytest_cache)."""
-    path = state_dir(repo_root)
+    return ensure_ignored_dir(state_dir(repo_root))
+
+
+def lock_dir(repo_root: str | Path) -> Path:
+    """`<repo>/.lfsd`, whatever $LFSD_STATE_DIR says: the writer lock must be ONE file per workspace, so
+    two commands that see different state folders still exclude each other."""
+    return ensure_ignored_dir(Path(repo_root).resolve() / ".lfsd")
+
+
+def ensure_ignored_dir(path: Path) -> Path:
+    """`path`, created if needed, with a `*` .gitignore inside."""
     path.mkdir(parents=True, exist_ok=True)
     ignore = path / ".gitignore"
     if not ignore.exists():

@@ -26,6 +26,18 @@ def _print_results(results) -> None:
             )
 
 
+def _check_folders(root: str, folders: list[Path], overrides: list[str]) -> None:
+    """Bad input refused in seconds: validated before the lock, Prefect or Ray (the chain validates again)."""
+    from components.onboarding.dataset import check_folders
+    from components.validation import ValidationError
+    from components.workspace.layout import load_workspace
+
+    try:
+        check_folders(load_workspace(root, overrides), [f.resolve() for f in folders])
+    except ValidationError as e:
+        _fail(str(e), 2)
+
+
 @app.command()
 def onboard(
     concept_dir: Path = typer.Argument(..., help="Concept folder: 3-10 images + concept.yaml (name, class_word)."),
@@ -35,6 +47,7 @@ def onboard(
 ) -> None:
     """Validate, version, train (Ray Train), evaluate, register and gate ONE concept (Prefect flow)."""
     root = _workspace(workspace, overrides)
+    _check_folders(root, [concept_dir], overrides)
     with _writer(root, f"onboard {concept_dir}", no_wait):
         from flows.onboard import onboard_concept
 
@@ -51,6 +64,7 @@ def sequence(
 ) -> None:
     """Onboard several concepts in order under one MLflow parent run (Prefect flow)."""
     root = _workspace(workspace, overrides)
+    _check_folders(root, concept_dirs, overrides)
     with _writer(root, f"sequence {run_name}", no_wait):
         from flows.sequence import lifelong_sequence
 
@@ -208,14 +222,17 @@ def forget(
 def pull(workspace: Path = typer.Option(None, help=WORKSPACE_HELP)) -> None:
     """`dvc pull` of every dataset and checkpoint the checked-out commit names; erased data is named with its
     erasure record (who, when, why) instead of DVC's missing-cache error."""
+    from components.checksums import CorruptFile
     from components.erasure.pull import ErasedData
     from components.erasure.pull import pull as pull_data
     from components.workspace.layout import load_workspace
 
     try:
-        pulled = pull_data(load_workspace(_workspace(workspace)))
+        pulled = pull_data(load_workspace(_workspace(workspace)), log=lambda m: typer.echo(m, err=True))
     except ErasedData as e:
         _fail(f"erased: {e}")
+    except CorruptFile as e:
+        _fail(f"error: {e}")
     typer.echo(f"pulled {len(pulled)} datasets and checkpoints")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from components.checksums import CorruptFile, file_digest
 from components.lifelong.ledger import LEDGER_FILE, Ledger, LedgerEntry
 from components.lifelong.lora_pairs import lora_scale, peft_pairs
 from components.model.tokenizer import add_placeholder_token
@@ -28,6 +29,23 @@ KV_WEIGHTS = "kv_delta.safetensors"
 KV_DELTA_DTYPE = torch.float16  # how a full-K/V task's delta is stored (LifelongModel.save_task says why)
 TRAINING_FILE = "training.json"
 LORA_TARGETS = ["attn2.to_k", "attn2.to_v"]  # cross-attention key/value projections
+
+
+def task_files(entry: LedgerEntry) -> list[str]:
+    """The weight files of a task's checkpoint, as paths inside it."""
+    weights = f"{KV_DIR}/{KV_WEIGHTS}" if entry.adapter == "full-kv" else f"{LORA_DIR}/{LORA_WEIGHTS}"
+    return [weights, EMBEDS_FILE]
+
+
+def verify_task_files(entry: LedgerEntry) -> None:
+    """CorruptFile unless each weight file of the task hashes to what its ledger entry recorded when it was
+    written (entries from before the check carry no hashes and are read as they are)."""
+    for rel, expected in entry.sha256.items():
+        path = Path(entry.checkpoint) / rel
+        found = file_digest(path)
+        if found != expected:
+            where = f"the ledger entry of task {entry.task} ({entry.name})"
+            raise CorruptFile(path, "sha256", expected, found, where, "restore the checkpoint with `lfsd pull`")
 
 
 def adapter_name(task: int) -> str:
@@ -142,6 +160,7 @@ def write_task(
         bundle.unet.save_lora_adapter(str(out / LORA_DIR), adapter_name=adapter_name(entry.task))
     embedding = bundle.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
     save_file({entry.token: embedding.contiguous()}, out / EMBEDS_FILE)
+    entry.sha256 = {rel: file_digest(out / rel) for rel in task_files(entry)}
     ledger.save(out / LEDGER_FILE)
     if extra:
         (out / TRAINING_FILE).write_text(json.dumps(extra, indent=2))

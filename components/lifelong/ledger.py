@@ -26,6 +26,9 @@ class LedgerEntry:
     references: str  # folder of the concept's versioned dataset (used at generation time only)
     checkpoint: str  # folder of the checkpoint that learned it
     adapter: str = "lora"  # how the task changed the UNet's K/V: a LoRA adapter or a full K/V delta
+    # sha256 of each weight file of its checkpoint (path inside it -> hex), written with them and checked
+    # before they are read (`checkpoint.verify_task_files`); empty in ledgers written before the check
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +70,9 @@ class Ledger:
         data = asdict(self)
         if not self.retired:  # ledgers of chains nothing was removed from stay byte-identical to earlier ones
             data.pop("retired")
+        for entry in data["entries"]:  # so do entries written before their files were hashed
+            if not entry["sha256"]:
+                entry.pop("sha256")
         Path(path).write_text(json.dumps(data, indent=2))
 
     @classmethod

@@ -28,6 +28,7 @@ from components.lifelong.checkpoint import (
     add_tokens,
     apply_task,
     kv_layers,
+    verify_task_files,
     write_task,
 )
 from components.lifelong.ledger import Ledger, LedgerEntry, folder_hash, read_ledger, verify_base
@@ -62,6 +63,8 @@ class LifelongModel:
 
         base_dir = Path(base_dir or ledger.base)
         verify_base(base_dir, ledger.base_hash)
+        for entry in ledger.entries:  # every task's files, before any of them is read
+            verify_task_files(entry)
         model = cls(load(base_dir), Ledger(ledger.base, ledger.base_hash, ledger.method, retired=ledger.retired))
         if fold:
             add_tokens(model.bundle, ledger.entries)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +19,7 @@ import yaml
 from components.state import ensure_state_dir, state_dir
 from components.versioning.git import commit_blobs, head_or_none, move_head_back, read_blob, stage_blobs
 from components.versioning.proc import VersioningError, dvc_step, guarded, run_dvc
+from components.versioning.restore import remove_whole
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ def ensure_dvc_repo(repo_root: str | Path, remote_url: str | None = None, remote
     if _DEFAULT_REMOTE[key]:
         return _DEFAULT_REMOTE[key]
     url, local = _remote_url_arg(root, remote_url)
-    dvc_step(
-        str(root), "dvc remote add", ["remote", "add", *(["--local"] if local else []), "-d", remote_name, url], root
-    )
+    level = ["--local"] if local else []
+    dvc_step(str(root), "dvc remote add", ["remote", "add", *level, "-d", remote_name, url], root)
+    # DVC re-hashes what it downloads from a remote only when asked; the cache is checked by `restore`
+    dvc_step(str(root), "dvc remote modify", ["remote", "modify", *level, remote_name, "verify", "true"], root)
     return remote_name
 
 
@@ -142,7 +143,7 @@ def version_paths(
         raise
     for rel in dropped:
         (root / f"{rel}.dvc").unlink(missing_ok=True)
-        shutil.rmtree(root / rel, ignore_errors=True)
+        remove_whole(root / rel)  # a reader sees the whole folder or none
     records = [_record(root, rel, dvc_file, commit, changed) for rel, dvc_file, _ in files]
     for r in records:
         log.info("versioned %s -> %s (%s)", r.path, r.md5, "new commit" if changed else "unchanged")

@@ -1,14 +1,18 @@
 """One writer per workspace: every command that changes a workspace holds this lock for its whole
 critical section; read-only commands (evaluate, generate, ui) never take it.
 
-The lock is `filelock`'s OS-level lock on `<state>/writer.lock`: the kernel releases it when the
-holder dies, however it dies (SIGKILL included), so a lock left by a killed process never blocks.
+The lock is `filelock`'s OS-level lock (flock) on `<workspace>/.lfsd/writer.lock`, at that fixed place
+whatever $LFSD_STATE_DIR says (two commands with different state folders must still exclude each other).
+The kernel releases it when the holder dies, however it dies (SIGKILL included), so a lock left by a
+killed process never blocks. filelock's soft fallback (a marker file where flock is missing, which a
+SIGKILL leaves behind) is turned off: on such a file system lfsd refuses to write (LockUnsupported).
 Beside it, `writer.holder.json` says who holds it (command, pid, host, since) so a second writer can
 say whom it waits for. Re-entrant within one process (a sequence holds it across its concepts).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from components.state import ensure_state_dir
+from components.state import lock_dir
 
 LOCK_FILE = "writer.lock"
 HOLDER_FILE = "writer.holder.json"
@@ -29,9 +33,13 @@ class WorkspaceBusy(RuntimeError):
     """Another writer holds the workspace and the caller asked not to wait."""
 
 
+class LockUnsupported(RuntimeError):
+    """The workspace's file system has no flock: one writer at a time cannot be guaranteed there."""
+
+
 def holder(root: Path) -> dict | None:
     """Who holds (or last held) the lock, as it wrote itself down; None if nobody ever did."""
-    path = ensure_state_dir(root) / HOLDER_FILE
+    path = lock_dir(root) / HOLDER_FILE
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -50,12 +58,12 @@ def writer_lock(root: Path, command: str, *, wait: bool = True, log: Callable[[s
     with `wait=False` raise WorkspaceBusy naming the holder."""
     from filelock import FileLock, Timeout
 
-    state = ensure_state_dir(root)
+    state = lock_dir(root)
     # One instance per path, shared by all threads: re-entrant in-process (flows may run subflows in threads).
-    lock = FileLock(state / LOCK_FILE, is_singleton=True, thread_local=False)
+    lock = FileLock(state / LOCK_FILE, is_singleton=True, thread_local=False, fallback_to_soft=False)
     outermost = not lock.is_locked
     try:
-        lock.acquire(timeout=0)
+        _acquire(lock, state, timeout=0)
     except Timeout:
         message = f"workspace {Path(root)} is being changed by {describe(holder(root))}"
         if not wait:
@@ -63,7 +71,7 @@ def writer_lock(root: Path, command: str, *, wait: bool = True, log: Callable[[s
         while True:
             log(f"{message}; waiting for it to finish")
             try:
-                lock.acquire(timeout=WAIT_NOTICE_EVERY_S)
+                _acquire(lock, state, timeout=WAIT_NOTICE_EVERY_S)
                 break
             except Timeout:
                 message = f"workspace {Path(root)} is still being changed by {describe(holder(root))}"
@@ -81,3 +89,16 @@ def writer_lock(root: Path, command: str, *, wait: bool = True, log: Callable[[s
         if outermost:
             (state / HOLDER_FILE).unlink(missing_ok=True)
         lock.release()
+
+
+def _acquire(lock, folder: Path, timeout: float) -> None:
+    """`lock.acquire`, with a file system that has no flock said in one line."""
+    try:
+        lock.acquire(timeout=timeout)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        raise LockUnsupported(
+            f"{folder} is on a file system without flock: lfsd cannot guarantee one writer there; "
+            "keep the workspace on a local file system"
+        ) from e

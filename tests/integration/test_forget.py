@@ -185,7 +185,7 @@ def test_forget_the_middle_of_five_leaves_no_trace_survives_sigkill_and_the_chai
             promote(model, v, reason="try")
     with pytest.raises(Exception, match="erased"):
         mlflow.pyfunc.load_model(f"models:/{model}/4")
-    from components.cli.model_commands import _erased  # what `lfsd generate --model URI` checks before loading
+    from components.cli.generate_command import _erased  # what `lfsd generate --model URI` checks before loading
 
     assert "held " + name in _erased(f"models:/{model}/4") and _erased(f"models:/{model}@production") is None
     new = client.get_model_version(model, "6")

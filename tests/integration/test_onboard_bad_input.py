@@ -4,6 +4,7 @@ file and the reason, a non-zero exit, and no change to git, DVC, MLflow, the led
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,20 @@ def _symlink_outside(f: Path):
     return "escape.png"
 
 
+def _three_thousand_files(f: Path):
+    for i in range(3000):
+        (f / f"x{i:04d}.png").write_bytes(b"tiny")
+    return "concept folder"
+
+
+def _name_not_utf8(f: Path):
+    shutil.copy(_first_png(f), os.fsencode(f) + b"/\xff.png")
+    return "\\xff.png"
+
+
 CASES = {
+    "three-thousand-files": _three_thousand_files,
+    "name-not-utf8": _name_not_utf8,
     "non-image": _non_image,
     "truncated": _truncated,
     "zero-bytes": _zero_bytes,
@@ -146,19 +160,19 @@ def test_bad_concept_folder_fails_the_flow_and_changes_nothing(case, workspace, 
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("case", ["zero-bytes"])  # every case in-process above; the console script once
-def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tmp_path):
-    """The real console script in a fresh process (pointed at the session's Prefect API)."""
-    import os
+@pytest.mark.parametrize("case", ["zero-bytes", "three-thousand-files"])  # all in-process above; the script twice
+def test_cli_refuses_before_prefect_starts_with_the_report(case, workspace, tmp_path):
+    """The real console script in a fresh process, its Prefect API pointed at a closed port: the report
+    (exit 2) proves the refusal came before Prefect was needed, let alone Ray (integrity issue, point 8)."""
     import subprocess
     import sys
-
-    from prefect.settings import PREFECT_API_URL
+    import time
 
     folder, named = _submission(tmp_path, case)
     before = state_snapshot(workspace)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    env = dict(os.environ, PREFECT_API_URL="http://127.0.0.1:9/api")
     lfsd = Path(sys.executable).with_name("lfsd")
+    t0 = time.perf_counter()
     proc = subprocess.run(
         [str(lfsd), "onboard", str(folder), "--workspace", str(workspace)],
         env=env,
@@ -166,6 +180,7 @@ def test_cli_exits_non_zero_with_the_report(case, workspace, prefect_harness, tm
         text=True,
         timeout=300,
     )
+    print(f"{case}: refused in {time.perf_counter() - t0:.1f} s")  # measured, not asserted (machines are noisy)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     _assert_named(proc.stderr, named)
     assert state_snapshot(workspace) == before

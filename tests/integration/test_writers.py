@@ -161,9 +161,9 @@ def test_no_wait_names_the_holder_and_a_killed_holder_never_blocks(workspace, tm
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        busy = subprocess.run(
+        busy = subprocess.run(  # another state folder (integrity issue, point 5): the lock is the workspace's
             [sys.executable, "-m", "components.cli", "rollback", "--no-wait", "--workspace", str(workspace)],
-            env=_env(workspace),
+            env=dict(_env(workspace), LFSD_STATE_DIR=str(tmp_path / "another-state")),
             capture_output=True,
             text=True,
             timeout=300,

@@ -212,6 +212,32 @@ def test_loading_folded_refuses_a_lora_file_for_another_base(chain, tmp_path):
     from components.lifelong import read_ledger
 
     ledger = read_ledger(chain)
-    ledger.entries[-1] = replace(ledger.entries[-1], checkpoint=str(bad))
+    ledger.entries[-1] = replace(ledger.entries[-1], checkpoint=str(bad), sha256={})  # as before the hashes
     with pytest.raises(ValueError, match=r"pytorch_lora_weights.safetensors: LoRA module .*attn1.to_k"):
         LifelongModel.from_ledger(ledger, fold=True)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("victim", ["unet_lora/pytorch_lora_weights.safetensors", "learned_embeds.safetensors"])
+def test_one_flipped_bit_in_a_task_file_is_refused_naming_the_file_and_both_hashes(chain, tmp_path, victim, fold):
+    """Integrity issue, point 1 (the ledger): each task's weight files are hashed into its ledger entry
+    when written and checked before they are read, stacked or folded."""
+    import shutil
+
+    from components.checksums import CorruptFile, file_digest
+    from components.lifelong import read_ledger
+
+    bad = tmp_path / chain.name
+    shutil.copytree(chain, bad)
+    ledger = read_ledger(chain)
+    entry = ledger.entries[-1]
+    assert entry.sha256[victim] == file_digest(bad / victim)  # recorded when the task was written
+    data = bytearray((bad / victim).read_bytes())
+    data[-3] ^= 0x40  # a weight's exponent bit, the file still parses
+    (bad / victim).write_bytes(bytes(data))
+    ledger.entries[-1] = replace(entry, checkpoint=str(bad))
+    with pytest.raises(CorruptFile) as caught:
+        LifelongModel.from_ledger(ledger, fold=fold)
+    message = str(caught.value)
+    assert str(bad / victim) in message and entry.sha256[victim] in message and file_digest(bad / victim) in message
+    assert "\n" not in message

@@ -180,6 +180,46 @@ def test_restore_after_losing_data_and_checkpoints_is_byte_identical(repo):
     assert _git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize("where", ["cache", "remote"])
+def test_a_flipped_bit_in_the_cache_or_the_remote_is_never_restored(repo, where):
+    """Integrity issue, point 1: DVC re-hashes neither its cache nor (unless `verify`) a download; lfsd's
+    restore checks every byte against the commit's .dvc hash, names the file and removes the copy."""
+    from components.checksums import CorruptFile
+
+    folder = f"data/concepts/{where}-victim"
+    _write_concept(repo / folder)
+    version_path(repo, folder, f"data: {where}")
+    victim = repo / folder / "img_1.bin"
+    good_md5 = hashlib.md5(victim.read_bytes()).hexdigest()
+    obj = f"files/md5/{good_md5[:2]}/{good_md5[2:]}"
+    store = repo / ".dvc" / "cache" if where == "cache" else state_dir(repo) / "dvc-remote"
+    if where == "remote":
+        shutil.rmtree(repo / ".dvc" / "cache")  # a fresh clone: everything comes from the remote
+    (store / obj).chmod(0o644)
+    data = bytearray((store / obj).read_bytes())
+    data[5] ^= 0x01
+    (store / obj).write_bytes(bytes(data))
+    (store / obj).chmod(0o444)  # as DVC keeps it: a rotten bit does not change the mode
+    shutil.rmtree(repo / folder)
+
+    with pytest.raises((CorruptFile, VersioningError)) as caught:
+        restore(repo, [folder])
+    if where == "cache":  # DVC checked the bad bytes out; lfsd's check names the file and both hashes
+        message = str(caught.value)
+        assert isinstance(caught.value, CorruptFile) and "img_1.bin" in message and good_md5 in message
+    else:  # the remote's `verify = true` (set by ensure_dvc_repo) refuses the download itself
+        assert caught.value.step == "dvc pull"
+    assert not (repo / folder).exists()  # nothing corrupt is left for anything to read
+    (store / obj).chmod(0o644)
+    (store / obj).write_bytes(victim_bytes := bytes(data[:5]) + bytes([data[5] ^ 0x01]) + bytes(data[6:]))
+    restore(repo, [folder])  # repaired object: restored and verified
+    assert (
+        hashlib.md5((repo / folder / "img_1.bin").read_bytes()).hexdigest()
+        == good_md5
+        == hashlib.md5(victim_bytes).hexdigest()
+    )
+
+
 def test_failed_push_rolls_everything_back(git_repo, tmp_path):
     repo = git_repo
     blocker = tmp_path / "blocker"
