@@ -90,7 +90,9 @@ def report_interrupt(e: BaseException) -> int:
 def report_failure(e: BaseException) -> int:
     """Any other failure: `error: ...` in one line (the one-line cause), the log's path; exit code 1."""
     path = _write_traceback(e, "failed")
-    text = (str(e).strip().splitlines() or [""])[0][:300]
+    from components.redaction import redact_text
+
+    text = (redact_text(str(e)).strip().splitlines() or [""])[0][:300]  # a URI in it may hold a password
     typer.secho(f"error: {type(e).__name__}: {text}" if text else f"error: {type(e).__name__}", err=True, fg="red")
     typer.echo(f"  full log: {path} (or run `lfsd --debug ...` for the traceback)", err=True)
     return 1

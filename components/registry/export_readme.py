@@ -106,9 +106,19 @@ def diffusers_code(v: VersionExport, fmt: str, merged: bool) -> str:
             f'pipe.load_textual_inversion("{EMBEDDINGS_FOLDER}/{n}.safetensors"{token_arg(c)})\n'
             for c, n in zip(v.concepts, names, strict=True)
         )
+    world = (
+        ""
+        if v.base["ss_version"].startswith("sd_")
+        else (
+            "This base is lfsd's own world base, not a Stable Diffusion folder: `StableDiffusionPipeline` cannot\n"
+            "load it, and ComfyUI, A1111/Forge and kohya have no model it fits. Generate with lfsd instead\n"
+            f"(`lfsd generate PROMPT --model {v.uri}`); the code below is for an export of a chain learned on\n"
+            "an SD 1.x/2.x base (`lfsd init --base SD_FOLDER`).\n\n"
+        )
+    )
     return f"""## Stock diffusers
 
-```python
+{world}```python
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 {"from safetensors.torch import load_file" + chr(10) if merged else ""}

@@ -19,18 +19,23 @@ def causes(e: BaseException) -> Iterator[BaseException]:
 
 
 def service_outage(e: BaseException) -> str | None:
-    """ "DVC remote", "MLflow" or "Prefect API" when that service failing is anywhere in `e`'s cause chain."""
+    """ "DVC remote", "MLflow", "Prefect API" (or "a network service") when that service failing is anywhere
+    in `e`'s cause chain."""
+    return next((kind for err in causes(e) if (kind := outage_of(err)) is not None), None)
+
+
+def outage_of(err: BaseException) -> str | None:
+    """Which service's outage this one exception (not its causes) is, if any."""
     from components.versioning import VersioningError
 
-    for err in causes(e):
-        name, module, text = type(err).__name__, type(err).__module__, str(err)
-        if isinstance(err, VersioningError) and err.step in ("dvc push", "dvc pull"):
-            return "DVC remote"
-        mlflow = "mlflow" in module or "Max retries exceeded" in text or name == "MlflowException"
-        if mlflow and any(s in text for s in _UNREACHABLE):
-            return "MLflow"
-        if module.startswith(("httpx", "httpcore")) or "PrefectHTTPStatusError" in name:
-            return "Prefect API"
-        if isinstance(err, ConnectionError):
-            return "a network service"
+    name, module, text = type(err).__name__, type(err).__module__, str(err)
+    if isinstance(err, VersioningError) and err.step in ("dvc push", "dvc pull"):
+        return "DVC remote"
+    mlflow = "mlflow" in module or "Max retries exceeded" in text or name == "MlflowException"
+    if mlflow and any(s in text for s in _UNREACHABLE):
+        return "MLflow"
+    if module.startswith(("httpx", "httpcore")) or "PrefectHTTPStatusError" in name:
+        return "Prefect API"
+    if isinstance(err, ConnectionError):
+        return "a network service"
     return None
