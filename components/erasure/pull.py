@@ -33,13 +33,13 @@ def erasure_records_everywhere(ws: Workspace) -> list[ErasureRecord]:
     return list(seen.values())
 
 
-def pull(ws: Workspace, log=print) -> list[str]:
+def pull(ws: Workspace, log=print, wait: bool = True) -> list[str]:
     """Pull every dataset and checkpoint HEAD names, under the writer lock (it changes the working tree a
     writer reads); returns them. ErasedData after pulling the rest, naming each erased one with its record;
     CorruptFile when a restored file differs from the commit's hash (that copy is removed)."""
     from components.workspace.lock import writer_lock
 
-    with writer_lock(ws.root, "pull", log=log):
+    with writer_lock(ws.root, "pull", wait=wait, log=log):
         return _pull(ws)
 
 

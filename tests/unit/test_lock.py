@@ -36,3 +36,44 @@ def test_a_file_system_without_flock_is_refused_not_soft_locked(tmp_path, monkey
     with writer_lock(tmp_path / "ws", "after", wait=False):  # a normal file system again: taken at once
         pass
     assert lock_module.holder(tmp_path / "ws") is None
+
+
+def test_pull_takes_the_writer_lock(tmp_path):
+    """`lfsd pull` changes the working tree a writer reads: with a writer holding the workspace it waits
+    (here: refuses, wait=False) before touching anything."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from components.erasure.pull import pull
+    from components.workspace.lock import WorkspaceBusy
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    code = "import sys, time\nfrom components.workspace.lock import writer_lock\n"
+    code += "with writer_lock(sys.argv[1], 'onboard x'):\n    print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ws)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkspaceBusy, match="onboard x"):
+            pull(SimpleNamespace(root=ws), wait=False)  # the lock comes before anything of the workspace is read
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_folder_leaves_in_one_rename_so_a_reader_never_meets_half_of_it(tmp_path, monkeypatch):
+    import shutil
+
+    from components.versioning.restore import remove_whole
+
+    folder = tmp_path / "checkpoints" / "03-x"
+    (folder / "unet_lora").mkdir(parents=True)
+    (folder / "unet_lora" / "w.safetensors").write_bytes(b"w")
+    (folder / "ledger.json").write_text("{}")
+    seen = []
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda p, *a, **k: (seen.append(folder.exists()), real_rmtree(p, *a, **k)))
+    remove_whole(folder)
+    assert seen == [False]  # gone from its name before a single file was deleted
+    assert list((tmp_path / "checkpoints").iterdir()) == []
