@@ -45,12 +45,28 @@ def world_concepts(
     n: int = typer.Option(5, help="Number of concepts."),
     shots: int = typer.Option(4, help="Images per concept."),
     seed: int = typer.Option(0, help="World seed; the same seed writes the same concepts."),
+    similar: bool = typer.Option(
+        False,
+        "--similar",
+        help="The stress sequence (issue 32, docs/similar.md): each concept after the first, with probability "
+        "--similar-rate, shares one attribute with an earlier concept: the earlier concept uniform among those "
+        "written so far, the attribute uniform among class, body colour, pattern (with its pattern colour), "
+        "the rest drawn uniformly; otherwise it is drawn independently. A line per concept says what it shares.",
+    ),
+    similar_rate: float = typer.Option(
+        None, min=0.0, max=1.0, help="With --similar: the share probability (default 0.7; 0: chance sharing only)."
+    ),
 ) -> None:
     """Write N concept folders (K PNGs + concept.yaml each) of unseen world instances."""
     from components.world.concepts import write_concepts
+    from components.world.similar import DEFAULT_SIMILAR_RATE, plan_similar
 
-    for folder in write_concepts(out, n, shots, seed):
-        typer.echo(str(folder))
+    if similar_rate is not None and not similar:
+        _fail("error: --similar-rate needs --similar", 2)
+    specs = plan_similar(n, seed, DEFAULT_SIMILAR_RATE if similar_rate is None else similar_rate) if similar else None
+    for i, folder in enumerate(write_concepts(out, n, shots, seed, specs)):
+        shares = specs[i].shares if specs else None
+        typer.echo(str(folder) + (f"  shares {shares[1]} with {specs[shares[0]].name}" if shares else ""))
 
 
 @world_app.command("sample")

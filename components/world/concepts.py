@@ -56,11 +56,12 @@ def render_shots(instance: Instance, shots: int, seed: int) -> list[np.ndarray]:
     return [render_view(instance, rng)[0] for _ in range(shots)]
 
 
-def write_concepts(out: Path, n: int, shots: int, seed: int) -> list[Path]:
-    """Write `out/NN-name/` folders; the two-digit prefix is the arrival order."""
+def write_concepts(out: Path, n: int, shots: int, seed: int, specs: list[ConceptSpec] | None = None) -> list[Path]:
+    """Write `out/NN-name/` folders; the two-digit prefix is the arrival order. `specs`: a sequence planned
+    elsewhere (e.g. `similar.plan_similar`), else `plan_concepts(n, seed)`; shots are drawn from `seed`."""
     out = Path(out)
     folders = []
-    for i, spec in enumerate(plan_concepts(n, seed)):
+    for i, spec in enumerate(plan_concepts(n, seed) if specs is None else specs):
         folder = out / f"{i:02d}-{spec.name}"
         folder.mkdir(parents=True, exist_ok=True)
         for j, img in enumerate(render_shots(spec.instance, shots, seed * 1000 + i)):
