@@ -3,11 +3,15 @@ around them, with fixed prompts and fixed seeds, so steps and methods are compar
 
 A[k][j] = concept fidelity of concept j after task k (instance-embedding cosine of generated images to
 the mean of C_j's references). RCF = the class word and its related classes drawn by theta_k vs theta_0
-from the same seeds: class accuracy and paired image similarity (CLIP-I analogue).
+from the same seeds: class accuracy and paired image similarity (CLIP-I analogue). Each scored concept
+also gets its confusion with the other learned concepts (`confusion.py`: the same embeddings and
+reference vectors as its fidelity).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,6 +19,7 @@ import torch
 
 from components.config import ForgettingConfig
 from components.evaluation.base_quality import zero_shot
+from components.evaluation.confusion import concept_confusion, reference_vector
 from components.evaluation.embedder import ImageEmbedder, ImageTextEmbedder
 from components.model.references import load_reference_folder
 from components.model.sampling import generate
@@ -27,6 +32,9 @@ class ConceptScore:
     fidelity: float  # DINO-analogue cosine to the references' mean embedding
     clip_i: float  # CLIP-analogue image cosine to the references' mean embedding
     text_alignment: float  # CLIP-analogue cosine to the prompt with the token removed
+    confusion: float = math.nan  # share of samples nearer another learned concept (confusion.py); NaN: not measured
+    margin: float = math.nan  # mean own - best other cosine (confusion.py); NaN: no other concept, or not measured
+    nearest: str | None = None  # the learned concept its samples are nearest to after its own
 
 
 @dataclass
@@ -51,16 +59,13 @@ def _seeds(tag: int, n: int) -> list[int]:
     return [tag * 1000 + i for i in range(n)]
 
 
-def _mean_unit(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(x.mean(0), dim=-1)
-
-
 class ForgettingEvaluator:
     """Holds the evaluator embedders and theta_0's RCF images (drawn once, reused at every step)."""
 
     def __init__(self, clip: ImageTextEmbedder, dino: ImageEmbedder, cfg: ForgettingConfig):
         self.clip, self.dino, self.cfg = clip, dino, cfg
         self._base_rcf: dict[str, torch.Tensor] = {}
+        self._dino_refs: dict[str, torch.Tensor] = {}  # references folder -> its DINO-analogue embeddings
 
     def _draw(self, bundle, prompts: list[str], seeds: list[int], refs: torch.Tensor | None = None) -> torch.Tensor:
         return generate(
@@ -80,10 +85,18 @@ class ForgettingEvaluator:
         """How many `advance` calls one `score_step` makes."""
         return (len(model.ledger.entries) if only is None else len(only)) + len(rcf_prompts(rcf_classes))
 
-    def score_concept(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor]:
-        """One concept (a ledger entry: token, class word, references) drawn by `model` with the
-        protocol's prompts and seeds, scored against its references; also for a concept the model no
-        longer holds (after a removal: its token is then plain text to the tokenizer)."""
+    def _dino_references(self, entry, image_size: int, refs_all: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, E) DINO-analogue embeddings of a ledger entry's references, embedded once per evaluator (the
+        chain's stored references do not change)."""
+        key = str(entry.references)
+        if key not in self._dino_refs:
+            if refs_all is None:
+                refs_all = load_reference_folder(entry.references, image_size, limit=64)
+            self._dino_refs[key] = self.dino.embed_images(refs_all)
+        return self._dino_refs[key]
+
+    def _score(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor, torch.Tensor]:
+        """`score_concept`, plus the samples' DINO-analogue embeddings (N, E) for the confusion."""
         b, n = model.bundle, self.cfg.images_per_prompt
         refs_all = load_reference_folder(entry.references, b.image_size, limit=64)
         prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
@@ -91,16 +104,24 @@ class ForgettingEvaluator:
         if icgen and self.cfg.use_references:
             refs = refs_all[:3].unsqueeze(0).expand(len(prompts), -1, -1, -1, -1)
         images = self._draw(b, prompts, _seeds(entry.task, len(prompts)), refs)
-        dino_ref = _mean_unit(self.dino.embed_images(refs_all))
-        clip_ref = _mean_unit(self.clip.embed_images(refs_all))
-        clip_img = self.clip.embed_images(images)
+        dino_ref = reference_vector(self._dino_references(entry, b.image_size, refs_all))
+        clip_ref = reference_vector(self.clip.embed_images(refs_all))
+        clip_img, dino_img = self.clip.embed_images(images), self.dino.embed_images(images)
         texts = self.clip.embed_texts([p.replace(entry.token + " ", "") for p in prompts])
-        return ConceptScore(
+        score = ConceptScore(
             entry.name,
-            fidelity=float((self.dino.embed_images(images) @ dino_ref).mean()),
+            fidelity=float((dino_img @ dino_ref).mean()),
             clip_i=float((clip_img @ clip_ref).mean()),
             text_alignment=float((clip_img * texts).sum(-1).mean()),
-        ), images
+        )
+        return score, images, dino_img
+
+    def score_concept(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor]:
+        """One concept (a ledger entry: token, class word, references) drawn by `model` with the
+        protocol's prompts and seeds, scored against its references; also for a concept the model no
+        longer holds (after a removal: its token is then plain text to the tokenizer)."""
+        score, images, _ = self._score(model, entry, icgen)
+        return score, images
 
     def score_rcf_prompt(self, model, prompt: str) -> tuple[float, float]:
         """One RCF prompt drawn by `model` from the protocol's seeds: (class accuracy, paired similarity to
@@ -118,14 +139,19 @@ class ForgettingEvaluator:
     ) -> StepEval:
         """Score the learned concepts (all, or the ledger positions `only`: the bounded protocol's plan) and
         the RCF classes under `model` (a LifelongModel); `advance(1)` after each concept and each class
-        prompt (a progress bar's; total `work_items`)."""
+        prompt (a progress bar's; total `work_items`). A scored concept's confusion is measured against the
+        references of every concept the ledger holds, scored this step or not (embedding them draws nothing)."""
         advance = advance or (lambda k=1: None)
-        scores, samples = [], {}
+        scores, samples, embedded = [], {}, {}
         entries = model.ledger.entries if only is None else [model.ledger.entries[i] for i in only]
         for entry in entries:
-            score, samples[entry.name] = self.score_concept(model, entry, icgen)
+            score, samples[entry.name], embedded[entry.name] = self._score(model, entry, icgen)
             scores.append(score)
             advance(1)
+        size = model.bundle.image_size
+        refs = {e.name: self._dino_references(e, size) for e in model.ledger.entries}  # every learned concept
+        confusion = concept_confusion(embedded, refs)
+        scores = [dataclasses.replace(c, **asdict(confusion[c.name])) for c in scores]  # same field names
         accs, sims = [], []
         for p in rcf_prompts(rcf_classes):
             acc, sim = self.score_rcf_prompt(model, p)
@@ -185,7 +211,15 @@ def sequence_metrics(steps: list[StepEval]) -> dict:
         "new_concept_fidelity": float(np.nanmean([a[i, i] for i in range(min(k, len(names)))])),
         "text_alignment": float(np.mean([c.text_alignment for c in steps[-1].concepts])),
         "final_clip_i": float(np.mean([c.clip_i for c in steps[-1].concepts])),
+        "confusion": _mean_measured([c.confusion for c in steps[-1].concepts]),
+        "margin": _mean_measured([c.margin for c in steps[-1].concepts]),
     }
+
+
+def _mean_measured(values: list[float]) -> float:
+    """The mean over the last row's concepts that have the value (NaN: none measured, or one concept)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
 
 
 def step_record(step: StepEval) -> dict:
