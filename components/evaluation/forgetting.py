@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,9 +87,10 @@ class ForgettingEvaluator:
         return (len(model.ledger.entries) if only is None else len(only)) + len(rcf_prompts(rcf_classes))
 
     def _dino_references(self, entry, image_size: int, refs_all: torch.Tensor | None = None) -> torch.Tensor:
-        """(M, E) DINO-analogue embeddings of a ledger entry's references, embedded once per evaluator (the
-        chain's stored references do not change)."""
-        key = str(entry.references)
+        """(M, E) DINO-analogue embeddings of a ledger entry's references, embedded once per evaluator and
+        folder contents (keyed by each file's name, size and mtime: a folder rewritten in place is re-read)."""
+        folder = Path(entry.references)
+        key = str(folder) + repr(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
         if key not in self._dino_refs:
             if refs_all is None:
                 refs_all = load_reference_folder(entry.references, image_size, limit=64)

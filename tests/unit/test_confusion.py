@@ -100,3 +100,31 @@ def test_the_forgetting_protocol_measures_confusion_from_fidelitys_own_embedding
     assert score.confusion == pytest.approx(float((other > own).float().mean())) and score.nearest == "kamizo"
     full = evaluator.score_step(model, icgen=False, rcf_classes=[])
     assert [c.name for c in full.concepts] == names and full.concepts[1] == score  # same seeds, same numbers
+
+
+def test_reference_embeddings_are_reused_until_the_folder_changes(params, tmp_path):
+    """The protocol embeds every learned concept's references at every step; it keeps them per folder
+    contents, so a folder rewritten in place (a benchmark's work folder) is embedded again."""
+    import os
+
+    from components.evaluation.embedder import ClipAnalogue, DinoAnalogue, WorldEvaluator
+    from components.evaluation.forgetting import ForgettingEvaluator
+    from components.lifelong.ledger import LedgerEntry
+    from components.world.concepts import write_concepts
+
+    net = WorldEvaluator().eval()
+    calls = []
+
+    class Counting(DinoAnalogue):
+        def embed_images(self, images):
+            calls.append(len(images))
+            return super().embed_images(images)
+
+    evaluator = ForgettingEvaluator(ClipAnalogue(net), Counting(net), params.forgetting)
+    (folder,) = write_concepts(tmp_path / "c", n=1, shots=3, seed=5)
+    entry = LedgerEntry(1, "kamizo", "star", "<kamizo>", str(folder), "")
+    first = evaluator._dino_references(entry, 32)
+    assert torch.equal(evaluator._dino_references(entry, 32), first) and calls == [3]
+    (other,) = write_concepts(tmp_path / "d", n=1, shots=3, seed=6)
+    os.replace(other / "00.png", folder / "00.png")
+    assert not torch.equal(evaluator._dino_references(entry, 32), first) and calls == [3, 3]
