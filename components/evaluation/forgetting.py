@@ -97,8 +97,8 @@ class ForgettingEvaluator:
             self._dino_refs[key] = self.dino.embed_images(refs_all)
         return self._dino_refs[key]
 
-    def _score(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor, torch.Tensor]:
-        """`score_concept`, plus the samples' DINO-analogue embeddings (N, E) for the confusion."""
+    def score_concept_embedded(self, model, entry, icgen: bool) -> tuple[ConceptScore, torch.Tensor, torch.Tensor]:
+        """`score_concept`, plus the samples' DINO-analogue embeddings (N, E), for `with_confusion`."""
         b, n = model.bundle, self.cfg.images_per_prompt
         refs_all = load_reference_folder(entry.references, b.image_size, limit=64)
         prompts = [p for p in concept_prompts(entry.token, entry.class_word) for _ in range(n)]
@@ -122,8 +122,19 @@ class ForgettingEvaluator:
         """One concept (a ledger entry: token, class word, references) drawn by `model` with the
         protocol's prompts and seeds, scored against its references; also for a concept the model no
         longer holds (after a removal: its token is then plain text to the tokenizer)."""
-        score, images, _ = self._score(model, entry, icgen)
+        score, images, _ = self.score_concept_embedded(model, entry, icgen)
         return score, images
+
+    def with_confusion(
+        self, model, scores: list[ConceptScore], embedded: dict[str, torch.Tensor]
+    ) -> list[ConceptScore]:
+        """`scores` with each concept's confusion (`confusion.py`) against the references of every concept
+        the ledger holds, scored this step or not (embedding references draws nothing); `embedded`: name ->
+        its samples' embeddings, from `score_concept_embedded`."""
+        size = model.bundle.image_size
+        refs = {e.name: self._dino_references(e, size) for e in model.ledger.entries}
+        confusion = concept_confusion({c.name: embedded[c.name] for c in scores}, refs)
+        return [dataclasses.replace(c, **asdict(confusion[c.name])) for c in scores]  # same field names
 
     def score_rcf_prompt(self, model, prompt: str) -> tuple[float, float]:
         """One RCF prompt drawn by `model` from the protocol's seeds: (class accuracy, paired similarity to
@@ -141,19 +152,15 @@ class ForgettingEvaluator:
     ) -> StepEval:
         """Score the learned concepts (all, or the ledger positions `only`: the bounded protocol's plan) and
         the RCF classes under `model` (a LifelongModel); `advance(1)` after each concept and each class
-        prompt (a progress bar's; total `work_items`). A scored concept's confusion is measured against the
-        references of every concept the ledger holds, scored this step or not (embedding them draws nothing)."""
+        prompt (a progress bar's; total `work_items`); each scored concept with its confusion (`with_confusion`)."""
         advance = advance or (lambda k=1: None)
         scores, samples, embedded = [], {}, {}
         entries = model.ledger.entries if only is None else [model.ledger.entries[i] for i in only]
         for entry in entries:
-            score, samples[entry.name], embedded[entry.name] = self._score(model, entry, icgen)
+            score, samples[entry.name], embedded[entry.name] = self.score_concept_embedded(model, entry, icgen)
             scores.append(score)
             advance(1)
-        size = model.bundle.image_size
-        refs = {e.name: self._dino_references(e, size) for e in model.ledger.entries}  # every learned concept
-        confusion = concept_confusion(embedded, refs)
-        scores = [dataclasses.replace(c, **asdict(confusion[c.name])) for c in scores]  # same field names
+        scores = self.with_confusion(model, scores, embedded)
         accs, sims = [], []
         for p in rcf_prompts(rcf_classes):
             acc, sim = self.score_rcf_prompt(model, p)
