@@ -13,6 +13,15 @@ import pytest
 from components.stepping import ctrl_c_kept
 
 
+@pytest.fixture(autouse=True)
+def _python_default_ctrl_c():
+    """Python's own SIGINT handler for each test, whatever an earlier test in this process left (a Ray Train
+    fit run in-process leaves Ray's handler installed, which is the very thing `ctrl_c_kept` is about)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _take_over_like_ray_train():
     sigint_count = 0
 
