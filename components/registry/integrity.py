@@ -19,14 +19,14 @@ per-file hashes is checked by its folder hashes (the whole folder, once) where i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
 
+from components.checksums import file_digest
+
 PACKAGE_TAG = "lfsd.package_sha256"
 INDEX_PATH = "artifacts/index.json"  # where MLflow puts the `index` artifact inside a pyfunc model
-_CHUNK = 1 << 20
 
 
 class IntegrityError(ValueError):
@@ -38,11 +38,7 @@ class UntrustedVersion(IntegrityError):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def file_hashes(path: str | Path) -> dict[str, str]:

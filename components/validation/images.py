@@ -18,7 +18,6 @@ Nothing here writes: files are opened read-only and every result lives in memory
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,8 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from components.checksums import file_digest
 
 _ALPHA_MODES = {"RGBA", "LA", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -62,13 +63,9 @@ def read_header(path: Path) -> Header:
         return Header(None, None, None, None)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_of(path: Path) -> str:
     """Content hash, streamed so a large file never sits in memory whole."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def decode_problem(path: Path) -> str | None:
