@@ -3,7 +3,8 @@ were written (a flipped bit in a cache, a remote or a store; a file replaced on 
 
 Used where lfsd reads back what it wrote: a checkpoint's weight files against its ledger entry
 (`components.lifelong.checkpoint.verify_task_files`), a DVC restore against the commit's `.dvc` file
-(`components.versioning.restore`). The MLflow side has its own record (`components.registry.integrity`), hashed with `file_digest` too.
+(`components.versioning.restore`). The MLflow side has its own record
+(`components.registry.integrity`), hashed with `file_digest` too.
 """
 
 from __future__ import annotations
