@@ -140,7 +140,10 @@ class LfsdPyfunc(mlflow.pyfunc.PythonModel):
         ledger = raw.with_paths(lambda key: arts[key])
         # Serving never trains: fold the adapters as they are read, so loading and each step cost what the
         # base's do (the ledger stays, for lineage and `concepts`).
-        self.model = LifelongModel.from_ledger(ledger, base_dir=Path(arts[BASE_KEY]), fold=True).folded()
+        # the base's files were just checked one by one against the index: not hashed a second time
+        self.model = LifelongModel.from_ledger(
+            ledger, base_dir=Path(arts[BASE_KEY]), fold=True, base_checked=not legacy_base and BASE_KEY not in fetched
+        ).folded()
         self.icgen = uses_icgen(ledger.method, self.model.bundle.has_context_path)
         config = dict(context.model_config or {})  # params.yaml's sampling at logging time
         self.placement = serving_placement(config)
