@@ -15,6 +15,7 @@ def preview(ws: Workspace, version: str) -> str:
     """What promoting `version` would change: its model card, then the difference against production."""
     import mlflow
 
+    from components.evaluation.scorecard import CARD_SECTION
     from components.registry import PRODUCTION, get_alias_version
     from components.registry.aliases import RegistryError
     from components.registry.model_card import promotion_diff, version_card
@@ -22,8 +23,11 @@ def preview(ws: Workspace, version: str) -> str:
     name, client = ws.params.pipeline.model_name, workspace_client(ws)
     try:
         card = version_card(client, name, version)
+        description = client.get_model_version(name, version).description or ""
     except mlflow.exceptions.MlflowException as e:
         raise RegistryError(f"{name} version {version} does not exist: {e.message}") from e
+    if CARD_SECTION in description:  # a migrated chain's scorecard against the old chain (`lfsd migrate`)
+        card += "\n\n" + description[description.index(CARD_SECTION) :].strip()
     return card + "\n\n" + promotion_diff(client, name, get_alias_version(name, PRODUCTION), version)
 
 

@@ -2,6 +2,7 @@
 
     layout        where everything lives (data, checkpoints, models, metrics, erasure records); finding,
                   loading and creating a workspace (`lfsd init`)
+    side_chain    a second chain beside the workspace's own (another base: `lfsd migrate`)
     lock          the one writer lock every changing command holds
     recovery      after a killed writer: discard what HEAD does not know, restore what it does, end dead runs
     mlflow_store  the workspace's one way into MLflow (tracking, client, registered versions)
