@@ -213,6 +213,29 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """`lfsd serve`: the HTTP endpoint on Ray Serve that follows `production` (docs/operations.md, "Serving")."""
+
+    host: str  # where the HTTP proxy listens (127.0.0.1: this machine only)
+    port: int
+    follow_seconds: float  # how often each replica asks the registry where `production` points
+    load_wait_seconds: float  # a request waits this long for a model while none may serve (first load, erasure)
+    replicas: int  # Ray Serve replicas, each with its own copy of the model
+    replica_cpus: float  # Ray CPUs each replica asks for
+    max_batch_size: int  # requests merged into one denoising batch (@serve.batch)
+    batch_wait_seconds: float  # how long a batch waits for more requests before it runs
+    max_steps: int
+    max_images: int  # images per request
+    max_references: int  # ICGen reference images per request
+    max_body_bytes: int  # larger bodies get 413
+
+    def __post_init__(self) -> None:
+        for key in ("follow_seconds", "replicas", "max_batch_size", "max_steps", "max_images", "max_body_bytes"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"serving.{key}: expected a positive number, got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
 class SdBaseConfig:
     """What `lfsd init --base` writes into a new workspace's params.yaml when the base is a Stable
     Diffusion folder: the KD prompts must be captions that base knows, not the embedded world's."""
@@ -238,6 +261,7 @@ class Params:
     pipeline: PipelineConfig
     runtime: RuntimeConfig
     sd_base: SdBaseConfig
+    serving: ServingConfig
 
 
 DERIVED = {("model", "image_size"): ("world", "image_size")}  # (section, key) <- (section, key)

@@ -7,6 +7,7 @@ and shell completion stay fast.
     generate_command   `lfsd generate` (a model folder or a registered version; warns on unknown tokens)
     workspace_commands `lfsd init` (and how to call this lfsd from anywhere), `lfsd ui` (stopped with what it started)
     export_command     `lfsd export`
+    serve_command      `lfsd serve` (HTTP on Ray Serve, following `production`)
     migrate_command    `lfsd migrate` (every concept again on another base, beside the old chain)
     running            which workspace, the writer lock before Prefect starts, failures as one line
     errors             a failing service as one line naming it and what to do
@@ -18,6 +19,7 @@ from components.cli import (  # noqa: F401 (they register their commands)
     migrate_command,
     model_commands,
     pipeline_commands,
+    serve_command,
     workspace_commands,
 )
 from components.cli.app import app

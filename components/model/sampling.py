@@ -47,16 +47,19 @@ def denoise(
     steps: int,
     guidance_scale: float,
     on_step: OnStep | None = None,
+    negative_prompts: list[str] | None = None,
 ) -> torch.Tensor:
     """x_T = noise * sigma_init (B, C, h, w) -> x_0 latents, guided by (prompt, context) vs ("", null).
 
     `context` (B, 1, E) is the visual context (zeros = none). `on_step(t, x_t, eps_cond)` sees every
-    point of the trajectory with the conditional noise prediction at it, before the step is taken."""
+    point of the trajectory with the conditional noise prediction at it, before the step is taken.
+    `negative_prompts` (B,): what guidance steers away from in place of "" (serving's negative prompt)."""
     b = len(prompts)
     scheduler = ddim_scheduler(bundle.scheduler.config)
     scheduler.set_timesteps(steps)
     latents = noise * scheduler.init_noise_sigma
-    text = bundle.encode_prompts(list(prompts) + [""] * b)  # (2B, T, D): conditional, then unconditional
+    negative = list(negative_prompts) if negative_prompts is not None else [""] * b
+    text = bundle.encode_prompts(list(prompts) + negative)  # (2B, T, D): conditional, then unconditional
     ctx = torch.cat([context, torch.zeros_like(context)])  # (2B, 1, E)
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)

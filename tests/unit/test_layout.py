@@ -31,6 +31,7 @@ RANK = {
     "ray_train": 5,  # ray_train: Ray plumbing that launches the method's loop
     "workspace": 6,  # layout, writer lock, recovery, the workspace's MLflow store
     "publishing": 7,  # MLflow runs and registration, the gate, DVC metrics, reports
+    "serving": 7,  # `lfsd serve`: the production version over HTTP (Ray Serve), following the alias
     "onboarding": 8,  # the onboarding steps
     "erasure": 9,  # the removal's steps (relearning uses onboarding's)
     "chains": 10,  # the commands that write: lock + catch-up + the order of the steps

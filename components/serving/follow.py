@@ -1,0 +1,178 @@
+"""Following `production`: a replica asks the registry where the alias points every `follow_seconds` and
+swaps to that version, atomically.
+
+The swap rule:
+  - the new version is loaded and checked in full (`loaded.load`: package, index, every file) while the
+    old one serves; its tags are read again after the load (an erasure may have come meanwhile), and only
+    then does one reference change: `self._current = new`. A batch reads that reference once, so all its
+    images come from one version.
+  - a version tagged erased (`erased_versions.refusal`) is never loaded; a loaded version that gets tagged
+    erased (or is deleted) is dropped at the next poll, before its successor loads: requests wait for the
+    successor (up to `serving.load_wait_seconds`) rather than draw with an erased concept.
+  - the registry unreachable: the loaded version keeps serving; `health` says so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from components.serving.loaded import LoadedVersion, load
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One look at the registry."""
+
+    production: str | None  # the version `production` points at (None: no alias)
+    refusal: str | None  # why that version may not serve (it held an erased concept), or None
+    loaded_gone: bool  # the loaded version is tagged erased, or no longer exists
+
+
+@dataclass(frozen=True)
+class Decision:
+    drop: bool  # stop serving the loaded version now
+    load: str | None  # the version to load and swap in
+
+
+def decide(loaded: str | None, seen: Seen) -> Decision:
+    """What a poll does, from what it saw (pure: the whole swap policy in one place)."""
+    wanted = seen.production if seen.refusal is None else None
+    return Decision(loaded is not None and seen.loaded_gone, wanted if wanted != loaded else None)
+
+
+def look(client, model_name: str, loaded: str | None) -> Seen:
+    """Where `production` points and whether the loaded version may still serve (raises when the
+    registry cannot be reached)."""
+    from mlflow.exceptions import MlflowException
+
+    from components.registry.aliases import PRODUCTION, get_alias_version
+    from components.registry.erased_versions import erased_from, refusal
+
+    production = get_alias_version(model_name, PRODUCTION, client=client)
+    tags = dict(client.get_model_version(model_name, production).tags or {}) if production else {}
+    refused = refusal(model_name, production, tags) if production else None
+    gone = False
+    if loaded is not None:
+        try:
+            same = loaded == production
+            gone = bool(erased_from(tags if same else dict(client.get_model_version(model_name, loaded).tags or {})))
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            gone = True
+    return Seen(production, refused, gone)
+
+
+def erased_names(client, model_name: str) -> tuple[str, ...]:
+    """Every concept erased from any version of the model (so a request naming one hears why)."""
+    from components.registry.erased_versions import erased_from
+
+    found = set()
+    for v in client.search_model_versions(f"name='{model_name}'"):
+        found.update(erased_from(v.tags or {}))
+    return tuple(sorted(found))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+class Follower:
+    """Holds the version a replica serves and keeps it on `production` (a daemon thread)."""
+
+    def __init__(self, client, model_name: str, placement, follow_seconds: float, log=print):
+        self.client, self.model_name, self.placement = client, model_name, placement
+        self.follow_seconds, self.log = float(follow_seconds), log
+        self._current: LoadedVersion | None = None
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.registry_error: str | None = None
+        self.registry_seen_at: float | None = None
+        self.load_error: str | None = None
+        self._failed: tuple[str, float] | None = None  # (version, when) of the last load that failed
+        self.swaps: list[dict] = []  # {"from", "to", "at", "load_seconds"}: the last 50, for /version
+
+    def current(self) -> LoadedVersion | None:
+        return self._current  # one attribute read: a caller holds one version for all it does
+
+    def wait_current(self, timeout: float) -> LoadedVersion | None:
+        """The serving version; while there is none, wait up to `timeout` seconds for one."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._current is None and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return self._current
+
+    def _swap(self, new: LoadedVersion | None, load_seconds: float = 0.0) -> None:
+        old = self._current
+        with self._changed:
+            self._current = new
+            self._changed.notify_all()
+        record = {"from": old and old.version, "to": new and new.version, "at": time.time()}
+        self.swaps = [*self.swaps[-49:], record | {"load_seconds": round(load_seconds, 3)}]
+        self.log(f"serving: version {record['from']} -> {record['to']} (loaded in {load_seconds:.2f} s)")
+
+    def poll_once(self) -> None:
+        """Look once; drop and load as `decide` says. Never raises: a failure is kept for /health."""
+        loaded = self._current.version if self._current else None
+        try:
+            seen = look(self.client, self.model_name, loaded)
+        except Exception as e:  # the registry cannot be reached (or answers nonsense): keep serving
+            self.registry_error = _first_line(e)
+            return
+        self.registry_error, self.registry_seen_at = None, time.time()
+        decision = decide(loaded, seen)
+        if decision.drop:
+            self._swap(None)
+        if decision.load is not None:
+            self._load(decision.load)
+
+    def _load(self, version: str) -> None:
+        retry_after = max(10.0, 5 * self.follow_seconds)
+        if self._failed and self._failed[0] == version and time.time() - self._failed[1] < retry_after:
+            return
+        started = time.monotonic()
+        try:
+            new = load(self.model_name, version, self.placement, erased_names(self.client, self.model_name))
+            # checked again after the load: an erasure that came while it loaded keeps it out
+            if look(self.client, self.model_name, version).loaded_gone:
+                raise RuntimeError(f"version {version} was erased while it loaded")
+        except Exception as e:
+            self._failed, self.load_error = (version, time.time()), f"version {version}: {_first_line(e)}"
+            self.log(f"serving: could not load {self.load_error}")
+            return
+        self._failed, self.load_error = None, None
+        self._swap(new, time.monotonic() - started)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll_once()
+            self._stop.wait(self.follow_seconds)
+
+    def start(self) -> Follower:
+        self._thread = threading.Thread(target=self._run, name="lfsd-follow-production", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, body) of /health: 503 only while no version is loaded; a registry that cannot be
+        reached is a field (the loaded version still serves)."""
+        current = self._current
+        seen_ago = None if self.registry_seen_at is None else round(time.time() - self.registry_seen_at, 3)
+        body = {
+            "version": current and current.version,
+            "registry": "unreachable" if self.registry_error else "ok",
+            "registry_error": self.registry_error,
+            "seconds_since_registry_seen": seen_ago,
+            "load_error": self.load_error,
+        }
+        if current is None:
+            return 503, {"status": "no model"} | body
+        return 200, {"status": "registry unreachable" if self.registry_error else "ok"} | body
