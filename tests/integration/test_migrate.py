@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.conftest import NO_RAY, git, make_workspace, state_snapshot
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~12 min on the loaded 2-core machine (load ~20)
 LABEL = "b2"
 
 
