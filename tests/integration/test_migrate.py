@@ -221,7 +221,11 @@ def test_migrate_survives_sigkill_scores_and_waits_for_promotion(chain, second_b
     # A person promotes; rollback returns to the old base's version.
     promote(ws, version, "migration reviewed", log=_quiet)
     assert _production(root) == version
+    served = mlflow.pyfunc.load_model(f"models:/{mv.name}@production").unwrap_python_model()
+    assert served.concepts() == [a, c, d] and served.model.ledger.base_hash == folder_hash(second_base)
     back = rollback(ws, log=_quiet)
     assert back == _production(root) and back != version
+    served = mlflow.pyfunc.load_model(f"models:/{mv.name}@production").unwrap_python_model()
+    assert served.concepts() == [a, c, d] and served.model.ledger.base_hash == folder_hash(root / "models" / "base")
     tags = client.get_model_version(ws.params.pipeline.model_name, back).tags
     assert tags["lfsd.base_hash"] == folder_hash(root / "models" / "base") and "lfsd.chain" not in tags
