@@ -73,7 +73,9 @@ def columns(rows: list[dict]) -> dict[str, list]:
 
 
 def _fmt(v: float) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v + 0.0:.3f}".replace("-0.000", "0.000")  # a forgetting of -1e-9 is no forgetting, not "-0.000"
 
 
 def render_text(rows: list[dict], old_label: str, new_label: str) -> str:
@@ -87,7 +89,7 @@ def render_text(rows: list[dict], old_label: str, new_label: str) -> str:
 
 
 def _delta(r: dict) -> str:
-    return "n/a" if math.isnan(r["delta"]) else f"{r['delta']:+.3f}"
+    return "n/a" if math.isnan(r["delta"]) else f"{r['delta']:+.3f}".replace("-0.000", "+0.000")
 
 
 def render_markdown(rows: list[dict], old_label: str, new_label: str) -> str:
