@@ -68,10 +68,10 @@ def stop() -> None:
 def serve_until_stopped(ws, cfg: ServingConfig, log=print) -> None:
     """Start, say where, wait for SIGINT or SIGTERM, stop what was started."""
     stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
     try:
         url = start(ws, cfg)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs a SIGTERM handler of its own
+            signal.signal(sig, lambda *_: stopping.set())
         log(f"serving {url} models:/{ws.params.pipeline.model_name}@production")
         stopping.wait()
     finally:
