@@ -25,6 +25,8 @@ KEYS = (
     "new_concept_fidelity",
     "text_alignment",
     "final_clip_i",
+    "confusion",  # absent from tables written before issue 32: compared where both have it
+    "margin",
 )
 LINE = re.compile(r"^\[([\w-]+)\]\s+fidelity (.*) \| rcf sim (\S+) acc (\S+)")
 
@@ -33,10 +35,10 @@ def compare_json(old: dict, new: dict) -> bool:
     same = True
     for method, a in old["methods"].items():
         b = new["methods"][method]
-        for k in KEYS:
-            eq = a[k]["per_seed"] == b[k]["per_seed"]
+        for k in (k for k in KEYS if k in a or k in b):
+            eq = json.dumps(a.get(k, {}).get("per_seed")) == json.dumps(b.get(k, {}).get("per_seed"))  # NaN == NaN
             same &= eq
-            print(f"{method:20s} {k:22s} {'identical' if eq else 'DIFFERENT'} {a[k]['per_seed']}")
+            print(f"{method:20s} {k:22s} {'identical' if eq else 'DIFFERENT'} {a.get(k, {}).get('per_seed')}")
         eq = json.dumps(a["matrices"]) == json.dumps(b["matrices"])  # NaN above the diagonal: compare the text
         same &= eq
         print(f"{method:20s} A[k][j] of every seed  {'identical' if eq else 'DIFFERENT'}")

@@ -28,6 +28,8 @@ METRIC_KEYS = (
     "new_concept_fidelity",
     "text_alignment",
     "final_clip_i",
+    "confusion",  # issue 32: the last row's share of samples nearer another learned concept (evaluation/confusion.py)
+    "margin",
 )
 
 

@@ -116,6 +116,7 @@ class TrainingConfig:
     kd_trajectories: int
     kd_refresh_every: int
     kd_templates: tuple[str, ...]  # caption templates the relevant subjects are rendered through
+    kd_context_images: int  # lfs-context-kd: teacher samples of an earlier concept embedded as its KD context
     icgen_context_dropout: float
     lambda_clora: float
     prior_images: int
@@ -179,6 +180,15 @@ class GateConfig:
     max_avg_forgetting: float  # avg_forgetting of the sequence so far
     min_rcf_similarity: float  # this step's rcf_similarity (paired CLIP-I of theta_k's vs theta_0's class images)
     min_new_concept_fidelity: float  # this step's fidelity of the concept just learned, A[k][k]
+
+
+@dataclass(frozen=True)
+class NearnessConfig:
+    """The check of a new concept's shots against the chain's concepts before it is trained (issue 32 §3)."""
+
+    warn_above: float  # reference-vector cosine above which an existing concept is "near" (warned, scored in full)
+    duplicate_above: float  # shot-embedding cosine above which two shots show the same object
+    show: int  # how many near concepts the terminal, the run and the card name
 
 
 @dataclass(frozen=True)
@@ -255,6 +265,7 @@ class Params:
     evaluate_base: EvaluateBaseConfig
     training: TrainingConfig
     forgetting: ForgettingConfig
+    nearness: NearnessConfig
     ray: RayConfig
     gate: GateConfig
     forget: ForgetConfig

@@ -16,6 +16,7 @@ from flows.env import run_log
 
 TASK_NAMES = {
     "validate": "validate concept",
+    "nearness": "compare with the learned concepts",
     "version_dataset": "version dataset (DVC)",
     "train": "train (Ray Train)",
     "evaluate": "evaluate forgetting",

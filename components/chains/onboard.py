@@ -2,7 +2,8 @@
 undoes a failed attempt.
 
     [writer lock] catch up (finish or discard what a killed writer left) -> already onboarded?
-        -> validate -> version dataset -> train -> evaluate forgetting
+        -> validate -> nearness (refuse a learned concept again, warn about near ones)
+        -> version dataset -> train (+ keep the shot embeddings) -> evaluate forgetting
         -> version checkpoint (the commit) -> register -> gate
 
 How each step is run is the caller's: `run_plain` calls it directly (tests, the overhead benchmark's
@@ -73,8 +74,12 @@ def _onboard_locked(
         log(f"{folder}: already onboarded as {same} (same name, class word and images); nothing to do")
         return OnboardResult(folder.name, "already-onboarded", dataset=same)
     sub = step("validate", steps.validate, ws, folder)
+    near = step("nearness", steps.check_nearness, ws, sub)
     previous, out = ws.latest_checkpoint(), ws.next_checkpoint(sub.name)
     log(f"onboarding {sub.name} ({sub.class_word}, {len(sub.source_sha256)} shots) as {out.name}")
+    warning = steps.nearness_warning(ws, near)
+    if warning:
+        log(warning)
     reported: list[dict] = []
     try:
         dataset, md5 = step("version_dataset", steps.version_dataset, ws, sub)
@@ -85,6 +90,7 @@ def _onboard_locked(
             f", resumed after step {result.resumed_from_step} of a killed attempt" if result.resumed_from_step else ""
         )
         log(f"trained {out.name} in {result.seconds:.1f} s ({result.step_seconds * 1000:.0f} ms/step{resumed})")
+        steps.keep_nearness(ws, out, near)  # before the evaluation: it scores the near concepts in full
         icgen = icgen_tag(out).get("lfsd.icgen", "on")
         if icgen.startswith("off"):  # never a silent downgrade: said here, and tagged on the run and the version
             log(f"ICGen {icgen}: {out.name} trained without it (tag lfsd.icgen)")

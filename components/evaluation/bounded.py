@@ -8,6 +8,7 @@ concepts for RCF. Its avg_forgetting is the mean over the concepts it scored (`s
 an estimate of the full row's. Two things keep the promotion gate sound on an estimate:
 
 - every `full_every`-th step scores the whole row (scheduled, exact);
+- the concepts the nearness check found near the new one (`including`) are in the step's sample;
 - `needs_full_row`: a step whose sample could put the mean over the bound (the sample mean plus two
   standard errors, or any one sampled concept, above `max_avg_forgetting`) scores the rest of the row
   before the gate decides, so a version passes on an estimate only when the estimate is clearly inside.
@@ -27,6 +28,15 @@ def step_plan(last_scored: list[int], sample_size: int, full_every: int) -> list
         return None
     stalest = sorted(range(earlier), key=lambda j: (last_scored[j], j))[:sample_size]
     return sorted(stalest) + [earlier]
+
+
+def including(plan: list[int] | None, positions: list[int]) -> list[int] | None:
+    """`plan` with these earlier concepts added (the ones the nearness check found near the new concept: a
+    similar concept is where a drop is likeliest, so its step scores it whatever the rotation says)."""
+    if plan is None:
+        return None
+    new = plan[-1]
+    return sorted(set(plan[:-1]) | {p for p in positions if p != new}) + [new]
 
 
 def last_scored_steps(names: list[str], records: list[dict]) -> list[int]:

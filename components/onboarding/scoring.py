@@ -60,9 +60,16 @@ def evaluate_checkpoint(
     import torch
 
     from components.device import placement
-    from components.evaluation.bounded import last_row_forgetting, last_scored_steps, needs_full_row, step_plan
+    from components.evaluation.bounded import (
+        including,
+        last_row_forgetting,
+        last_scored_steps,
+        needs_full_row,
+        step_plan,
+    )
     from components.evaluation.embedder import load_evaluator
     from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics, step_record
+    from components.evaluation.nearness import read_report
     from components.evaluation.plots import save_heatmap, save_samples
     from components.lifelong import LifelongModel
     from components.model.pipeline import load
@@ -79,6 +86,8 @@ def evaluate_checkpoint(
     if history is None:
         history = json.loads((previous / FORGETTING_FILE).read_text())["steps"] if previous else []
     plan = step_plan(last_scored_steps([e.name for e in entries[:-1]], history), f.sample_size, f.full_every)
+    near = set(read_report(checkpoint).get("warned", []))  # scored in full this step (nearness_check.py)
+    plan = including(plan, [i for i, e in enumerate(entries) if e.name in near])
     classes = list(dict.fromkeys(entries[i].class_word for i in (range(len(entries)) if plan is None else plan)))
     evaluator.base_rcf_images(load(ws.base_dir).requires_grad_(False).place(where), classes)
     icgen = uses_icgen(model.ledger.method, model.bundle.has_context_path)

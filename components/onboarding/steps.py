@@ -45,6 +45,27 @@ def validate(ws: Workspace, folder: Path) -> ConceptSubmission:
     return submission_of(report)
 
 
+def check_nearness(ws: Workspace, sub: ConceptSubmission):
+    """The submission against the concepts the chain holds (`nearness_check.py`): ValidationError when it is
+    one of them again (nothing changed), else what is near, for the terminal, the checkpoint and the gate."""
+    from components.onboarding import nearness_check
+
+    return nearness_check.check(ws, sub)
+
+
+def nearness_warning(ws: Workspace, near) -> str | None:
+    from components.onboarding import nearness_check
+
+    return nearness_check.message(near, ws.params.nearness.warn_above, ws.params.nearness.show)
+
+
+def keep_nearness(ws: Workspace, checkpoint: Path, near) -> None:
+    """The new concept's shot embeddings and the check's report, into its (not yet committed) checkpoint."""
+    from components.onboarding import nearness_check
+
+    nearness_check.keep(checkpoint, near, ws.params.nearness.warn_above)
+
+
 def version_dataset(ws: Workspace, sub: ConceptSubmission) -> tuple[Path, str]:
     """Normalised copy in data/concepts/<name>/, dvc add + push (committed with the checkpoint)."""
     from components.versioning import ensure_dvc_repo, push_path

@@ -23,6 +23,8 @@ SEQUENCE_METRICS = (
     "new_concept_fidelity",
     "text_alignment",
     "final_clip_i",
+    "confusion",  # issue 32: the last row's mean share of samples nearer another learned concept
+    "margin",
 )
 
 
@@ -74,6 +76,10 @@ def log_and_register(
         if stage_seconds:
             mlflow.log_metrics({f"seconds.{k}": float(v) for k, v in stage_seconds.items()})
         mlflow.log_dict({"steps": [evaluation.step], "metrics": evaluation.metrics}, "forgetting.json")
+        from components.evaluation.nearness import REPORT_FILE
+
+        if (Path(checkpoint) / REPORT_FILE).is_file():  # the nearness check before training, in full
+            mlflow.log_artifact(str(Path(checkpoint) / REPORT_FILE))
         die_here_if_asked("during-register")
         version = _register_in_run(ws, checkpoint, name, tags)
     _card_and_candidate(name, version)
@@ -175,6 +181,7 @@ def lineage_tags(ws: Workspace, ckpt_rec, data_rec=None) -> dict[str, str]:
             "lfsd.ledger": ",".join(ledger.names()),
         }
         | icgen_tag(ws.root / ckpt_rec.path)
+        | near_tag(ws.root / ckpt_rec.path)
     )
 
 
@@ -185,3 +192,12 @@ def icgen_tag(checkpoint: Path) -> dict[str, str]:
     training = checkpoint / TRAINING_FILE
     status = json.loads(training.read_text()).get("icgen") if training.is_file() else None
     return {"lfsd.icgen": status} if status else {}
+
+
+def near_tag(checkpoint: Path) -> dict[str, str]:
+    """`lfsd.near`: the learned concepts the new one was near when it arrived (`<xubyzo>: 0.91`), from the
+    nearness check's report in its checkpoint; absent when none was near."""
+    from components.evaluation.nearness import read_report
+
+    said = read_report(checkpoint).get("summary")
+    return {"lfsd.near": said} if said else {}

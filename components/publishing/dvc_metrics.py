@@ -15,6 +15,19 @@ def _known(row: list) -> list[float]:
     return [float(v) for v in row if v is not None and not math.isnan(v)]
 
 
+def _rounded(value) -> float | None:
+    """A number for the JSON DVC reads (None for a value not measured: JSON has no NaN)."""
+    return None if value is None or math.isnan(float(value)) else round(float(value), 4)
+
+
+def _step_confusion(step: dict) -> float | None:
+    """The mean confusion over a step's scored concepts (None: a record written before confusion was
+    measured, or a step with one concept learned, where nothing can be confused)."""
+    concepts = step.get("concepts", [])
+    measured = _known([c.get("confusion") for c in concepts])
+    return _rounded(sum(measured) / len(measured)) if measured and len(concepts) > 1 else None
+
+
 def history_rows(steps: list[dict], matrix: list[list[float]], names: list[str]) -> list[dict]:
     """One row per task k: the new concept's fidelity A[k][k], the mean over everything learned so far,
     the average forgetting of the earlier concepts (`forgetting_at`, as in the sequence metrics: cells the
@@ -31,6 +44,7 @@ def history_rows(steps: list[dict], matrix: list[list[float]], names: list[str])
                 "mean_fidelity": round(sum(_known(row)) / len(_known(row)), 4),
                 "avg_forgetting": round(forgetting_at(matrix, k), 4),
                 "rcf_similarity": round(float(steps[k]["rcf_similarity"]), 4),
+                "confusion": _step_confusion(steps[k]),
             }
         )
     return rows
@@ -55,6 +69,7 @@ def metrics_files(forgetting: dict) -> dict[str, bytes]:
             )
         },
     }
+    summary |= {k: _rounded(m.get(k)) for k in ("confusion", "margin")}  # null: not measured (older records)
     history = history_rows(steps, m["matrix"], m["concepts"])
     return {
         METRICS_FILE: (json.dumps(summary, indent=2) + "\n").encode(),

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CARD_METRICS = ("new_concept_fidelity", "final_fidelity", "avg_forgetting", "rcf_preservation", "text_alignment")
+CARD_METRICS = (
+    "new_concept_fidelity",
+    "final_fidelity",
+    "avg_forgetting",
+    "rcf_preservation",
+    "text_alignment",
+    "confusion",  # share of the concepts' samples nearer another learned concept (components/evaluation/confusion.py)
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,14 @@ def render_card(
         + (f": {tags['lfsd.gate_reason'].split(': ', 1)[-1]}" if tags.get("lfsd.gate_reason") else ""),
         "",
     ]
+    if tags.get("lfsd.near"):  # the nearness check before training (components/onboarding/nearness_check.py)
+        lines += [
+            f"**Near learned concepts: {tags['lfsd.near']}** (nearness = cosine of the evaluator's reference"
+            " vectors; similar concepts can bleed into each other: they were scored in full at this step)",
+            "",
+        ]
     lines += ["| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {metrics[k]:.3f} |" for k in CARD_METRICS if k in metrics]
+    lines += [f"| {k} | {metrics[k]:.3f} |" for k in CARD_METRICS if k in metrics and metrics[k] == metrics[k]]
     lines += [
         "",
         "Lineage: "

@@ -4,6 +4,7 @@ lfs_loss     THE objective: denoising with ICGen context + data-free KD on relev
 loop         the training loop of one task, free of any launcher
 methods      lfs, its ablations and the baselines, as switches of the one objective
 kd_prompts   the relevant prompts KD pins down in task k
+teacher_bank the teacher's trajectories KD matches (and, for lfs-context-kd, its samples as ICGen context)
 concept      a concept as the trainer sees it
 resume       a task's resumable state (a restarted worker continues exactly where it was)
 launch       what a launcher is given, and the in-process launcher (Ray's: `components/ray_train`)

@@ -3,7 +3,7 @@
 Subjects: the new concept's class word, its `kd_related_classes` nearest class words in the text
 encoder's own embedding space, and at most `kd_previous_subjects` earlier concepts ("<name> class");
 each through the caption templates the base knows, plus "" (the unconditional branch guidance needs).
-The teacher bank walks these prompts round robin (`lfs_loss.TeacherBank`).
+The teacher bank walks these prompts round robin (`teacher_bank.TeacherBank`).
 """
 
 from __future__ import annotations

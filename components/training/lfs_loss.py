@@ -3,14 +3,16 @@
     L = L_denoise(C_k | ICGen context)                         the new concept, with leave-one-out context
         [+ L_denoise(prior images)]                            prior-preservation baseline only
         + lambda_kd * L_kd(student vs teacher, relevant prompts)   data-free KD, against RCF
+                                                                   [lfs-context-kd: earlier concepts' prompts
+                                                                    also with the teacher's own samples as context]
         [+ lambda_clora * sum (|dW_prev| * dW_new)^2]          C-LoRA baseline only
 
 Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own embedding
 space and at most `kd_previous_subjects` earlier concepts, each through the caption templates the base knows,
 plus "" (the unconditional branch guidance needs). The teacher theta_{k-1} (the model with the new update
 switched off) walks its own DDIM trajectories from Gaussian noise on those prompts; every point (x_t, t,
-prompt) is kept with the teacher's noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every`
-steps. No image, real or stored, is used: the KD term costs the student one batched forward pass.
+prompt) is kept with the teacher's noise prediction in a `TeacherBank` (`teacher_bank.py`), redrawn every
+`kd_refresh_every` steps. No image, real or stored, is used: the KD term costs the student one batched forward pass.
 
 ICGen: each concept shot is denoised with the other shots as visual context (leave-one-out), dropped
 with probability `icgen_context_dropout`, so the concept is drawn from text alone too. Only C_k's own
@@ -18,8 +20,6 @@ shots are read. Which terms are on is the `Method` (lfs, ablations, baselines).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,81 +29,11 @@ from components.config import TrainingConfig
 from components.lifelong import LifelongModel
 from components.model.losses import denoising_target
 from components.model.pipeline import encode_prompts
-from components.model.sampling import denoise, generate
+from components.model.sampling import generate
 from components.training.concept import Concept
 from components.training.kd_prompts import relevant_prompts
 from components.training.methods import Method
-
-# ---------------------------------------------------------------- the teacher's own inputs
-
-
-@dataclass
-class KDBatch:
-    latents: torch.Tensor  # (N, C, h, w) noisy x_t on the teacher's trajectories
-    timesteps: torch.Tensor  # (N,)
-    prompts: list[str]
-    target: torch.Tensor  # (N, C, h, w) teacher epsilon at (x_t, t, prompt)
-
-
-class TeacherBank:
-    """Points (x_t, t, prompt, eps_teacher) along `trajectories` DDIM runs of the frozen teacher."""
-
-    def __init__(self, model: LifelongModel, prompts: list[str], cfg: TrainingConfig):
-        self.model, self.prompts, self.cfg = model, prompts, cfg
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.refreshes = 0
-        self.refresh()
-
-    @torch.no_grad()
-    def refresh(self) -> None:
-        """Draw fresh trajectories from noise and record every point with the teacher's prediction."""
-        b, n = self.model.bundle, self.cfg.kd_trajectories
-        prompts = [self.prompts[(self.refreshes * n + i) % len(self.prompts)] for i in range(n)]
-        c, s = b.unet.config.in_channels, b.unet.config.sample_size
-        noise = torch.randn(n, c, s, s, generator=self.generator).to(b.device)  # once per refresh, not per step
-        xs, ts, targets = [], [], []
-
-        def record(t, x, eps_cond):
-            xs.append(x.clone())
-            ts.append(torch.full((n,), int(t), device=b.device))
-            targets.append(eps_cond.clone())
-
-        with self.model.as_teacher():
-            denoise(
-                b,
-                noise,
-                prompts,
-                torch.zeros(n, 1, b.context_encoder.config.embed_dim, device=b.device),
-                steps=self.cfg.kd_teacher_steps,
-                guidance_scale=self.cfg.guidance_scale,
-                on_step=record,
-            )
-        self.latents, self.timesteps, self.targets = torch.cat(xs), torch.cat(ts), torch.cat(targets)
-        self.point_prompts = prompts * len(xs)
-        self.refreshes += 1
-
-    def sample(self, k: int) -> KDBatch:
-        idx = torch.randint(len(self.latents), (k,), generator=self.generator)
-        return KDBatch(
-            self.latents[idx], self.timesteps[idx], [self.point_prompts[i] for i in idx.tolist()], self.targets[idx]
-        )
-
-    def state(self) -> dict:
-        return {
-            "generator": self.generator.get_state(),
-            "refreshes": self.refreshes,
-            "latents": self.latents.clone(),
-            "timesteps": self.timesteps.clone(),
-            "targets": self.targets.clone(),
-            "point_prompts": list(self.point_prompts),
-        }
-
-    def restore(self, st: dict) -> None:
-        self.generator.set_state(st["generator"])
-        self.refreshes = st["refreshes"]
-        self.latents, self.timesteps, self.targets = st["latents"], st["timesteps"], st["targets"]
-        self.point_prompts = list(st["point_prompts"])
-
+from components.training.teacher_bank import KDBatch, TeacherBank, teacher_contexts
 
 # ---------------------------------------------------------------- baselines' extra terms
 
@@ -177,7 +107,8 @@ class LFSObjective:
                 cfg.kd_previous_subjects,
                 self.task,
             )
-            self.bank = TeacherBank(model, self.relevant, cfg)
+            contexts = teacher_contexts(model, self.relevant, previous, cfg) if method.kd_context and self.icgen else {}
+            self.bank = TeacherBank(model, self.relevant, cfg, contexts)
         self.prior = prior_latents(model, concept, cfg) if method.prior else None
 
     def _icgen_context(self, picks: torch.Tensor, rng: np.random.Generator, ctx_dim: int) -> torch.Tensor:
@@ -231,7 +162,9 @@ class LFSObjective:
             x_in.append(kd.latents)
             t_in.append(kd.timesteps)
             p_in = p_in + kd.prompts
-            c_in.append(torch.zeros(cfg.kd_batch_size, 1, ctx_dim, device=b.device))
+            c_in.append(
+                torch.zeros(cfg.kd_batch_size, 1, ctx_dim, device=b.device) if kd.context is None else kd.context
+            )
         # One batched student pass over concept (+ prior) (+ KD) samples: eps (N, C, h, w).
         text = encode_prompts(b.tokenizer, b.text_encoder, p_in)
         eps = b.unet(

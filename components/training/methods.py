@@ -12,12 +12,14 @@ class Method:
     icgen: bool  # train with leave-one-out visual context, generate with the concept's references
     prior: bool = False  # DreamBooth prior preservation on teacher images generated before the task
     c_lora: bool = False  # penalise the new LoRA where earlier tasks' LoRAs changed the weights
+    kd_context: bool = False  # KD also on earlier concepts' prompts with the teacher's own samples as ICGen context
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("lfs", kd=True, icgen=True),
+        Method("lfs-context-kd", kd=True, icgen=True, kd_context=True),  # issue 32 §4 (docs/similar.md)
         Method("lfs-no-kd", kd=False, icgen=True),
         Method("lfs-no-icgen", kd=True, icgen=False),
         Method("finetune", kd=False, icgen=False),

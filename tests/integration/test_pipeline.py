@@ -10,6 +10,7 @@ learned name (rejected, nothing changes); a failing gate (production stays); pro
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
     from flows.registry import promote, rollback
     from flows.sequence import lifelong_sequence
 
-    c1, c2, c3 = write_concepts(tmp_path / "inbox", n=3, shots=4, seed=7)
+    c1, c2, _ = write_concepts(tmp_path / "inbox", n=3, shots=4, seed=7)
+    c3 = _near(c1, tmp_path / "near")  # same class and body colour as c1: the nearness check warns
     _odd_modes(c2)
     head0 = git(workspace, "rev-parse", "HEAD")
     with mlflow_server(tmp_path) as uri:
@@ -153,6 +155,12 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
             onboard_concept(str(impostor), workspace=str(workspace))
         assert state_snapshot(workspace) == before
 
+        # c1's photos again, re-encoded, under a new name: refused naming the learned concept, nothing changes
+        copy = _reencoded(c1, tmp_path / "copy", "vikoby")
+        with pytest.raises(ValidationError, match=f"already learned as <{names[0]}>"):
+            onboard_concept(str(copy), workspace=str(workspace))
+        assert state_snapshot(workspace) == before
+
         # a failing gate: the version is registered and tagged, production stays
         _set_gate(workspace, min_new_concept_fidelity=2.0)
         git(workspace, "commit", "-qam", "stricter gate")
@@ -161,6 +169,11 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         v3 = client.get_model_version(name, "3")
         assert v3.tags["lfsd.gate"] == "failed" and "new_concept_fidelity" in v3.tags["lfsd.gate_reason"]
         assert get_alias_version(name, PRODUCTION) == "2" and get_alias_version(name, CANDIDATE) == "3"
+        # c3 is near c1: said on the version (tag, card) and in its checkpoint's report, and scored that step
+        assert v3.tags["lfsd.near"].startswith(f"<{names[0]}>: ") and "Near learned concepts" in v3.description
+        report = json.loads((ws.latest_checkpoint() / "nearness.json").read_text())
+        assert names[0] in report["warned"] and {n["name"] for n in report["near"]} == set(names)
+        assert "lfsd.near" not in versions[1].tags  # c2 is not near c1
 
         # by hand: the card and the change are shown first; then promote 3, roll back to 2
         from components.publishing.promotion import preview
@@ -175,6 +188,28 @@ def test_sequence_registers_versions_gates_and_restores(workspace, prefect_harne
         assert get_alias_version(name, PRODUCTION) == "3"
         assert rollback(workspace=str(workspace)) == "2"
         assert get_alias_version(name, PRODUCTION) == "2"
+
+
+def _near(learned: Path, out: Path) -> Path:
+    """A concept folder of another unseen object with the class and body colour of `learned`."""
+    from components.world.concepts import ConceptSpec, write_concepts
+    from components.world.scenes import Instance, sample_instance
+
+    mine = Instance(*yaml.safe_load((learned / "concept.yaml").read_text())["world_instance"].split("-"))
+    rng = np.random.default_rng(0)
+    draws = (sample_instance(rng, unseen=True, cls=mine.cls) for _ in range(5000))
+    near = next(i for i in draws if i.colour == mine.colour and i.key != mine.key)
+    return write_concepts(out, n=1, shots=4, seed=11, specs=[ConceptSpec("mirupe", near.cls, near)])[0]
+
+
+def _reencoded(folder: Path, out: Path, name: str) -> Path:
+    """`folder`'s photos as JPEG under another concept name."""
+    out.mkdir(parents=True)
+    for p in sorted(folder.glob("*.png")):
+        Image.open(p).convert("RGB").save(out / f"{p.stem}.jpg", "JPEG", quality=85)
+    meta = yaml.safe_load((folder / "concept.yaml").read_text())
+    (out / "concept.yaml").write_text(yaml.safe_dump({"name": name, "class_word": meta["class_word"]}))
+    return out
 
 
 def _assert_runs_tell_their_story(client, children, names, ledger) -> None:

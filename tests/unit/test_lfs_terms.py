@@ -26,6 +26,7 @@ from components.world.vocabulary import CLASSES
 
 EXPECTED = {  # method: (kd, icgen, prior, c_lora)
     "lfs": (True, True, False, False),
+    "lfs-context-kd": (True, True, False, False),  # + the teacher's samples as KD context from task 2 on (below)
     "lfs-no-kd": (False, True, False, False),
     "lfs-no-icgen": (True, False, False, False),
     "finetune": (False, False, False, False),
@@ -249,3 +250,55 @@ def test_clora_penalty_is_zero_at_k1_and_pulls_the_new_update_where_earlier_ones
     assert row["clora"] > 0 and "kd" not in row
     assert loss - loss0 == pytest.approx(cfg.lambda_clora * row["clora"], rel=1e-4)
     assert (grad - grad0).norm() > 1e-3 * grad0.norm()
+
+
+def test_context_kd_gives_earlier_concepts_prompts_the_teachers_own_samples_as_context(
+    monkeypatch, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
+    """lfs-context-kd (issue 32 §4): from task 2 on, every other trajectory of an earlier concept's prompt is
+    walked by the teacher with the ICGen embedding of samples it drew of that concept, and the student's KD
+    points carry the same context; plain lfs keeps text-only KD."""
+    from components.training.teacher_bank import teacher_contexts
+
+    # one bank draw walks every relevant prompt (4 templates x 4 subjects + ""), the earlier concept's included
+    cfg = _cfg(tiny_training_config, kd_batch_size=32, kd_trajectories=17)
+    method = get_method("lfs-context-kd")
+    model = LifelongModel.from_base(tiny_base_dir, "lfs-context-kd")
+    first, second = (read_concept(d) for d in two_concepts)
+    train_task(model, first, method, dataclasses.replace(cfg, steps=1, lr=0.05), tmp_path / "01")
+    previous = _begin(model, second, method, cfg, tmp_path / "02")
+    obj = LFSObjective(model, second, method, cfg, list(CLASSES), previous)
+    assert len(obj.relevant) == cfg.kd_trajectories
+    bank, subject = obj.bank, f"{first.token} {first.class_word}"
+    earlier = {p for p in obj.relevant if subject in p}
+    assert earlier and set(bank.prompt_contexts) == earlier  # exactly the earlier concept's prompts
+    (vector, *rest) = bank.prompt_contexts.values()
+    assert vector.abs().sum() > 0 and all(torch.equal(vector, v) for v in rest)  # one context per concept
+    # Drawn by the teacher (the new update off): moving the student does not change it.
+    _perturb_new_update(model)
+    assert torch.allclose(teacher_contexts(model, obj.relevant, previous, cfg)[next(iter(earlier))], vector)
+    # The bank's points: context only on the earlier concept's prompts, and not on all of them (text-only KD stays).
+    has = [bool(bank.contexts[i].any()) for i in range(len(bank.point_prompts))]
+    assert any(has) and all(bank.point_prompts[i] in earlier for i, h in enumerate(has) if h)
+    assert any(not h and bank.point_prompts[i] in earlier for i, h in enumerate(has))
+    # The context acts on the teacher: its target at a context point differs from the text-only prediction.
+    i = has.index(True)
+    with torch.no_grad(), model.as_teacher():
+        text = lfs_loss.encode_prompts(model.bundle.tokenizer, model.bundle.text_encoder, [bank.point_prompts[i]])
+        plain = model.bundle.unet(
+            bank.latents[i : i + 1],
+            bank.timesteps[i : i + 1],
+            encoder_hidden_states=text,
+            added_cond_kwargs={"image_embeds": [torch.zeros_like(bank.contexts[i : i + 1])]},
+        ).sample
+    assert (plain - bank.targets[i : i + 1]).abs().max() > 1e-4
+    # The student's pass: each KD row carries its point's context (zeros or the concept's vector).
+    spy = Spy(monkeypatch)
+    spy.watch(model)
+    obj.loss(1, np.random.default_rng(0))
+    kd_rows = spy.contexts[-1][cfg.batch_size :]
+    assert len(kd_rows) == cfg.kd_batch_size and any(r.any() for r in kd_rows)
+    assert all(not r.any() or torch.allclose(r, vector.reshape(r.shape)) for r in kd_rows)
+    # Plain lfs: no contexts anywhere in KD.
+    plain_obj = LFSObjective(model, second, get_method("lfs"), cfg, list(CLASSES), previous)
+    assert plain_obj.bank.contexts is None and plain_obj.bank.prompt_contexts == {}

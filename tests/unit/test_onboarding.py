@@ -160,7 +160,12 @@ def test_history_and_sequence_metrics_agree_when_the_bounded_protocol_leaves_cel
         {"a": 0.3, "c": 0.6, "d": 0.85},
     ]  # task 4 left `b` unscored
     steps = [
-        StepEval(k + 1, [ConceptScore(n, f, 0.5, 0.3) for n, f in row.items()], 0.9, 0.95 - 0.01 * k)
+        StepEval(
+            k + 1,
+            [ConceptScore(n, f, 0.5, 0.3, confusion=0.25 * (k > 0) * (n == "a")) for n, f in row.items()],
+            0.9,
+            0.95 - 0.01 * k,
+        )
         for k, row in enumerate(rows)
     ]
     metrics = sequence_metrics(steps)
@@ -176,7 +181,11 @@ def test_history_and_sequence_metrics_agree_when_the_bounded_protocol_leaves_cel
     ]
     assert history[-1]["avg_forgetting"] == summary["avg_forgetting"] == round(metrics["avg_forgetting"], 4)
     for k in range(len(steps)):  # every step's history row is the sequence metric of the chain up to it
-        assert history[k]["avg_forgetting"] == round(sequence_metrics(steps[: k + 1])["avg_forgetting"], 4)
+        upto = sequence_metrics(steps[: k + 1])
+        assert history[k]["avg_forgetting"] == round(upto["avg_forgetting"], 4)
+        assert history[k]["confusion"] == (None if k == 0 else round(upto["confusion"], 4))  # one concept: none
+    assert [r["confusion"] for r in history] == [None, 0.125, 0.0, round(0.25 / 3, 4)]
+    assert summary["confusion"] == history[-1]["confusion"] and summary["margin"] is None  # NaN margins: null
 
 
 def test_forgetting_history_puts_each_concept_at_every_task_since_it_was_learned():

@@ -1,0 +1,129 @@
+"""Nearness of a new concept to the concepts a chain already holds (issue 32 §3), from embeddings only.
+
+A concept is represented as fidelity and confusion see it: the evaluator's DINO-analogue embeddings of
+its shots, whose normalised mean is its reference vector (`confusion.reference_vector`). Two numbers
+come out of a comparison:
+
+- **nearness** to each existing concept: the cosine of the two reference vectors. The 50-concept runs
+  measured what nearness predicted a drop of an earlier concept's fidelity (docs/similar.md,
+  `benchmarks/nearness_threshold.py`); above `nearness.warn_above` the onboarding warns and the gate scores
+  that concept in full;
+- **duplicate shots**: a new shot whose embedding is (almost) identical to one of an existing concept's
+  shots (cosine >= `nearness.duplicate_above`), or a byte-identical file (same sha256). When most of the new
+  shots are duplicates of one existing concept, the concept is that one again and is refused.
+
+Nothing here reads an earlier concept's photos: the chain stores each concept's shot embeddings and shot
+hashes (`onboarding/nearness_check.py`), and this module compares tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from components.evaluation.confusion import reference_vector
+
+
+@dataclass(frozen=True)
+class StoredConcept:
+    """What the chain keeps of one learned concept for this comparison."""
+
+    name: str
+    class_word: str
+    embeddings: torch.Tensor  # (M, E) unit rows: its shots, embedded by the evaluator
+    sha256: tuple[str, ...]  # its shots' file hashes (the normalised dataset copy)
+
+
+@dataclass(frozen=True)
+class Near:
+    name: str
+    class_word: str
+    nearness: float  # cosine of the reference vectors
+    duplicates: tuple[int, ...]  # positions of the new shots identical (bytes or embedding) to one of its shots
+
+
+def nearness_matrix(embeddings: list[torch.Tensor]) -> torch.Tensor:
+    """(K, K) cosines of the reference vectors of K concepts' shot embeddings."""
+    refs = torch.stack([reference_vector(e) for e in embeddings])
+    return refs @ refs.T
+
+
+def compare(
+    embeddings: torch.Tensor, sha256: tuple[str, ...], stored: list[StoredConcept], duplicate_above: float
+) -> list[Near]:
+    """The new concept (its shots' embeddings and file hashes) against every stored concept, nearest first."""
+    ref = reference_vector(embeddings)
+    out = []
+    for c in stored:
+        cos = torch.as_tensor(embeddings).float() @ torch.as_tensor(c.embeddings).float().T  # (N, M)
+        same_bytes = {i for i, h in enumerate(sha256) if h in set(c.sha256)}
+        same_look = {i for i in range(cos.shape[0]) if float(cos[i].max()) >= duplicate_above}
+        nearness = float(ref @ reference_vector(c.embeddings))
+        out.append(Near(c.name, c.class_word, round(nearness, 4), tuple(sorted(same_bytes | same_look))))
+    return sorted(out, key=lambda n: -n.nearness)
+
+
+def duplicate_of(near: list[Near], shots: int) -> Near | None:
+    """The existing concept the new one is a copy of: more than half of its shots are duplicates."""
+    copies = [n for n in near if len(n.duplicates) * 2 > shots]
+    return max(copies, key=lambda n: len(n.duplicates)) if copies else None
+
+
+def summary(near: list[Near], warn_above: float, show: int = 3) -> str:
+    """`near <xubyzo>: 0.91, <kazoxu>: 0.88` for the concepts above the bound (empty when none)."""
+    above = [n for n in near if n.nearness >= warn_above][:show]
+    return ", ".join(f"<{n.name}>: {n.nearness:.2f}" for n in above)
+
+
+# What the chain keeps per concept, in the checkpoint of the task that learned it (versioned with it).
+SHOTS_FILE = "shots_embedded.safetensors"  # the concept's shot embeddings + name, class word, file hashes
+REPORT_FILE = "nearness.json"  # what the check found when the concept arrived (the card and the gate read it)
+
+
+def save_shots(checkpoint: Path, concept: StoredConcept, evaluator_hash: str) -> None:
+    from safetensors.torch import save_file
+
+    meta = {
+        "name": concept.name,
+        "class_word": concept.class_word,
+        "sha256": json.dumps(list(concept.sha256)),
+        "evaluator": evaluator_hash,
+    }
+    save_file({"embeddings": concept.embeddings.contiguous().float()}, str(Path(checkpoint) / SHOTS_FILE), meta)
+
+
+def load_shots(checkpoint: Path, evaluator_hash: str) -> StoredConcept | None:
+    """The stored concept, or None when the checkpoint has none (learned before this check existed, or
+    relearned after an erasure) or it was embedded by another evaluator (not comparable)."""
+    from safetensors import safe_open
+
+    path = Path(checkpoint) / SHOTS_FILE
+    if not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        if meta.get("evaluator") != evaluator_hash:
+            return None
+        emb = f.get_tensor("embeddings")
+    return StoredConcept(meta["name"], meta["class_word"], emb, tuple(json.loads(meta["sha256"])))
+
+
+def write_report(checkpoint: Path, near: list[Near], warn_above: float, not_compared: list[str]) -> None:
+    report = {
+        "warn_above": warn_above,
+        "near": [dataclasses.asdict(n) for n in near],
+        "warned": [n.name for n in near if n.nearness >= warn_above],
+        "not_compared": not_compared,
+        "summary": summary(near, warn_above),
+    }
+    (Path(checkpoint) / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def read_report(checkpoint: Path) -> dict:
+    """The check's report for the task of `checkpoint` ({} when it has none)."""
+    path = Path(checkpoint) / REPORT_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
