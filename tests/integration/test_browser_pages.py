@@ -5,7 +5,7 @@ appears with the version that drew it).
 
 The workspace is the real pipeline's: two concepts onboarded by `chains.onboard` in this process (the same
 steps as `lfsd onboard`, training in-process instead of on Ray). Screenshots go to $LFSD_SCREENSHOTS when set
-(`LFSD_SCREENSHOTS=docs/figures/browser` re-makes the ones docs/operations.md links), else to a temporary
+(`LFSD_SCREENSHOTS=docs/figures/browser` re-makes the committed ones), else to a temporary
 folder, so `make test` leaves the repository as it found it. Skips, in one line, only where no chromium
 binary exists."""
 
