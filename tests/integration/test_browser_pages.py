@@ -1,5 +1,5 @@
 """What a person sees, in a real browser (Debian's `chromium` driven by Playwright): what a reviewer opens
-before a promotion (`lfsd ui`: the registered model with its aliases, a version's page with its model card,
+before a promotion (`lfsd ui`: a version's page with its model card and aliases,
 the compare view of two concept runs) and the page `lfsd serve` puts at `/` (type a prompt, submit, an image
 appears with the version that drew it).
 
