@@ -14,6 +14,7 @@ The swap rule:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -130,6 +131,20 @@ class Follower:
             self._swap(None)
         if decision.load is not None:
             self._load(decision.load)
+        self._note_erasures()
+
+    def _note_erasures(self) -> None:
+        """The serving version, told which concepts were erased since it loaded (an erasure tags the old
+        versions after `production` moved): a request naming one hears why. Same version, same weights."""
+        current = self._current
+        try:
+            names = erased_names(self.client, self.model_name)
+        except Exception:
+            return
+        if current is not None and names != current.erased:
+            with self._changed:
+                if self._current is current:
+                    self._current = dataclasses.replace(current, erased=names)
 
     def _load(self, version: str) -> None:
         retry_after = max(10.0, 5 * self.follow_seconds)
@@ -137,7 +152,7 @@ class Follower:
             return
         started = time.monotonic()
         try:
-            new = load(self.model_name, version, self.placement, erased_names(self.client, self.model_name))
+            new = load(self.model_name, version, self.placement, self._current.erased if self._current else ())
             # checked again after the load: an erasure that came while it loaded keeps it out
             if look(self.client, self.model_name, version).loaded_gone:
                 raise RuntimeError(f"version {version} was erased while it loaded")
