@@ -24,8 +24,11 @@ class DrawFailed(BadRequest):
         super().__init__(reason, 500)
 
 
-def answer(loaded: LoadedVersion, req: GenerateRequest, pngs: list[str], steps: int, guidance: float) -> dict:
-    """The JSON of a drawn request: the images and the version and concepts that drew them."""
+def answer(
+    loaded: LoadedVersion, req: GenerateRequest, pngs: list[str], steps: int, guidance: float, batch_images: int
+) -> dict:
+    """The JSON of a drawn request: the images and the version and concepts that drew them, and how many images
+    the denoising batch that drew them held (theirs and other requests')."""
     return {
         "model": loaded.model_name,
         "version": loaded.version,
@@ -35,6 +38,7 @@ def answer(loaded: LoadedVersion, req: GenerateRequest, pngs: list[str], steps: 
         "seeds": [req.seed + i for i in range(len(pngs))],
         "steps": steps,
         "guidance": guidance,
+        "batch_images": batch_images,
     }
 
 
@@ -70,5 +74,5 @@ def run_batch(loaded: LoadedVersion | None, reqs: list[GenerateRequest]) -> list
         for i, rows in members:
             pngs = [encode_png(a) for a in images[start : start + len(rows)]]
             start += len(rows)
-            results[i] = answer(loaded, reqs[i], pngs, steps, guidance)
+            results[i] = answer(loaded, reqs[i], pngs, steps, guidance, len(images))
     return results

@@ -34,6 +34,7 @@ MAX_REQUESTS_PER_CLIENT = 3000  # a client stops once the alias moves are done, 
 PAUSE = 0.2  # seconds between a client's requests (a forget takes tens of seconds on a busy machine)
 MAX_BODY_BYTES = 200_000
 STEPS = 2  # DDIM steps per request: the tiny base, cheap
+BATCH_WAIT = 0.5  # a batch waits this long for more requests: concurrent ones land in one batch on a busy machine
 
 
 def _quiet(message: str) -> None:
@@ -84,7 +85,8 @@ def served(tiny_base_dir, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
         mp.setenv("LFSD_STATE_DIR", str(root / ".lfsd"))
         mp.setenv("LFSD_WORKSPACE", str(root))
-        make_workspace(root, tiny_base_dir, NO_RAY | {"serving": {"max_body_bytes": MAX_BODY_BYTES}})
+        serving = {"max_body_bytes": MAX_BODY_BYTES, "batch_wait_seconds": BATCH_WAIT}
+        make_workspace(root, tiny_base_dir, NO_RAY | {"serving": serving})
         ws = load_workspace(root)
         folders = write_concepts(tmp / "in", n=2, shots=3, seed=5)
         t0 = time.time()
@@ -147,6 +149,20 @@ def test_bad_requests_get_a_one_line_4xx_and_the_server_lives_on(served):
     assert status == 200 and len(answer["images"]) == 2 and headers["x-lfsd-model-version"] == answer["version"]
     assert a in answer["concepts"] and headers["x-lfsd-concepts"] == ",".join(answer["concepts"])
     assert call(url, "/health")[0] == 200 and served["proc"].poll() is None
+    together = threading.Barrier(4)
+
+    def one(k: int, out: list) -> None:
+        together.wait()
+        out.append(call(url, "/generate", {**ok, "seed": k, "num_images": 2}))
+
+    answers: list = []
+    threads = [threading.Thread(target=one, args=(k, answers)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [a[0] for a in answers] == [200] * 4
+    assert max(a[1]["batch_images"] for a in answers) > 2  # two requests' images in one denoising batch
     status, spec, _ = call(url, "/openapi.json")
     assert status == 200 and "/generate" in spec["paths"]
     with urllib.request.urlopen(f"{url}/") as page:
