@@ -5,6 +5,7 @@ version (once through `lfsd promote`, Prefect's start-up included, then in-proce
 the serving replica's resident memory over 20 swaps of the production version.
 
     python -m benchmarks.serving --work /tmp/lfsd-serving --json docs/figures/serving.json
+    python -m benchmarks.serving --work /tmp/lfsd-serving --json docs/figures/serving.json --only swaps
 
 The workspace is the real pipeline's: `lfsd init`'s embedded base, two concepts of examples/concepts
 onboarded in-process with a short training (serving cost does not depend on how long a LoRA trained). A
@@ -253,15 +254,36 @@ def run(work: Path, per_client: dict[int, int], n_swaps: int, log=print) -> dict
     return out
 
 
+def only_swaps(a: argparse.Namespace) -> None:
+    """`--only swaps`: a fresh `lfsd serve` (batched), a warm request, the swaps, into --json's "swaps"."""
+    from components.workspace.layout import load_workspace
+
+    t0, root, prompt = time.perf_counter(), build(a.work.resolve()), "a <byruri> cross on a white background"
+    served = Served(root, _free_port(), load_workspace(root).params.serving.max_batch_size, a.work / "serve-swaps.log")
+    try:
+        post(served.url, {"prompt": prompt, "num_images": 1})
+        out = swaps(served, root, a.swaps, prompt)
+    finally:
+        served.stop()
+    out |= {"wall_s": round(time.perf_counter() - t0, 1), "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
+    out["command"] = "python -m benchmarks.serving " + " ".join(sys.argv[1:])
+    figures = json.loads(a.json.read_text()) if a.json.exists() else {}
+    a.json.write_text(json.dumps(figures | {"swaps": out}, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True, help="Scratch folder (the workspace is kept there).")
     ap.add_argument("--json", type=Path, required=True, help="Where the figures go.")
     ap.add_argument("--requests", default="8,4,2", help="Requests per client at 1, 4 and 16 clients.")
     ap.add_argument("--swaps", type=int, default=20)
+    ap.add_argument("--only", choices=("swaps",), help="Only the swaps (RSS over swaps), into --json's 'swaps'.")
     a = ap.parse_args()
-    per_client = dict(zip(LEVELS, (int(x) for x in a.requests.split(","))))
     a.work.mkdir(parents=True, exist_ok=True)
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    if a.only == "swaps":  # the memory over swaps alone (2-3 min on a built workspace)
+        return only_swaps(a)
+    per_client = dict(zip(LEVELS, (int(x) for x in a.requests.split(","))))
     t0 = time.perf_counter()
     out = run(a.work.resolve(), per_client, a.swaps)
     out |= {
@@ -270,7 +292,6 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_end": os.getloadavg()},
         "target_speedup_at_16_clients": 2.0,
     }
-    a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "modes"}, indent=2))
 

@@ -7,5 +7,5 @@
 - follow: the alias followed: poll, load + check, swap one reference; erased versions never load
 - page: the HTML page at /
 - deployment: the Ray Serve deployment with its FastAPI routes (/generate, /health, /version, /, /docs)
-- service: Ray and Ray Serve started for a workspace, stopped on SIGINT / SIGTERM
+- service: Ray and Ray Serve started for a workspace, stopped on SIGINT / SIGTERM; `app`, what a RayService imports
 """

@@ -10,13 +10,22 @@ The swap rule:
     erased (or is deleted) is dropped at the next poll, before its successor loads: requests wait for the
     successor (up to `serving.load_wait_seconds`) rather than draw with an erased concept.
   - the registry unreachable: the loaded version keeps serving; `health` says so.
+  - memory: nothing of a retired version stays alive once no batch draws with it (checked by a weak
+    reference, then collected), and its weights go back to the OS. Why that needs `malloc_heap_for_weights`:
+    glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), so after the first
+    swap every weight tensor came from the heap arenas, which keep freed pages; the replica grew ~25% over
+    20 swaps (docs/results.md, "Serving"). With the threshold fixed, each tensor is its own mapping, unmapped
+    when freed; `malloc_trim(0)` after the release returns what the arenas hold.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import gc
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from components.serving.loaded import LoadedVersion, load
@@ -76,6 +85,36 @@ def erased_names(client, model_name: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def _malloc_trim():
+    """glibc's malloc_trim, or None (musl, macOS): the call that returns freed heap pages to the OS."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept: blocks this size and up are mappings of their own
+
+
+def malloc_heap_for_weights() -> bool:
+    """Fix glibc's mmap threshold (mallopt M_MMAP_THRESHOLD, which also stops its dynamic raise) for this
+    process, before any version loads: freed weights then leave RSS at once instead of staying in the heap.
+    False where there is no glibc mallopt (the swap still releases, less completely)."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return False
+
+
+def release_memory() -> None:
+    """Collect what the retired version left (cycles included) and return the freed pages: a model's tensors
+    are freed into glibc's heap arenas (one per thread that loaded or drew), which keep the pages otherwise."""
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
@@ -96,6 +135,7 @@ class Follower:
         self.load_error: str | None = None
         self._failed: tuple[str, float] | None = None  # (version, when) of the last load that failed
         self.swaps: list[dict] = []  # {"from", "to", "at", "load_seconds"}: the last 50, for /version
+        self._retired: weakref.ref | None = None  # the version swapped out, until its memory is released
 
     def current(self) -> LoadedVersion | None:
         return self._current  # one attribute read: a caller holds one version for all it does
@@ -116,9 +156,24 @@ class Follower:
         record = {"from": old and old.version, "to": new and new.version, "at": time.time()}
         self.swaps = [*self.swaps[-49:], record | {"load_seconds": round(load_seconds, 3)}]
         self.log(f"serving: version {record['from']} -> {record['to']} (loaded in {load_seconds:.2f} s)")
+        if old is not None and old.pyfunc is not None:
+            self._retired = weakref.ref(old.pyfunc)  # the weights: what a retired version costs
+        del old  # the last reference here: a batch drawing with it holds its own until it ends
+        self._release()
+
+    def _release(self) -> None:
+        """Once nothing holds the retired version, give its memory back (release_memory); until then, try
+        again at each poll (an in-flight batch keeps it alive for one denoising loop)."""
+        if self._retired is None:
+            return
+        gc.collect()
+        if self._retired() is None:
+            self._retired = None
+            release_memory()
 
     def poll_once(self) -> None:
         """Look once; drop and load as `decide` says. Never raises: a failure is kept for /health."""
+        self._release()  # a retired version a batch held at the swap, released even while the registry is down
         loaded = self._current.version if self._current else None
         try:
             seen = look(self.client, self.model_name, loaded)
@@ -169,6 +224,8 @@ class Follower:
             self._stop.wait(self.follow_seconds)
 
     def start(self) -> Follower:
+        """Follow in a daemon thread; weights loaded from now on are mapped apart (malloc_heap_for_weights)."""
+        malloc_heap_for_weights()
         self._thread = threading.Thread(target=self._run, name="lfsd-follow-production", daemon=True)
         self._thread.start()
         return self

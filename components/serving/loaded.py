@@ -50,10 +50,16 @@ class LoadedVersion:
 def load(model_name: str, version: str, placement, erased: tuple[str, ...] = ()) -> LoadedVersion:
     """models:/NAME/VERSION (a number, never the alias: the alias may move while it downloads), checked and
     placed. Raises what `load_version` raises: IntegrityError, ErasedConceptError (its files are gone)."""
+    import sys
+
     from components.registry.pyfunc import load_version
 
     where = {"device": str(placement.device), "precision": placement.precision}
-    model = load_version(f"models:/{model_name}/{version}", model_config=where)
+    before = set(sys.path)
+    try:
+        model = load_version(f"models:/{model_name}/{version}", model_config=where)
+    finally:  # MLflow prepends the package's code/ (a temp folder, deleted after the load) at every load
+        sys.path[:] = [p for p in sys.path if p in before]
     return LoadedVersion(model_name, str(version), model.unwrap_python_model(), tuple(erased))
 
 

@@ -1,6 +1,7 @@
 """Ray and Ray Serve for `lfsd serve`: a local Ray as Ray Train gets one (state under the workspace's state
 folder, loopback only; RAY_ADDRESS joins a cluster instead), the HTTP proxy on serving.host:port, the
-deployment with `serving.replicas` replicas, and everything stopped again on SIGINT / SIGTERM."""
+deployment with `serving.replicas` replicas, and everything stopped again on SIGINT / SIGTERM; `app`, the same
+deployment for a Ray cluster that KubeRay runs (infra/kuberay/rayservice.yaml)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def settings(ws, cfg: ServingConfig) -> dict:
         "serving": dataclasses.asdict(cfg),
         "runtime": dataclasses.asdict(ws.params.runtime),
     }
+
+
+def app(args: dict):
+    """The application a KubeRay RayService imports (infra/kuberay/rayservice.yaml, serveConfigV2's
+    `import_path: components.serving.service:app`): the deployment `lfsd serve` runs, for the workspace at
+    args["workspace"] (default $LFSD_WORKSPACE). Why a builder: Ray Serve takes only an application or a
+    function that returns one there, and `start` binds the deployment only after starting Ray itself; on a
+    cluster KubeRay has started Ray and the proxies, and serveConfigV2's `deployments` set the replicas and
+    their resources."""
+    from components.serving.deployment import Endpoint
+    from components.workspace.layout import load_workspace
+
+    ws = load_workspace((args or {}).get("workspace"))
+    return Endpoint.bind(settings(ws, ws.params.serving))
 
 
 def start(ws, cfg: ServingConfig) -> str:

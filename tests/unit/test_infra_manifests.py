@@ -628,3 +628,38 @@ def test_pinned_rule(text, expected):
 
 def test_pinned_rule_takes_release_dates():
     assert _pinned("minio/minio:RELEASE.2025-09-07T16-13-09Z")
+
+
+RAYSERVICE = INFRA / "kuberay" / "rayservice.yaml"
+
+
+def _rayservice() -> dict:
+    (service,) = [d for d in yaml.safe_load_all(RAYSERVICE.read_text()) if d.get("kind") == "RayService"]
+    return service
+
+
+def test_kuberay_rayservice_imports_a_builder_of_lfsd_and_matches_the_cluster():
+    """What KubeRay would refuse only on a cluster: an import_path that does not resolve, a Ray that is not
+    the one the image installs, an image other than the training cluster's."""
+    import importlib
+    import inspect
+
+    service = _rayservice()
+    assert service["apiVersion"] == "ray.io/v1"
+    (application,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    module_name, _, attr = application["import_path"].partition(":")
+    assert module_name.split(".")[0] == "components" and attr, application["import_path"]
+    module = importlib.import_module(module_name)
+    builder = getattr(module, attr, None)
+    assert inspect.isfunction(builder), f"{application['import_path']} is not a function in components/"
+    assert len(inspect.signature(builder).parameters) == 1, "a Ray Serve builder takes one argument (the args)"
+    assert set(application["args"]) <= {"workspace"}, application["args"]
+
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == _constraint("ray"), "rayVersion must be the ray the image installs"
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [w["template"]["spec"] for w in cluster["workerGroupSpecs"]]
+    images = {c["image"] for pod in pods for c in pod["containers"]}
+    raycluster = _raycluster()["spec"]
+    training = [raycluster["headGroupSpec"]["template"]["spec"]]
+    training += [w["template"]["spec"] for w in raycluster["workerGroupSpecs"]]
+    assert images == {c["image"] for pod in training for c in pod["containers"]}, images

@@ -102,3 +102,54 @@ def test_a_follower_whose_registry_is_down_keeps_its_version_and_says_so(monkeyp
     assert body["status"] == "registry unreachable" and body["registry"] == "unreachable" and body["version"] == "4"
     assert body["registry_error"] and "\n" not in body["registry_error"]
     assert follower.wait_current(0.01) is held
+
+
+class _Weights:
+    """Stands for a loaded pyfunc whose modules reference each other (as torch modules with hooks can): only
+    the cycle collector frees it, so a follower that merely drops its reference leaves it alive."""
+
+    def __init__(self):
+        self.me = self
+        self.data = bytearray(8 << 20)
+
+
+def test_a_swap_leaves_no_object_of_the_old_version_alive():
+    import gc
+    import weakref
+
+    gc.disable()  # no automatic collection between the swap and the check: the follower's own must do it
+    try:
+        follower = Follower(None, "m", None, 1.0, log=lambda m: None)
+        follower._swap(LoadedVersion("m", "1", pyfunc=_Weights()))
+        old = weakref.ref(follower.current().pyfunc)
+        follower._swap(LoadedVersion("m", "2", pyfunc=_Weights()))
+        assert old() is None, "version 1 survived its swap"
+        assert follower._retired is None and follower.current().version == "2"
+    finally:
+        gc.enable()
+
+
+def test_a_version_a_batch_still_holds_is_released_at_the_next_poll(monkeypatch):
+    import gc
+    import weakref
+
+    import mlflow
+
+    from tests.integration.services import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the release must not wait for the registry
+    gc.disable()
+    try:
+        follower = Follower(mlflow.MlflowClient(uri, uri), "m", None, 1.0, log=lambda m: None)
+        follower._swap(LoadedVersion("m", "1", pyfunc=_Weights()))
+        in_flight = follower.current()  # a batch drawing with version 1 while 2 swaps in
+        follower._swap(LoadedVersion("m", "2", pyfunc=_Weights()))
+        old = weakref.ref(in_flight.pyfunc)
+        assert old() is not None and follower._retired is not None  # still drawing: not released under it
+        del in_flight  # the batch ends
+        follower.poll_once()
+        assert old() is None and follower._retired is None
+    finally:
+        gc.enable()
