@@ -10,12 +10,10 @@ The swap rule:
     erased (or is deleted) is dropped at the next poll, before its successor loads: requests wait for the
     successor (up to `serving.load_wait_seconds`) rather than draw with an erased concept.
   - the registry unreachable: the loaded version keeps serving; `health` says so.
-  - memory: nothing of a retired version stays alive once no batch draws with it (checked by a weak
-    reference, then collected), and its weights go back to the OS. Why that needs `malloc_heap_for_weights`:
-    glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), so after the first
-    swap every weight tensor came from the heap arenas, which keep freed pages; the replica grew ~25% over
-    20 swaps (docs/results.md, "Serving"). With the threshold fixed, each tensor is its own mapping, unmapped
-    when freed; `malloc_trim(0)` after the release returns what the arenas hold.
+  - memory: nothing of a retired version stays alive once no batch draws with it (a weak reference says
+    so; then gc.collect and glibc's malloc_trim(0)), and its weights leave RSS: they were loaded as mappings
+    of their own (`weights_mapped`). Before, glibc put them in heap arenas that keep freed pages and the
+    replica grew ~25% over 20 swaps (docs/results.md, "Serving").
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ import gc
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from components.serving.loaded import LoadedVersion, load
@@ -94,17 +93,36 @@ def _malloc_trim():
 
 
 _TRIM = _malloc_trim()
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept: blocks this size and up are mappings of their own
+M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
+LOAD_MMAP_THRESHOLD = 128 * 1024  # while a version loads: glibc's own starting value
+DRAW_MMAP_THRESHOLD = 32 << 20  # otherwise: the ceiling glibc's dynamic threshold reaches on 64-bit anyway
 
 
-def malloc_heap_for_weights() -> bool:
-    """Fix glibc's mmap threshold (mallopt M_MMAP_THRESHOLD, which also stops its dynamic raise) for this
-    process, before any version loads: freed weights then leave RSS at once instead of staying in the heap.
-    False where there is no glibc mallopt (the swap still releases, less completely)."""
+def _mallopt():
     try:
-        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (malloc.h)
+        return ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
+        return None
+
+
+_MALLOPT = _mallopt()
+
+
+@contextmanager
+def weights_mapped():
+    """While a version loads, every block of 128 KiB and up is a mapping of its own, unmapped when freed: its
+    weights leave RSS when it retires. Only then: fixed that low, every activation of a draw is mapped too and
+    a batch took 1.5x as long (0.95 -> 1.5 s, 8 images x 30 steps, tiny base); a draw meanwhile pays it, for
+    the load's seconds. Left to glibc, the threshold rises to the largest block freed, and the next version's
+    weights go to heap arenas that keep freed pages. No-op without glibc's mallopt."""
+    if _MALLOPT is None:
+        yield
+        return
+    _MALLOPT(M_MMAP_THRESHOLD, LOAD_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        _MALLOPT(M_MMAP_THRESHOLD, DRAW_MMAP_THRESHOLD)
 
 
 def release_memory() -> None:
@@ -207,7 +225,8 @@ class Follower:
             return
         started = time.monotonic()
         try:
-            new = load(self.model_name, version, self.placement, self._current.erased if self._current else ())
+            with weights_mapped():
+                new = load(self.model_name, version, self.placement, self._current.erased if self._current else ())
             # checked again after the load: an erasure that came while it loaded keeps it out
             if look(self.client, self.model_name, version).loaded_gone:
                 raise RuntimeError(f"version {version} was erased while it loaded")
@@ -224,8 +243,6 @@ class Follower:
             self._stop.wait(self.follow_seconds)
 
     def start(self) -> Follower:
-        """Follow in a daemon thread; weights loaded from now on are mapped apart (malloc_heap_for_weights)."""
-        malloc_heap_for_weights()
         self._thread = threading.Thread(target=self._run, name="lfsd-follow-production", daemon=True)
         self._thread.start()
         return self
