@@ -30,7 +30,12 @@ def register_and_gate(
         stage_seconds=dict(step.times),
     )
     decision, production = step("gate", steps.gate, ws, version, evaluation)
-    log(f"{concept}: version {version}, gate {decision.summary()}; production is version {production}")
+    held = (
+        " (not moved: it serves another chain's version; `lfsd promote " + version + "` to move it)"
+        if decision.passed and production != version
+        else ""
+    )
+    log(f"{concept}: version {version}, gate {decision.summary()}; production is version {production}{held}")
     return run_id, version, decision, production
 
 

@@ -147,9 +147,14 @@ def register(ws: Workspace, **kwargs) -> tuple[str, str]:
 
 
 def gate(ws: Workspace, version: str, evaluation: StepEvaluation) -> tuple[GateDecision, str | None]:
-    """Decide on params.yaml's bounds; move `production` only on a pass."""
+    """Decide on params.yaml's bounds; move `production` only on a pass, and never off a migrated chain a
+    person promoted (then the version says so: `lfsd.not_promoted`)."""
+    from components.publishing.gate import other_chain_in_production
+    from components.workspace.mlflow_store import client
+
     decision = decide(evaluation.current, ws.params.gate)
-    return decision, apply_gate(ws, version, decision)
+    held = other_chain_in_production(client(ws), ws.params.pipeline.model_name, version)
+    return decision, apply_gate(ws, version, decision, held=held)
 
 
 def discard_attempt(ws: Workspace, sub: ConceptSubmission | None, checkpoint: Path | None) -> None:

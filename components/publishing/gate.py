@@ -10,6 +10,7 @@ from components.workspace.layout import Workspace
 
 GATE_TAG = "lfsd.gate"
 GATE_REASON_TAG = "lfsd.gate_reason"
+HELD_TAG = "lfsd.not_promoted"  # a passing version the gate left unpromoted, and why
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,29 @@ def decide(current: dict, cfg: GateConfig) -> GateDecision:
     return GateDecision(not failed, failed, checked)
 
 
-def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | None:
-    """Pass: `production` moves to `version`. Fail: `production` stays; the version says why.
+def other_chain_in_production(client, name: str, version: str) -> str | None:
+    """Why a passing `version` must not take `production` by itself: production serves a version of another
+    chain (a migration's, tag `lfsd.chain`, promoted by a person). Moving it back to this chain's base on a
+    gate pass would silently undo that promotion. None when both are on the same chain (or nothing serves)."""
+    from components.registry import PRODUCTION, get_alias_version
+    from components.workspace.side_chain import CHAIN_TAG
+
+    serving = get_alias_version(name, PRODUCTION, client=client)
+    if serving is None:
+        return None
+    theirs = (client.get_model_version(name, serving).tags or {}).get(CHAIN_TAG, "")
+    mine = (client.get_model_version(name, version).tags or {}).get(CHAIN_TAG, "")
+    if theirs == mine:
+        return None
+    return (
+        f"production (version {serving}) serves the chain {theirs or 'on models/base'!r}, this version is on "
+        f"{mine or 'the chain on models/base'}: a person decides (`lfsd promote {version}`)"
+    )
+
+
+def apply_gate(ws: Workspace, version: str, decision: GateDecision, *, held: str | None = None) -> str | None:
+    """Pass: `production` moves to `version`, unless `held` says why not (`other_chain_in_production`; then
+    the version carries it in `lfsd.not_promoted`). Fail: `production` stays; the version says why.
     Returns the production version afterwards."""
     from components.registry import PRODUCTION, get_alias_version, promote
     from components.registry.model_card import version_card
@@ -50,6 +72,8 @@ def apply_gate(ws: Workspace, version: str, decision: GateDecision) -> str | Non
     client.set_model_version_tag(name, version, GATE_TAG, "passed" if decision.passed else "failed")
     client.set_model_version_tag(name, version, GATE_REASON_TAG, decision.summary())
     client.update_model_version(name, version, description=version_card(client, name, version))
-    if decision.passed:
+    if decision.passed and held:
+        client.set_model_version_tag(name, version, HELD_TAG, held)
+    elif decision.passed:
         promote(name, version, reason=f"gate {decision.summary()}")
     return get_alias_version(name, PRODUCTION)

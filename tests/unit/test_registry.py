@@ -57,3 +57,30 @@ def test_each_workspace_gets_its_own_store_in_one_process_and_a_users_uri_wins(t
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+
+
+def test_a_gate_pass_never_takes_production_off_a_migrated_chain_a_person_promoted(tmp_path):
+    """After `lfsd promote` of a migrated chain's version (tag lfsd.chain), an onboarding on the old chain
+    that passes the gate must not move production back to the old base by itself (a real sqlite registry)."""
+    from mlflow import MlflowClient
+
+    from components.publishing.gate import other_chain_in_production
+    from components.registry import PRODUCTION
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    c = MlflowClient(uri, uri)
+    c.create_registered_model("m")
+    src = tmp_path / "model"
+    src.mkdir()
+
+    def version(tags: dict) -> str:
+        return str(c.create_model_version("m", str(src), tags=tags).version)
+
+    old1, new1, old2, new2 = version({}), version({"lfsd.chain": "s7"}), version({}), version({"lfsd.chain": "s7"})
+    assert other_chain_in_production(c, "m", old1) is None  # nothing serves yet
+    c.set_registered_model_alias("m", PRODUCTION, new1)  # a person promoted the migrated chain
+    held = other_chain_in_production(c, "m", old2)
+    assert held and "'s7'" in held and f"lfsd promote {old2}" in held
+    assert other_chain_in_production(c, "m", new2) is None  # the same chain: the gate may move it
+    c.set_registered_model_alias("m", PRODUCTION, old1)  # rolled back to the old base
+    assert other_chain_in_production(c, "m", old2) is None
