@@ -60,7 +60,8 @@ def compare(
     out = []
     for c in stored:
         cos = torch.as_tensor(embeddings).float() @ torch.as_tensor(c.embeddings).float().T  # (N, M)
-        same_bytes = {i for i, h in enumerate(sha256) if h in set(c.sha256)}
+        theirs = set(c.sha256)
+        same_bytes = {i for i, h in enumerate(sha256) if h in theirs}
         same_look = {i for i in range(cos.shape[0]) if float(cos[i].max()) >= duplicate_above}
         nearness = float(ref @ reference_vector(c.embeddings))
         out.append(Near(c.name, c.class_word, round(nearness, 4), tuple(sorted(same_bytes | same_look))))
