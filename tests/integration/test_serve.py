@@ -3,7 +3,9 @@
 load (fixed clients, each stopping by itself) production moves by rollback, promote and forget, and every
 response comes from a version that was production during its request (within the documented reach:
 follow_seconds + the load), none fails, and none holds the erased concept once the erasure reached the
-endpoint; with MLflow stopped the loaded version keeps serving and /health says the registry is unseen."""
+endpoint; with MLflow stopped the loaded version keeps serving and /health says the registry is unseen.
+The moves are the user's commands, `lfsd rollback`, `lfsd promote` and `lfsd forget`, each its own process
+(a real Prefect server, the same MLflow server)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import NO_RAY, make_workspace
-from tests.integration.services import free_port, mlflow_cli, stop, wait_http
+from tests.integration.services import cli_env, free_port, mlflow_cli, stop, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,7 +112,15 @@ def served(tiny_base_dir, tmp_path_factory):
             t0 = time.time()
             wait_http(f"{url}/health", proc, 240, log)
             print(f"serving after {time.time() - t0:.1f} s")
-            yield {"url": url, "ws": ws, "proc": proc, "log": log, "mlflow": mlflow_proc, "names": names}
+            yield {
+                "url": url,
+                "ws": ws,
+                "proc": proc,
+                "log": log,
+                "mlflow": mlflow_proc,
+                "mlflow_uri": mlflow_uri,
+                "names": names,
+            }
         finally:
             stop(proc)
 
@@ -245,11 +255,18 @@ def _client(url: str, concept: str, k: int, stop_now: threading.Event, out: list
         stop_now.wait(PAUSE)
 
 
-def test_the_endpoint_follows_production_under_load(served):
-    """rollback (2 -> 1), promote (1 -> 2), forget b (2 -> 3, version 2 tagged erased) while clients draw."""
-    from components.chains.forget import forget
-    from components.publishing.promotion import promote, rollback
+def _lfsd(served: dict, prefect_api: str, *args: str) -> None:
+    """`lfsd ARGS --workspace WS` as its own process, as a person types it; it must succeed."""
+    root = served["ws"].root
+    env = cli_env(root, prefect_api, MLFLOW_TRACKING_URI=served["mlflow_uri"])
+    cmd = [sys.executable, "-m", "components.cli", *args, "--workspace", str(root)]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-4000:])
 
+
+def test_the_endpoint_follows_production_under_load(served, prefect_api):
+    """`lfsd rollback` (2 -> 1), `lfsd promote 2` (1 -> 2), `lfsd forget b` (2 -> 3, version 2 tagged erased)
+    while clients draw."""
     url, ws, (a, b) = served["url"], served["ws"], served["names"]
     results: list[tuple] = []
     stop_now = threading.Event()
@@ -261,11 +278,11 @@ def test_the_endpoint_follows_production_under_load(served):
             c.start()
         try:
             time.sleep(1)
-            rollback(ws, log=_quiet)
+            _lfsd(served, prefect_api, "rollback")
             moves["rollback"] = (watch.moved_to("1"), _served_version(url, "1"))
-            promote(ws, "2", "serve test", log=_quiet)
+            _lfsd(served, prefect_api, "promote", "2", "--reason", "serve test")
             moves["promote"] = (watch.moved_to("2", moves["rollback"][0]), _served_version(url, "2"))
-            forget(ws, b, "serve test: erasure request", force=True, log=_quiet)
+            _lfsd(served, prefect_api, "forget", b, "--reason", "serve test: erasure request", "--force")
             moves["forget"] = (watch.moved_to("3"), _served_version(url, "3"))
             deadline = time.time() + 60  # each client draws twice more after the erasure reached the endpoint
             while sum(r[0] >= moves["forget"][1] for r in results) < 2 * CLIENTS and time.time() < deadline:
