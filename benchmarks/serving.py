@@ -35,7 +35,12 @@ SHORT = {  # the build only: serving draws with the version's sampling defaults,
     "training": {"steps": 20, "batch_size": 2, "kd_batch_size": 2, "kd_trajectories": 2, "kd_teacher_steps": 2},
     "forgetting": {"images_per_prompt": 1, "rcf_seeds": 2, "steps": 3},
     "ray": {"enabled": False},
-    "gate": {"max_avg_forgetting": 1.0, "min_rcf_similarity": -1.0, "min_new_concept_fidelity": -1.0},
+    "gate": {
+        "max_avg_forgetting": 1.0,
+        "min_rcf_similarity": -1.0,
+        "min_new_concept_fidelity": -1.0,
+        "max_confusion": 1.0,
+    },
 }
 LEVELS = (1, 4, 16)
 
@@ -132,13 +137,24 @@ class Served:
             time.sleep(0.5)
         raise RuntimeError(f"lfsd serve not ready (exit {self.proc.poll()}):\n{self.log_path.read_text()[-3000:]}")
 
-    def replica_rss(self) -> int:
-        """Resident bytes of the Ray Serve replica process (a descendant of this `lfsd serve`)."""
+    def replica(self):
+        """The Ray Serve replica process (a descendant of this `lfsd serve`)."""
         import psutil
 
         found = [p for p in psutil.Process(self.proc.pid).children(recursive=True) if "ServeReplica" in p.name()]
         assert len(found) == 1, [p.name() for p in found]
-        return found[0].memory_info().rss
+        return found[0]
+
+    def replica_rss(self) -> int:
+        """Resident bytes of the replica."""
+        return self.replica().memory_info().rss
+
+    def replica_rss_parts(self) -> dict[str, float]:
+        """The replica's resident MiB by kind (/proc/PID/status): anonymous (heap, tensors: what a leak grows)
+        and file-backed (pages of mapped libraries and files, touched as new code paths run)."""
+        lines = Path(f"/proc/{self.replica().pid}/status").read_text().splitlines()
+        kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines) if k.startswith("Rss")}
+        return {"anon": round(kb["RssAnon"] / 1024, 1), "file": round(kb["RssFile"] / 1024, 1)}
 
     def stop(self) -> None:
         """SIGTERM to the process group (`lfsd serve` stops Ray Serve and Ray), SIGKILL after 30 s."""
@@ -203,7 +219,7 @@ def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
 
     ws = load_workspace(root)
     now = json.loads(urllib.request.urlopen(f"{served.url}/version", timeout=30).read())["version"]
-    rss = [served.replica_rss()]
+    rss, parts = [served.replica_rss()], [served.replica_rss_parts()]
     seconds = []
     for i in range(n):
         target = "1" if now == "2" else "2"
@@ -211,6 +227,7 @@ def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
         promote(ws, target, f"benchmark swap {i + 1}", log=lambda s: None)
         seconds.append(first_response_of(served.url, target, prompt, t0))
         rss.append(served.replica_rss())
+        parts.append(served.replica_rss_parts())
         now = target
     mib = [round(r / 2**20, 1) for r in rss]
     return {
@@ -221,6 +238,8 @@ def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
         "rss_mib": mib,
         "rss_growth": round((rss[-1] - rss[0]) / rss[0], 4),
         "rss_growth_max": round((max(rss) - rss[0]) / rss[0], 4),
+        "rss_anon_mib": [p["anon"] for p in parts],
+        "rss_file_mib": [p["file"] for p in parts],
     }
 
 

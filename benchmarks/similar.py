@@ -141,6 +141,41 @@ def table(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def floor(concepts: Path, views: int = 16, seed: int = 9000) -> dict:
+    """The evaluator's own confusion: fresh renders of each concept's world instance (views no shot shows)
+    scored against the shots' reference vectors, as generated samples are. A perfect generator would get
+    this much confusion; what a method adds is what it shows above it."""
+    import yaml
+    from PIL import Image
+
+    from components.evaluation.confusion import concept_confusion
+    from components.evaluation.embedder import load_evaluator
+    from components.model.references import load_reference_folder, reference_tensor
+    from components.world.concepts import render_shots
+    from components.world.scenes import all_instances
+
+    _, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
+    base = REPO_ROOT / "models" / "base"
+    unet, vae = (json.loads((base / c / "config.json").read_text()) for c in ("unet", "vae"))
+    size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)  # as ModelBundle.image_size
+    by_key = {i.key: i for i in all_instances()}
+    samples, refs = {}, {}
+    for k, d in enumerate(sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())):
+        meta = yaml.safe_load((d / "concept.yaml").read_text())
+        shots = render_shots(by_key[meta["world_instance"]], views, seed + k)
+        samples[meta["name"]] = dino.embed_images(reference_tensor([Image.fromarray(a) for a in shots], size))
+        refs[meta["name"]] = dino.embed_images(load_reference_folder(d, size, limit=64))
+    out = concept_confusion(samples, refs)
+    per = {n: {"confusion": c.confusion, "margin": c.margin, "nearest": c.nearest} for n, c in out.items()}
+    return {
+        "command": f"python -m benchmarks.similar floor --concepts {concepts}",
+        "views": views,
+        "confusion": sum(c["confusion"] for c in per.values()) / len(per),
+        "margin": sum(c["margin"] for c in per.values()) / len(per),
+        "concepts": per,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -153,7 +188,17 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE as benchmark forgetting")
     t = sub.add_parser("table")
     t.add_argument("jsons", nargs="+", type=Path)
+    f = sub.add_parser("floor", help="the evaluator's confusion on fresh views of the real objects")
+    f.add_argument("--concepts", type=Path, required=True)
+    f.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if a.cmd == "floor":
+        report = floor(a.concepts)
+        print(f"{a.concepts}: confusion {report['confusion']:.3f}, margin {report['margin']:.3f}")
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(report, indent=2))
+        return
     if a.cmd == "table":
         print(table(a.jsons))
         return
