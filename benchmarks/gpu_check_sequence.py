@@ -43,7 +43,12 @@ def _sequence(scratch: Path, n: int, dry: bool, timeout: float) -> dict:
             "training": {"steps": 2, "batch_size": 1, "kd_batch_size": 1, "kd_trajectories": 2, "kd_teacher_steps": 2},
             "forgetting": {"images_per_prompt": 1, "rcf_seeds": 2, "steps": 2},
             "sampling": {"steps": 2},
-            "gate": {"max_avg_forgetting": 1.0, "min_rcf_similarity": -1.0, "min_new_concept_fidelity": -1.0},
+            "gate": {
+                "max_avg_forgetting": 1.0,
+                "min_rcf_similarity": -1.0,
+                "min_new_concept_fidelity": -1.0,
+                "max_confusion": 1.0,
+            },
         }
     saved = os.environ.get("LFSD_STATE_DIR")
     os.environ["LFSD_STATE_DIR"] = str(state)

@@ -37,40 +37,6 @@ def _rss_mb() -> tuple[float, float]:
     return round(peak, 1), round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
-def _score_row(
-    evaluator, model, icgen: bool, base_bundle, only: list[int]
-) -> tuple[dict, dict[str, float], dict, dict[str, float]]:
-    """The ledger positions `only`, each item timed: (score per position, seconds per concept, RCF per class
-    of those concepts, seconds per class)."""
-    import numpy as np
-
-    from components.evaluation.forgetting import rcf_prompts
-
-    entries = model.ledger.entries
-    scores, concept_s = {}, {}
-    for i in only:
-        t0 = time.perf_counter()
-        scores[i] = evaluator.score_concept(model, entries[i], icgen)[0]
-        concept_s[entries[i].name] = time.perf_counter() - t0
-    rcf, class_s = {}, {}
-    for cls in dict.fromkeys(entries[i].class_word for i in only):
-        t0 = time.perf_counter()
-        evaluator.base_rcf_images(base_bundle, [cls])
-        pairs = [evaluator.score_rcf_prompt(model, p) for p in rcf_prompts([cls])]
-        rcf[cls] = (float(np.mean([a for a, _ in pairs])), float(np.mean([s for _, s in pairs])))
-        class_s[cls] = time.perf_counter() - t0
-    return scores, concept_s, rcf, class_s
-
-
-def _step(task: int, scores, rcf: dict, classes) -> object:
-    import numpy as np
-
-    from components.evaluation.forgetting import StepEval
-
-    picked = [rcf[c] for c in classes]
-    return StepEval(task, list(scores), float(np.mean([a for a, _ in picked])), float(np.mean([s for _, s in picked])))
-
-
 def run_method(
     method_name: str,
     dirs: list[Path],
@@ -86,6 +52,7 @@ def run_method(
     keeps what it has measured). The reference (full-protocol) row is scored at every `reference_every`-th
     step and the last (1: every step, the exact definition; its O(k^2) cost is what the bounded protocol
     avoids); between them only what the bounded protocol scores is, and the reference fields are None."""
+    from benchmarks.scale_scoring import score_row, step_eval
     from components.evaluation.bounded import last_scored_steps, step_plan
     from components.evaluation.forgetting import sequence_metrics, step_record
     from components.lifelong import LifelongModel
@@ -116,14 +83,14 @@ def run_method(
         reference = reference_every <= 1 or k % reference_every == 0 or k == len(dirs)
         scored = list(range(len(entries))) if reference else picked
         t0 = time.perf_counter()
-        scores, concept_s, rcf, class_s = _score_row(
+        scores, concept_s, rcf, class_s = score_row(
             evaluator, model, method.icgen and model.bundle.has_context_path, base_bundle, scored
         )
         eval_s = time.perf_counter() - t0
-        measured.append(_step(k, [scores[i] for i in scored], rcf, list(rcf)))
+        measured.append(step_eval(k, [scores[i] for i in scored], rcf, list(rcf)))
         full = sequence_metrics(measured) if reference else None
         classes = list(dict.fromkeys(entries[i].class_word for i in picked))
-        bounded_records.append(step_record(_step(k, [scores[i] for i in picked], rcf, classes)))
+        bounded_records.append(step_record(step_eval(k, [scores[i] for i in picked], rcf, classes)))
         est = sequence_metrics(_steps_from_records(bounded_records))
         eval_bounded_s = sum(concept_s[entries[i].name] for i in picked) + sum(class_s[c] for c in classes)
         added = _bytes(out, folder)
@@ -152,6 +119,8 @@ def run_method(
             "final_fidelity": full and full["final_fidelity"],
             "rcf_preservation": full and full["rcf_preservation"],
             "rcf_similarity": measured[-1].rcf_similarity,
+            "confusion": full and full["confusion"],  # issue 32: the last row's mean (evaluation/confusion.py)
+            "est_confusion": est["confusion"],
             "new_concept_fidelity": at[k - 1],
             **{("fidelity_first" if j == 1 else f"fidelity_{j}"): at.get(j - 1) for j in TRACKED},
             "est_avg_forgetting": est["avg_forgetting"],

@@ -134,6 +134,8 @@ def table(paths: list[Path]) -> str:
     lines = ["| sequence | seed | method | steps | " + " | ".join(keys) + " |", "|" + "---|" * (4 + len(keys))]
     for p in sorted(paths):
         r = json.loads(Path(p).read_text())
+        if "steps" not in r:  # a `floor` report beside the runs
+            continue
         s = r["summary"] or {}
         cells = [f"{s[k]:.3f}" if isinstance(s.get(k), float) else "-" for k in keys]
         seq = Path(r["command"].split("--concepts ")[1].split()[0]).name

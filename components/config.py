@@ -180,6 +180,7 @@ class GateConfig:
     max_avg_forgetting: float  # avg_forgetting of the sequence so far
     min_rcf_similarity: float  # this step's rcf_similarity (paired CLIP-I of theta_k's vs theta_0's class images)
     min_new_concept_fidelity: float  # this step's fidelity of the concept just learned, A[k][k]
+    max_confusion: float  # this step's mean confusion over the concepts it scored (evaluation/confusion.py)
 
 
 @dataclass(frozen=True)

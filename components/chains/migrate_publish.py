@@ -31,6 +31,7 @@ def _evaluation(ws: Workspace, new: SideChain, checkpoint: Path, previous: Path 
             "rcf_similarity": step["rcf_similarity"],
             "rcf_class_acc": step["rcf_class_acc"],
             "avg_forgetting": h["metrics"]["avg_forgetting"],
+            "confusion": h["metrics"].get("confusion", float("nan")),  # absent: scored before confusion existed
         }
         return StepEvaluation(h["metrics"], step, current, heatmap, samples)
     return evaluate_checkpoint(new, checkpoint, previous, figures, record=False)

@@ -121,5 +121,6 @@ def evaluate_checkpoint(
         "rcf_similarity": step.rcf_similarity,
         "rcf_class_acc": step.rcf_class_acc,
         "avg_forgetting": metrics["avg_forgetting"],
+        "confusion": metrics["confusion"],
     }
     return StepEvaluation(metrics, records[-1], current, heatmap, samples)

@@ -24,12 +24,17 @@ class GateDecision:
 
 
 def decide(current: dict, cfg: GateConfig) -> GateDecision:
-    """`current`: avg_forgetting (sequence so far), rcf_similarity and new_concept_fidelity of this step."""
+    """`current`: avg_forgetting (sequence so far), rcf_similarity, new_concept_fidelity and confusion of this
+    step. A NaN fails its bound, except confusion's: NaN (or no value) there means a step scored before
+    confusion was measured (`evaluation/confusion.py`; with one concept learned it is 0)."""
     checks = [
         ("avg_forgetting", current["avg_forgetting"], "<=", cfg.max_avg_forgetting),
         ("rcf_similarity", current["rcf_similarity"], ">=", cfg.min_rcf_similarity),
         ("new_concept_fidelity", current["new_concept_fidelity"], ">=", cfg.min_new_concept_fidelity),
     ]
+    confusion = current.get("confusion", float("nan"))
+    if confusion == confusion:
+        checks.append(("confusion", confusion, "<=", cfg.max_confusion))
     failed = tuple(
         f"{name} {value:.3f} not {op} {bound}"
         for name, value, op, bound in checks

@@ -25,7 +25,12 @@ FAST = {  # params.yaml overrides: seconds per concept instead of minutes
     "forgetting": {"images_per_prompt": 1, "rcf_seeds": 2, "steps": 3},
     "sampling": {"steps": 3},
     "ray": {"cpus_per_worker": 1, "checkpoint_every": 2},
-    "gate": {"max_avg_forgetting": 1.0, "min_rcf_similarity": -1.0, "min_new_concept_fidelity": -1.0},
+    "gate": {
+        "max_avg_forgetting": 1.0,
+        "min_rcf_similarity": -1.0,
+        "min_new_concept_fidelity": -1.0,
+        "max_confusion": 1.0,
+    },
 }
 # For tests of what is not about Ray (the writer lock, the schedule, remote stores): training in the
 # onboarding process saves ~30 s of Ray start-up per onboarding. Ray Train itself is exercised by

@@ -142,6 +142,8 @@ def test_benchmark_runs_land_in_mlflow_with_the_onboarding_metric_names(tmp_path
 
 SCALE_FIELDS = {
     "k",
+    "confusion",
+    "est_confusion",
     "avg_forgetting",
     "final_fidelity",
     "rcf_preservation",
@@ -208,6 +210,8 @@ def test_the_scale_benchmark_records_every_field_per_step(tmp_path, tiny_base_di
             )
             assert 0 < r["eval_bounded_s"] <= r["eval_s"]
         assert rows[0]["avg_forgetting"] == 0.0 and rows[0]["fidelity_first"] == rows[0]["final_fidelity"]
+        assert rows[0]["confusion"] == 0.0  # one concept: nothing to confuse it with
+        assert all(0.0 <= r["confusion"] <= 1.0 and 0.0 <= r["est_confusion"] <= 1.0 for r in rows[1:])
         assert [r["bytes_total"] for r in rows] == [sum(x["bytes_added"] for x in rows[: i + 1]) for i in range(4)]
         # steps 3 and 4 sample 1 of their earlier concepts: the estimate comes from fewer scores
         assert [r["est_protocol"] for r in rows] == ["full", "full", "bounded (2 of 3)", "bounded (2 of 4)"]

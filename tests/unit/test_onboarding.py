@@ -24,6 +24,22 @@ def test_gate_passes_only_when_every_bound_holds(params):
     assert not decide({**good, "rcf_similarity": float("nan")}, cfg).passed
 
 
+def test_the_gate_bounds_confusion_when_there_is_something_to_confuse(params):
+    import dataclasses
+
+    from components.publishing.gate import decide
+
+    cfg = dataclasses.replace(params.gate, max_avg_forgetting=0.1, min_rcf_similarity=0.8, min_new_concept_fidelity=0.3)
+    cfg = dataclasses.replace(cfg, max_confusion=0.25)
+    good = {"avg_forgetting": 0.05, "rcf_similarity": 0.85, "new_concept_fidelity": 0.5, "confusion": 0.25}
+    assert decide(good, cfg).passed and "confusion 0.250 <= 0.25" in decide(good, cfg).summary()
+    confused = decide({**good, "confusion": 0.3125}, cfg)
+    assert not confused.passed and confused.reasons == ("confusion 0.312 not <= 0.25",)
+    unmeasured = decide({**good, "confusion": float("nan")}, cfg)  # a step scored before confusion existed
+    assert unmeasured.passed and "confusion" not in unmeasured.summary()
+    assert decide({k: v for k, v in good.items() if k != "confusion"}, cfg).passed  # a record from before
+
+
 def test_relevant_prompts_render_every_subject_through_the_templates(tiny_bundle):
     from components.training.kd_prompts import relevant_prompts
 
