@@ -4,7 +4,8 @@
         [+ L_denoise(prior images)]                            prior-preservation baseline only
         + lambda_kd * L_kd(student vs teacher, relevant prompts)   data-free KD, against RCF
                                                                    [lfs-context-kd: earlier concepts' prompts
-                                                                    also with the teacher's own samples as context]
+                                                                    also with the teacher's own samples as context;
+                                                                    lfs-cross-kd: and on the new shots, noised]
         [+ lambda_clora * sum (|dW_prev| * dW_new)^2]          C-LoRA baseline only
 
 Relevant prompts (`kd_prompts`): the class word, its nearest class words in the text encoder's own embedding
@@ -108,7 +109,11 @@ class LFSObjective:
                 self.task,
             )
             contexts = teacher_contexts(model, self.relevant, previous, cfg) if method.kd_context and self.icgen else {}
-            self.bank = TeacherBank(model, self.relevant, cfg, contexts)
+            cross = None
+            if method.kd_cross:  # the new shots under earlier concepts' prompts (teacher_bank._add_cross_points)
+                earlier = [p for p in self.relevant if any(s in p for s, _ in previous)]
+                cross = (self.latent_dist.mean * b.latent_scale, earlier)
+            self.bank = TeacherBank(model, self.relevant, cfg, contexts, cross)
         self.prior = prior_latents(model, concept, cfg) if method.prior else None
 
     def _icgen_context(self, picks: torch.Tensor, rng: np.random.Generator, ctx_dim: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ class Method:
     prior: bool = False  # DreamBooth prior preservation on teacher images generated before the task
     c_lora: bool = False  # penalise the new LoRA where earlier tasks' LoRAs changed the weights
     kd_context: bool = False  # KD also on earlier concepts' prompts with the teacher's own samples as ICGen context
+    kd_cross: bool = False  # KD also on the new concept's noised shots under earlier concepts' prompts (teacher_bank)
 
 
 METHODS: dict[str, Method] = {
@@ -20,6 +21,7 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("lfs", kd=True, icgen=True),
         Method("lfs-context-kd", kd=True, icgen=True, kd_context=True),  # issue 32 §4 (docs/similar.md)
+        Method("lfs-cross-kd", kd=True, icgen=True, kd_context=True, kd_cross=True),  # issue 32 §4, second try
         Method("lfs-no-kd", kd=False, icgen=True),
         Method("lfs-no-icgen", kd=True, icgen=False),
         Method("finetune", kd=False, icgen=False),

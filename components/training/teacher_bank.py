@@ -4,8 +4,11 @@ The teacher theta_{k-1} (the model with the new update switched off) walks DDIM 
 noise on the relevant prompts (`kd_prompts.py`); every point (x_t, t, prompt) is kept with the teacher's
 noise prediction in a `TeacherBank`, redrawn every `kd_refresh_every` steps. With `lfs-context-kd` the
 earlier concepts' prompts are also walked with a visual context: the ICGen embedding of samples the teacher
-drew of that concept (`teacher_contexts`), so KD pins the reference-conditioned path too. No image, real or
-stored, is used.
+drew of that concept (`teacher_contexts`), so KD pins the reference-conditioned path too. With `lfs-cross-kd`
+the bank also holds *cross points*: the new concept's own shots, noised, under the earlier concepts' prompts
+(and contexts), with the teacher's prediction there: where the new concept's training pushes, an earlier
+concept's prompt must still be answered as before (`_cross_points`). No earlier image, real or stored, is used;
+the new concept's shots are the task's own data.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from components.config import TrainingConfig
 from components.lifelong import LifelongModel
+from components.model.pipeline import encode_prompts
 from components.model.sampling import denoise, generate
 
 
@@ -37,10 +41,13 @@ class TeacherBank:
         prompts: list[str],
         cfg: TrainingConfig,
         contexts: dict[str, torch.Tensor] | None = None,
+        cross: tuple[torch.Tensor, list[str]] | None = None,
     ):
         """`contexts`: prompt -> (1, 1, E) visual context for the prompts of earlier concepts (`teacher_contexts`);
-        every other trajectory of such a prompt is drawn with it, so KD also pins the ICGen path."""
+        every other trajectory of such a prompt is drawn with it, so KD also pins the ICGen path. `cross`: the
+        new concept's shot latents (K, C, h, w) and the earlier concepts' prompts, for `_cross_points`."""
         self.model, self.prompts, self.cfg, self.prompt_contexts = model, prompts, cfg, contexts or {}
+        self.cross = cross if cross is not None and cross[1] else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.refreshes = 0
         self.contexts: torch.Tensor | None = None
@@ -82,7 +89,34 @@ class TeacherBank:
         self.latents, self.timesteps, self.targets = torch.cat(xs), torch.cat(ts), torch.cat(targets)
         self.point_prompts = prompts * len(xs)
         self.contexts = context.repeat(len(xs), 1, 1) if self.prompt_contexts else None
+        if self.cross is not None:
+            self._add_cross_points()
         self.refreshes += 1
+
+    @torch.no_grad()
+    def _add_cross_points(self) -> None:
+        """As many cross points as the trajectories gave earlier concepts' prompts (so those prompts weigh
+        twice, half on the teacher's own samples, half on the new shots): shot i % K noised to a uniform
+        timestep, prompt cycled over the earlier concepts' prompts, that prompt's teacher context on every
+        other point; the target is the teacher's conditional prediction there."""
+        b, (shots, prompts) = self.model.bundle, self.cross
+        m = sum(p in set(prompts) for p in self.point_prompts)
+        if m == 0:
+            return
+        picked = [prompts[(self.refreshes * m + i) % len(prompts)] for i in range(m)]
+        x0 = shots[torch.arange(m) % len(shots)]
+        noise = torch.randn(x0.shape, generator=self.generator).to(b.device)
+        t = torch.randint(b.scheduler.config.num_train_timesteps, (m,), generator=self.generator).to(b.device)
+        x_t = b.scheduler.add_noise(x0, noise, t)
+        context = self._trajectory_contexts(picked, b.device)
+        with self.model.as_teacher():
+            text = encode_prompts(b.tokenizer, b.text_encoder, picked)
+            eps = b.unet(x_t, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [context]}).sample
+        if self.contexts is None:
+            self.contexts = torch.zeros(len(self.latents), *context.shape[1:], device=b.device)
+        self.latents, self.timesteps = torch.cat([self.latents, x_t]), torch.cat([self.timesteps, t])
+        self.targets, self.contexts = torch.cat([self.targets, eps]), torch.cat([self.contexts, context])
+        self.point_prompts = self.point_prompts + picked
 
     def sample(self, k: int) -> KDBatch:
         idx = torch.randint(len(self.latents), (k,), generator=self.generator)

@@ -27,6 +27,7 @@ from components.world.vocabulary import CLASSES
 EXPECTED = {  # method: (kd, icgen, prior, c_lora)
     "lfs": (True, True, False, False),
     "lfs-context-kd": (True, True, False, False),  # + the teacher's samples as KD context from task 2 on (below)
+    "lfs-cross-kd": (True, True, False, False),  # + cross points: the new shots under earlier prompts (below)
     "lfs-no-kd": (False, True, False, False),
     "lfs-no-icgen": (True, False, False, False),
     "finetune": (False, False, False, False),
@@ -302,3 +303,49 @@ def test_context_kd_gives_earlier_concepts_prompts_the_teachers_own_samples_as_c
     # Plain lfs: no contexts anywhere in KD.
     plain_obj = LFSObjective(model, second, get_method("lfs"), cfg, list(CLASSES), previous)
     assert plain_obj.bank.contexts is None and plain_obj.bank.prompt_contexts == {}
+
+
+def test_cross_kd_pins_earlier_concepts_prompts_on_the_new_shots_to_the_teacher(
+    tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+):
+    """lfs-cross-kd (issue 32 §4): the bank also holds the new concept's shots, noised, under the earlier
+    concept's prompts, as many as the trajectories gave those prompts, each with the teacher's prediction there
+    (moving the student does not change it); task 1 (nothing earlier) and plain lfs have none."""
+    cfg = _cfg(tiny_training_config, kd_batch_size=32, kd_trajectories=17)
+    method = get_method("lfs-cross-kd")
+    model = LifelongModel.from_base(tiny_base_dir, "lfs-cross-kd")
+    first, second = (read_concept(d) for d in two_concepts)
+    train_task(model, first, method, dataclasses.replace(cfg, steps=1, lr=0.05), tmp_path / "01")
+    previous = _begin(model, second, method, cfg, tmp_path / "02")
+    obj = LFSObjective(model, second, method, cfg, list(CLASSES), previous)
+    bank, subject = obj.bank, f"{first.token} {first.class_word}"
+    earlier = {p for p in obj.relevant if subject in p}
+    n_traj = cfg.kd_trajectories * cfg.kd_teacher_steps
+    m = sum(p in earlier for p in bank.point_prompts[:n_traj])
+    assert m > 0 and len(bank.point_prompts) == n_traj + m  # as many cross points as earlier-prompt points
+    assert set(bank.point_prompts[n_traj:]) <= earlier
+    # x_t of a cross point is a noised shot: at its timestep, the shot latents explain it with some noise.
+    shots = obj.latent_dist.mean * model.bundle.latent_scale
+    x, t = bank.latents[n_traj:], bank.timesteps[n_traj:]
+    alphas = model.bundle.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    implied = (x - alphas.sqrt() * shots[torch.arange(m) % len(shots)]) / (1 - alphas).sqrt()
+    assert torch.allclose(implied.std(), torch.tensor(1.0), atol=0.35)  # noise-like, not another image
+    # The target is the teacher's prediction (the new update off), not the student's.
+    before = bank.targets[n_traj:].clone()
+    _perturb_new_update(model)
+    with torch.no_grad(), model.as_teacher():
+        text = lfs_loss.encode_prompts(model.bundle.tokenizer, model.bundle.text_encoder, bank.point_prompts[n_traj:])
+        again = model.bundle.unet(
+            x, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [bank.contexts[n_traj:]]}
+        ).sample
+    assert torch.allclose(again, before, atol=1e-5)
+    with torch.no_grad():
+        student = model.bundle.unet(
+            x, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [bank.contexts[n_traj:]]}
+        ).sample
+    assert (student - before).abs().max() > 1e-4  # the student differs there: KD has something to pin
+    # Task 1 and plain lfs: no cross points.
+    assert LFSObjective(model, second, get_method("lfs"), cfg, list(CLASSES), previous).bank.cross is None
+    alone = LifelongModel.from_base(tiny_base_dir, "lfs-cross-kd")
+    alone_prev = _begin(alone, first, method, cfg, tmp_path / "alone")
+    assert LFSObjective(alone, first, method, cfg, list(CLASSES), alone_prev).bank.cross is None
