@@ -2,7 +2,7 @@
 
     python -m benchmarks.similar run --concepts outputs/similar-3200 --method lfs --seed 0 \
         --json docs/figures/similar/3200-lfs-seed0.json [--set runtime.threads=1]
-    python -m benchmarks.similar table docs/figures/similar/*.json
+    python -m benchmarks.similar table docs/figures/similar/*.json     (paired by sequence, minus lfs)
 
 `run` teaches one method over one sequence with the pipeline's own `train_task` and scores, at every step
 k, concept 1 and the concept just learned (fidelity and confusion against every learned concept's
@@ -127,19 +127,53 @@ def _write(out_json, concepts, method, seed, overrides, dirs, steps, start, para
     return report
 
 
-def table(paths: list[Path]) -> str:
-    """One line per (sequence, seed, method): the issue's numbers."""
-    keys = ("concept1_step1", "concept1_end", "concept1_kept", "confusion", "margin", "final_fidelity",
-            "forgetting_at_end", "new_concept_fidelity", "rcf_similarity", "train_s_per_task")  # fmt: skip
-    lines = ["| sequence | seed | method | steps | " + " | ".join(keys) + " |", "|" + "---|" * (4 + len(keys))]
+PAIRED = (
+    ("concept1_kept", "concept 1 kept (end / step 1)"),
+    ("confusion", "confusion at the end"),
+    ("confusion_at_learning", "confusion of each concept at its own step (mean)"),
+    ("margin", "margin at the end"),
+    ("final_fidelity", "final fidelity"),
+    ("forgetting_at_end", "forgetting at the end (fidelity at its step - at the end, mean)"),
+    ("new_concept_fidelity", "new-concept fidelity (mean)"),
+    ("rcf_similarity", "RCF similarity at the end"),
+    ("train_s_per_task", "training s per task (contended)"),
+)
+
+
+def _values(report: dict) -> dict:
+    """The summary, plus each concept's confusion on the step that taught it (what learning it cost at once,
+    before any later concept could move it)."""
+    learn = [s["scores"][s["concept"].split("-", 1)[-1]]["confusion"] for s in report["steps"]]
+    return (report["summary"] or {}) | {"confusion_at_learning": sum(learn) / len(learn)}
+
+
+def table(paths: list[Path], baseline: str = "lfs") -> str:
+    """The complete runs paired by sequence: one row per (metric, method), a column per sequence, the mean,
+    and each sequence's difference to `baseline` on the same sequence and seed."""
+    runs: dict[tuple[str, str], dict] = {}
     for p in sorted(paths):
         r = json.loads(Path(p).read_text())
-        if "steps" not in r:  # a `floor` report beside the runs
-            continue
-        s = r["summary"] or {}
-        cells = [f"{s[k]:.3f}" if isinstance(s.get(k), float) else "-" for k in keys]
-        seq = Path(r["command"].split("--concepts ")[1].split()[0]).name
-        lines.append(f"| {seq} | {r['seed']} | {r['method']} | {len(r['steps'])} | " + " | ".join(cells) + " |")
+        if "steps" in r and r["complete"]:  # not a `floor` report, not a run still going
+            seq = Path(r["command"].split("--concepts ")[1].split()[0]).name + f" seed {r['seed']}"
+            sets = [o for o in r["command"].split(" --set ")[1:] if not o.startswith("runtime.")]  # not threads
+            runs[(seq, r["method"] + "".join(f" [{o.split()[0]}]" for o in sets))] = _values(r)
+    seqs = sorted({s for s, _ in runs})
+    methods = sorted({m for _, m in runs}, key=lambda m: (m != baseline, m))
+    lines = [
+        f"| metric | method | {' | '.join(seqs)} | mean | minus {baseline}, per sequence |",
+        "| --- | --- |" + " --- |" * (len(seqs) + 2),
+    ]
+    for key, label in PAIRED:
+        for m in methods:
+            vals = [runs.get((s, m), {}).get(key) for s in seqs]
+            base = [runs.get((s, baseline), {}).get(key) for s in seqs]
+            have = [v for v in vals if v is not None]
+            diff = [f"{v - b:+.3f}" if v is not None and b is not None else "-" for v, b in zip(vals, base)]
+            cells = [f"{v:.3f}" if v is not None else "-" for v in vals]
+            mean = f"{sum(have) / len(have):.3f}" if have else "-"
+            lines.append(
+                f"| {label} | {m} | {' | '.join(cells)} | {mean} | {', '.join(diff) if m != baseline else ''} |"
+            )
     return "\n".join(lines)
 
 
