@@ -212,6 +212,34 @@ def floor(concepts: Path, views: int = 16, seed: int = 9000) -> dict:
     }
 
 
+def confusion_by_step(checkpoints: Path, threads: int = 1) -> list[dict]:
+    """Every step of a finished run (`run`'s or `lfsd benchmark forgetting`'s task folders NN-name/, in order)
+    scored in full: the mean confusion the pipeline's gate reads at that step (`sequence_metrics`), per step.
+    What a confusion bound would have said along the way."""
+    import torch
+
+    from components.config import load_params
+    from components.evaluation.embedder import load_evaluator
+    from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics
+    from components.lifelong import LifelongModel
+    from components.training.methods import get_method
+
+    torch.set_num_threads(threads)
+    clip, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
+    evaluator = ForgettingEvaluator(clip, dino, load_params().forgetting)
+    out = []
+    for k, folder in enumerate(sorted(p for p in Path(checkpoints).iterdir() if p.is_dir()), start=1):
+        model = LifelongModel.from_checkpoint(folder, REPO_ROOT / "models" / "base")
+        icgen = get_method(model.ledger.method).icgen and model.bundle.has_context_path
+        step = evaluator.score_step(model, icgen=icgen, rcf_classes=[])
+        mean = sequence_metrics([step])["confusion"]
+        out.append(
+            {"k": k, "checkpoint": folder.name, "confusion": mean, "worst": max(c.confusion for c in step.concepts)}
+        )
+        print(f"{folder.name}: confusion {mean:.3f} (worst concept {out[-1]['worst']:.3f})", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -227,7 +255,17 @@ def main(argv: list[str] | None = None) -> None:
     f = sub.add_parser("floor", help="the evaluator's confusion on fresh views of the real objects")
     f.add_argument("--concepts", type=Path, required=True)
     f.add_argument("--json", type=Path)
+    c = sub.add_parser("confusion-by-step", help="a finished run's task folders scored in full, step by step")
+    c.add_argument("checkpoints", type=Path)
+    c.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if a.cmd == "confusion-by-step":
+        rows = confusion_by_step(a.checkpoints)
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            cmd = f"python -m benchmarks.similar confusion-by-step {a.checkpoints} --json {a.json}"
+            a.json.write_text(json.dumps({"command": cmd, "steps": rows}, indent=2))
+        return
     if a.cmd == "floor":
         report = floor(a.concepts)
         print(f"{a.concepts}: confusion {report['confusion']:.3f}, margin {report['margin']:.3f}")
