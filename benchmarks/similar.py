@@ -177,69 +177,6 @@ def table(paths: list[Path], baseline: str = "lfs") -> str:
     return "\n".join(lines)
 
 
-def floor(concepts: Path, views: int = 16, seed: int = 9000) -> dict:
-    """The evaluator's own confusion: fresh renders of each concept's world instance (views no shot shows)
-    scored against the shots' reference vectors, as generated samples are. A perfect generator would get
-    this much confusion; what a method adds is what it shows above it."""
-    import yaml
-    from PIL import Image
-
-    from components.evaluation.confusion import concept_confusion
-    from components.evaluation.embedder import load_evaluator
-    from components.model.references import load_reference_folder, reference_tensor
-    from components.world.concepts import render_shots
-    from components.world.scenes import all_instances
-
-    _, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
-    base = REPO_ROOT / "models" / "base"
-    unet, vae = (json.loads((base / c / "config.json").read_text()) for c in ("unet", "vae"))
-    size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)  # as ModelBundle.image_size
-    by_key = {i.key: i for i in all_instances()}
-    samples, refs = {}, {}
-    for k, d in enumerate(sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())):
-        meta = yaml.safe_load((d / "concept.yaml").read_text())
-        shots = render_shots(by_key[meta["world_instance"]], views, seed + k)
-        samples[meta["name"]] = dino.embed_images(reference_tensor([Image.fromarray(a) for a in shots], size))
-        refs[meta["name"]] = dino.embed_images(load_reference_folder(d, size, limit=64))
-    out = concept_confusion(samples, refs)
-    per = {n: {"confusion": c.confusion, "margin": c.margin, "nearest": c.nearest} for n, c in out.items()}
-    return {
-        "command": f"python -m benchmarks.similar floor --concepts {concepts}",
-        "views": views,
-        "confusion": sum(c["confusion"] for c in per.values()) / len(per),
-        "margin": sum(c["margin"] for c in per.values()) / len(per),
-        "concepts": per,
-    }
-
-
-def confusion_by_step(checkpoints: Path, threads: int = 1) -> list[dict]:
-    """Every step of a finished run (`run`'s or `lfsd benchmark forgetting`'s task folders NN-name/, in order)
-    scored in full: the mean confusion the pipeline's gate reads at that step (`sequence_metrics`), per step.
-    What a confusion bound would have said along the way."""
-    import torch
-
-    from components.config import load_params
-    from components.evaluation.embedder import load_evaluator
-    from components.evaluation.forgetting import ForgettingEvaluator, sequence_metrics
-    from components.lifelong import LifelongModel
-    from components.training.methods import get_method
-
-    torch.set_num_threads(threads)
-    clip, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
-    evaluator = ForgettingEvaluator(clip, dino, load_params().forgetting)
-    out = []
-    for k, folder in enumerate(sorted(p for p in Path(checkpoints).iterdir() if p.is_dir()), start=1):
-        model = LifelongModel.from_checkpoint(folder, REPO_ROOT / "models" / "base")
-        icgen = get_method(model.ledger.method).icgen and model.bundle.has_context_path
-        step = evaluator.score_step(model, icgen=icgen, rcf_classes=[])
-        mean = sequence_metrics([step])["confusion"]
-        out.append(
-            {"k": k, "checkpoint": folder.name, "confusion": mean, "worst": max(c.confusion for c in step.concepts)}
-        )
-        print(f"{folder.name}: confusion {mean:.3f} (worst concept {out[-1]['worst']:.3f})", flush=True)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -258,7 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("confusion-by-step", help="a finished run's task folders scored in full, step by step")
     c.add_argument("checkpoints", type=Path)
     c.add_argument("--json", type=Path)
+    w = sub.add_parser("why", help="per run: is the final confusion learned badly, or forgotten?")
+    w.add_argument("jsons", nargs="+", type=Path)
     a = ap.parse_args(argv)
+    from benchmarks.similar_checks import confusion_by_step, floor, why
+
+    if a.cmd == "why":
+        print(why(a.jsons))
+        return
     if a.cmd == "confusion-by-step":
         rows = confusion_by_step(a.checkpoints)
         if a.json:
