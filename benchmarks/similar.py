@@ -197,9 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--json", type=Path)
     w = sub.add_parser("why", help="per run: is the final confusion learned badly, or forgotten?")
     w.add_argument("jsons", nargs="+", type=Path)
+    n = sub.add_parser("nearness", help="per run: did nearness to concept 1 flag the steps that dropped it?")
+    n.add_argument("jsons", nargs="+", type=Path)
+    n.add_argument("--warn-above", type=float, default=0.4)
     a = ap.parse_args(argv)
-    from benchmarks.similar_checks import confusion_by_step, floor, why
+    from benchmarks.similar_checks import confusion_by_step, floor, nearness_vs_drops, why
 
+    if a.cmd == "nearness":
+        print(nearness_vs_drops(a.jsons, a.warn_above))
+        return
     if a.cmd == "why":
         print(why(a.jsons))
         return

@@ -10,6 +10,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _image_size() -> int:
+    """The base's pixels per side, read from its configs as `ModelBundle.image_size` does (no model loaded)."""
+    base = REPO_ROOT / "models" / "base"
+    unet, vae = (json.loads((base / c / "config.json").read_text()) for c in ("unet", "vae"))
+    return unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
 def floor(concepts: Path, views: int = 16, seed: int = 9000) -> dict:
     """The evaluator's own confusion: fresh renders of each concept's world instance (views no shot shows)
     scored against the shots' reference vectors, as generated samples are. A perfect generator would get
@@ -24,9 +31,7 @@ def floor(concepts: Path, views: int = 16, seed: int = 9000) -> dict:
     from components.world.scenes import all_instances
 
     _, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
-    base = REPO_ROOT / "models" / "base"
-    unet, vae = (json.loads((base / c / "config.json").read_text()) for c in ("unet", "vae"))
-    size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)  # as ModelBundle.image_size
+    size = _image_size()
     by_key = {i.key: i for i in all_instances()}
     samples, refs = {}, {}
     for k, d in enumerate(sorted(p for p in Path(concepts).iterdir() if (p / "concept.yaml").is_file())):
@@ -91,4 +96,40 @@ def why(paths: list[Path]) -> str:
         rose = [(a, e) for a, e in rose if e["confusion"] - a["confusion"] >= 0.25]
         lost = sum(a["fidelity"] - e["fidelity"] >= 0.05 for a, e in rose)
         lines.append(f"| {Path(p).stem} | {np.corrcoef(fid, conf)[0, 1]:.2f} | {len(rose)} of {len(end)} | {lost} |")
+    return "\n".join(lines)
+
+
+def nearness_vs_drops(paths: list[Path], warn_above: float, drop: float = 0.05) -> str:
+    """Per complete run: at each step k >= 2, the nearness (reference-vector cosine, `evaluation.nearness`) of
+    the concept just learned to concept 1, against concept 1's fidelity change at that step. How many steps
+    dropped concept 1 by >= `drop`, how many the warning (nearness >= `warn_above`) flagged, how many of the
+    flagged held a drop."""
+    import yaml
+
+    from components.evaluation.embedder import load_evaluator
+    from components.evaluation.nearness import nearness_matrix
+    from components.model.references import load_reference_folder
+
+    _, dino = load_evaluator(REPO_ROOT / "models" / "evaluator")
+    embedded: dict[Path, object] = {}
+    lines = ["| run | steps | drops >= 0.05 | flagged | flagged holding a drop |", "| --- | --- | --- | --- | --- |"]
+    for p in sorted(paths):
+        r = json.loads(Path(p).read_text())
+        if "steps" not in r or not r["complete"]:
+            continue
+        folder = Path(r["command"].split("--concepts ")[1].split()[0])
+        folder = folder if folder.is_absolute() else REPO_ROOT / folder
+        dirs = sorted(d for d in folder.iterdir() if (d / "concept.yaml").is_file())
+        if folder not in embedded:
+            embedded[folder] = nearness_matrix(
+                [dino.embed_images(load_reference_folder(d, _image_size(), 64)) for d in dirs]
+            )
+        near = embedded[folder]
+        first = yaml.safe_load((dirs[0] / "concept.yaml").read_text())["name"]
+        fid = [s["scores"][first]["fidelity"] for s in r["steps"]]
+        events = [(float(near[k, 0]), fid[k - 1] - fid[k]) for k in range(1, len(fid))]
+        drops = sum(d >= drop for _, d in events)
+        flagged = [d for n, d in events if n >= warn_above]
+        held = sum(d >= drop for d in flagged)
+        lines.append(f"| {Path(p).stem} | {len(events)} | {drops} | {len(flagged)} | {held} |")
     return "\n".join(lines)
