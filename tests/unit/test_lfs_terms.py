@@ -253,6 +253,18 @@ def test_clora_penalty_is_zero_at_k1_and_pulls_the_new_update_where_earlier_ones
     assert (grad - grad0).norm() > 1e-3 * grad0.norm()
 
 
+def _second_task(method_name, tiny_base_dir, two_concepts, tiny_training_config, tmp_path):
+    """A chain of `method_name` that learned the first concept (one step) and began the second: (cfg, model,
+    first, second, previous, the second task's objective). One bank draw walks every relevant prompt."""
+    cfg = _cfg(tiny_training_config, kd_batch_size=32, kd_trajectories=17)
+    method = get_method(method_name)
+    model = LifelongModel.from_base(tiny_base_dir, method_name)
+    first, second = (read_concept(d) for d in two_concepts)
+    train_task(model, first, method, dataclasses.replace(cfg, steps=1, lr=0.05), tmp_path / "01")
+    previous = _begin(model, second, method, cfg, tmp_path / "02")
+    return cfg, model, first, second, previous, LFSObjective(model, second, method, cfg, list(CLASSES), previous)
+
+
 def test_context_kd_gives_earlier_concepts_prompts_the_teachers_own_samples_as_context(
     monkeypatch, tiny_base_dir, two_concepts, tiny_training_config, tmp_path
 ):
@@ -262,13 +274,9 @@ def test_context_kd_gives_earlier_concepts_prompts_the_teachers_own_samples_as_c
     from components.training.teacher_bank import teacher_contexts
 
     # one bank draw walks every relevant prompt (4 templates x 4 subjects + ""), the earlier concept's included
-    cfg = _cfg(tiny_training_config, kd_batch_size=32, kd_trajectories=17)
-    method = get_method("lfs-context-kd")
-    model = LifelongModel.from_base(tiny_base_dir, "lfs-context-kd")
-    first, second = (read_concept(d) for d in two_concepts)
-    train_task(model, first, method, dataclasses.replace(cfg, steps=1, lr=0.05), tmp_path / "01")
-    previous = _begin(model, second, method, cfg, tmp_path / "02")
-    obj = LFSObjective(model, second, method, cfg, list(CLASSES), previous)
+    cfg, model, first, second, previous, obj = _second_task(
+        "lfs-context-kd", tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+    )
     assert len(obj.relevant) == cfg.kd_trajectories
     bank, subject = obj.bank, f"{first.token} {first.class_word}"
     earlier = {p for p in obj.relevant if subject in p}
@@ -311,13 +319,10 @@ def test_cross_kd_pins_earlier_concepts_prompts_on_the_new_shots_to_the_teacher(
     """lfs-cross-kd (issue 32 §4): the bank also holds the new concept's shots, noised, under the earlier
     concept's prompts, as many as the trajectories gave those prompts, each with the teacher's prediction there
     (moving the student does not change it); task 1 (nothing earlier) and plain lfs have none."""
-    cfg = _cfg(tiny_training_config, kd_batch_size=32, kd_trajectories=17)
+    cfg, model, first, second, previous, obj = _second_task(
+        "lfs-cross-kd", tiny_base_dir, two_concepts, tiny_training_config, tmp_path
+    )
     method = get_method("lfs-cross-kd")
-    model = LifelongModel.from_base(tiny_base_dir, "lfs-cross-kd")
-    first, second = (read_concept(d) for d in two_concepts)
-    train_task(model, first, method, dataclasses.replace(cfg, steps=1, lr=0.05), tmp_path / "01")
-    previous = _begin(model, second, method, cfg, tmp_path / "02")
-    obj = LFSObjective(model, second, method, cfg, list(CLASSES), previous)
     bank, subject = obj.bank, f"{first.token} {first.class_word}"
     earlier = {p for p in obj.relevant if subject in p}
     n_traj = cfg.kd_trajectories * cfg.kd_teacher_steps
