@@ -139,16 +139,28 @@ def promote_by_cli(served: Served, root: Path, version: str, prompt: str) -> dic
     return {"command": f"lfsd promote {version}", "first_response_s": first, "command_exit_s": exited}
 
 
+def settle(url: str, timeout: float = 30.0) -> None:
+    """Wait until the replica says the version it swapped out is released (/version's retired_alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not json.loads(urllib.request.urlopen(f"{url}/version", timeout=30).read()).get("retired_alive"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the replica still holds its previous version {timeout:.0f} s after the swap")
+
+
 def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
     """`n` promotions alternating between versions 1 and 2 (the in-process call `lfsd promote`'s flow makes):
-    seconds from the alias move to the first response of the new version, and the replica's RSS after each."""
+    seconds from the alias move to the first response of the new version, and the replica's RSS after each,
+    twice: at that first response (the version swapped out may still be alive then: a batch that began before
+    the swap draws with it until its loop ends) and settled, once /version says it is released."""
     from components.publishing.promotion import promote
     from components.workspace.layout import load_workspace
 
     ws = load_workspace(root)
     now = json.loads(urllib.request.urlopen(f"{served.url}/version", timeout=30).read())["version"]
     rss, parts = [served.replica_rss()], [served.replica_rss_parts()]
-    seconds = []
+    settled, seconds = [rss[0]], []
     for i in range(n):
         target = "1" if now == "2" else "2"
         t0 = time.perf_counter()
@@ -156,6 +168,8 @@ def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
         seconds.append(first_response_of(served.url, target, prompt, t0))
         rss.append(served.replica_rss())
         parts.append(served.replica_rss_parts())
+        settle(served.url)
+        settled.append(served.replica_rss())
         now = target
     mib = [round(r / 2**20, 1) for r in rss]
     return {
@@ -167,6 +181,9 @@ def swaps(served: Served, root: Path, n: int, prompt: str) -> dict:
         "rss_growth": round((rss[-1] - rss[0]) / rss[0], 4),
         "rss_growth_max": round((max(rss) - rss[0]) / rss[0], 4),
         "rss_anon_mib": [p["anon"] for p in parts],
+        "rss_settled_mib": [round(r / 2**20, 1) for r in settled],
+        "rss_settled_growth": round((settled[-1] - settled[0]) / settled[0], 4),
+        "rss_settled_growth_max": round((max(settled) - settled[0]) / settled[0], 4),
         "rss_file_mib": [p["file"] for p in parts],
     }
 

@@ -234,12 +234,14 @@ def load(path: Path, context_embed_dim: int = 64) -> DiffusionBundle:
     fresh (untrained, output-neutral) one, so every model in lfsd has the same interface."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from safetensors.torch import load_file
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel
+
+    from components.model.tokenizer import load_tokenizer
 
     path = Path(path)
     if not (path / "unet").is_dir() or not (path / "vae").is_dir():
         raise FileNotFoundError(f"{path}: not a diffusers model folder (needs unet/ and vae/)")
-    tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
+    tokenizer = load_tokenizer(path / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(path / "vae")
     unet = UNet2DConditionModel.from_pretrained(path / "unet")

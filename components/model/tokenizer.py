@@ -6,7 +6,10 @@ token ids are identical to OpenAI CLIP's, so a real Stable Diffusion tokenizer i
 
 from __future__ import annotations
 
+import copy
 import gzip
+import hashlib
+import threading
 from pathlib import Path
 
 import torch
@@ -47,6 +50,44 @@ def build_clip_tokenizer(model_max_length: int):
         unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",
     )
+
+
+_PARSED: dict[str, object] = {}  # content digest of a tokenizer folder -> its tokenizer, parsed once
+_PARSED_LOCK = threading.Lock()
+_PARSED_MAX = 4  # distinct tokenizer folders kept (one per base a process loads: a migration has two)
+
+
+def _folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_tokenizer(folder: Path):
+    """A saved CLIP tokenizer: parsed once per process and content, then each call gets its own copy.
+
+    Why: `CLIPTokenizer.from_pretrained` turns tokenizer.json into ~140 k small Python objects and keeps
+    half of them (the 49 k merge tuples of `_merges`, which only its __init__ reads, to build the Rust BPE
+    model). A serving replica loads a version at every swap while the old one still serves; those objects,
+    made while the old version's were alive, pin Python's allocator arenas and the replica's RSS rose by
+    ~27 MiB that never came back (docs/results.md, "Serving"). A deep copy of a parsed tokenizer is made
+    by its Rust backend (one JSON string), with no Python object per merge, and each caller may add its
+    concept tokens to its copy."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    key = _folder_digest(folder)
+    with _PARSED_LOCK:
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            parsed = CLIPTokenizer.from_pretrained(folder)
+            if isinstance(getattr(parsed, "_merges", None), list):
+                parsed._merges = []  # built into the Rust model already; nothing reads it after __init__
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.pop(next(iter(_PARSED)))
+            _PARSED[key] = parsed
+    return copy.deepcopy(parsed)
 
 
 def placeholder_token(concept_name: str) -> str:

@@ -114,7 +114,9 @@ class Endpoint:
         current = self.follower.current()
         if current is None:
             return JSONResponse({"detail": "no version is loaded yet (see GET /health)"}, status_code=503)
-        return JSONResponse(current.describe() | {"swaps": self.follower.swaps})
+        return JSONResponse(
+            current.describe() | {"swaps": self.follower.swaps, "retired_alive": self.follower.retired_alive()}
+        )
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(self) -> HTMLResponse:

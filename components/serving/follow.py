@@ -158,6 +158,11 @@ class Follower:
     def current(self) -> LoadedVersion | None:
         return self._current  # one attribute read: a caller holds one version for all it does
 
+    def retired_alive(self) -> bool:
+        """Whether the version swapped out is still held (a batch that began before the swap draws with it)
+        and its memory not yet given back: it is, at the latest, at the poll after that batch ends."""
+        return self._retired is not None and self._retired() is not None
+
     def wait_current(self, timeout: float) -> LoadedVersion | None:
         """The serving version; while there is none, wait up to `timeout` seconds for one."""
         deadline = time.monotonic() + timeout

@@ -8,7 +8,7 @@ from components.model.context import context_parameters
 from components.model.losses import denoising_loss
 from components.model.pipeline import build_tiny, load, save
 from components.model.sampling import generate
-from components.model.tokenizer import add_placeholder_token, build_clip_tokenizer
+from components.model.tokenizer import add_placeholder_token, build_clip_tokenizer, load_tokenizer
 
 
 def test_clip_tokenizer_matches_openai_ids():
@@ -26,6 +26,35 @@ def test_placeholder_token_is_one_token_initialised_from_class_word(tiny_model_c
     emb = b.text_encoder.get_input_embeddings().weight
     star = b.tokenizer("star", add_special_tokens=False).input_ids
     assert torch.allclose(emb[token_id], emb[star].mean(0))
+
+
+def test_a_loaded_tokenizer_is_parsed_once_and_each_load_gets_its_own_copy(tmp_path):
+    """A swap in a serving replica loads the base's tokenizer again: that load must not make one Python object
+    per BPE merge (they pinned ~27 MiB of the replica's memory), and a copy must stay a copy."""
+    import tracemalloc
+
+    from transformers import CLIPTokenizer
+
+    build_clip_tokenizer(16).save_pretrained(tmp_path / "tok")
+    stock = CLIPTokenizer.from_pretrained(tmp_path / "tok")
+    first = load_tokenizer(tmp_path / "tok")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        second = load_tokenizer(tmp_path / "tok")
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1 << 20, f"a load kept {kept / 2**20:.1f} MiB of Python objects"  # stock: ~7.7 MiB
+    for text in ("a photo of a cat", "<|startoftext|> ünïcode 123!!", "a red-striped mug, on a white background"):
+        assert first(text).input_ids == second(text).input_ids == stock(text).input_ids
+    assert first.model_max_length == stock.model_max_length == 16 and first.pad_token == stock.pad_token
+
+    first.add_tokens(["<kazoxu>"])
+    assert len(first) == len(stock) + 1 and len(second) == len(stock) == len(load_tokenizer(tmp_path / "tok"))
+    first.save_pretrained(tmp_path / "tok2")  # other content: parsed on its own
+    assert "<kazoxu>" in load_tokenizer(tmp_path / "tok2").get_vocab()
+    assert "<kazoxu>" not in load_tokenizer(tmp_path / "tok").get_vocab()
 
 
 def _activate_context(bundle):

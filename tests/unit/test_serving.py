@@ -147,9 +147,9 @@ def test_a_version_a_batch_still_holds_is_released_at_the_next_poll(monkeypatch)
         in_flight = follower.current()  # a batch drawing with version 1 while 2 swaps in
         follower._swap(LoadedVersion("m", "2", pyfunc=_Weights()))
         old = weakref.ref(in_flight.pyfunc)
-        assert old() is not None and follower._retired is not None  # still drawing: not released under it
+        assert old() is not None and follower.retired_alive()  # still drawing: not released under it
         del in_flight  # the batch ends
         follower.poll_once()
-        assert old() is None and follower._retired is None
+        assert old() is None and follower._retired is None and not follower.retired_alive()
     finally:
         gc.enable()
