@@ -2,7 +2,8 @@
 
     POST /generate   a request -> its images, the version and concepts that drew them (field and headers)
     GET  /health     200 while a version serves (the registry's reachability a field), 503 while none does
-    GET  /version    what the serving version is: number, concepts, defaults, the last swaps
+    GET  /version    what the serving version is: number, concepts, defaults, the last swaps, whether
+                     the version swapped out is still alive (`retired_alive`)
     GET  /           the page for people (page.py)
 
 Each replica follows `production` on its own (follow.py) and merges concurrent requests with Ray Serve's
