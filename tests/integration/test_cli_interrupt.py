@@ -6,6 +6,7 @@ registered, `production` unchanged, nothing committed, the attempt discarded. Re
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,18 @@ def _mlflow(ws: Path, query: str) -> list[tuple]:
         return con.execute(query).fetchall()
 
 
+def _signals(pid: int) -> str:
+    """How a process that did not stop at Ctrl-C treats SIGINT (ignored and caught signal masks), and what
+    its main thread runs: what a failure needs to say why."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        masks = ", ".join(line.replace("\t", " ") for line in status if line.startswith(("SigIgn", "SigCgt")))
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as e:
+        return f"its /proc entry could not be read ({e})"
+    return f"{masks} (SIGINT is bit 0x2); main thread waits in {wchan or '?'}"
+
+
 def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_path):
     from components.world.concepts import write_concepts
     from tests.integration.services import cli_env
@@ -41,7 +54,11 @@ def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_
         t0 = time.time()
         # the pause lasts 120 s, then the run would register: a swallowed Ctrl-C times out here (or exits 0);
         # an abort takes seconds, more on a loaded machine (discarding the attempt, stopping Prefect's server)
-        rc = term.finish(timeout=110)
+        try:
+            rc = term.proc.wait(timeout=110)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 110 s after Ctrl-C; {_signals(term.proc.pid)}; it printed:\n{term.text[-4000:]}")
+        rc = term.finish(timeout=5)
     finally:
         if term.proc.poll() is None:
             term.finish(timeout=1)
