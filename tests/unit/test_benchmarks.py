@@ -258,3 +258,26 @@ def test_pooling_removal_runs_reads_each_seed_as_the_mean_of_its_draws():
     erased = out["erased_dropped_minus_never"]
     assert erased["per_seed"] == pytest.approx([0.0, 0.1, -0.1]) and erased["positive"] == 1
     assert erased["sign_test_p_two_sided"] == 1.0
+
+
+def test_the_guidance_probe_draws_as_the_protocol_when_its_guidance_is_the_protocols(tiny_bundle):
+    """benchmarks/similar_guidance.py compares guidance variants on one chain: its `base` must be exactly what
+    `generate` draws (so the other variants differ by their guidance only), `swap` with "" as the negative is
+    `base`, and a contrast term of weight 0 adds nothing; a real negative changes the images."""
+    import torch
+
+    from benchmarks.similar_guidance import draw
+    from components.model.sampling import generate
+
+    b, prompts, seeds = tiny_bundle, ["a cube on a white background", "a ring"], [3, 4]
+    refs = torch.rand(2, 2, 3, b.image_size, b.image_size) * 2 - 1
+    want = generate(b, prompts, seeds, references=refs, steps=3, guidance_scale=3.0)
+    same = {
+        "base": draw(b, "base", prompts, ["a ring"] * 2, seeds, refs, 3, 3.0),
+        "swap to ''": draw(b, "swap", prompts, ["", ""], seeds, refs, 3, 3.0),
+        "contrast-0": draw(b, "contrast-0", prompts, ["a ring"] * 2, seeds, refs, 3, 3.0),
+    }
+    for name, got in same.items():
+        assert torch.allclose(got, want, atol=1e-5), name
+    other = draw(b, "contrast-2", prompts, ["a sphere", "a cube"], seeds, refs, 3, 3.0)
+    assert not torch.allclose(other, want, atol=1e-3)
