@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -68,14 +70,44 @@ class Terminal:
         os.killpg(self.proc.pid, signal.SIGINT)
 
     def finish(self, timeout: float) -> int:
+        """Its exit status within `timeout` s; else it is killed, with what it started in sessions of its own
+        (Prefect's temporary server, Ray): a test that gives up on it leaks no server."""
         try:
             return self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:
+                started = _descendants(self.proc.pid)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+                _kill(started)
             self.reader.join(timeout=5)
             os.close(self.master)
+
+    def abort_with_stacks(self, grace: float = 5.0) -> None:
+        """SIGABRT: a Python process run with PYTHONFAULTHANDLER=1 prints every thread's stack as it dies (read
+        them in `text`); what it started in sessions of its own is killed after it."""
+        started = _descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill(started)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def main(argv: list[str]) -> int:

@@ -46,7 +46,7 @@ def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_
     (concept,) = write_concepts(tmp_path / "in", n=1, shots=3, seed=21)
     head = git(workspace, "rev-parse", "HEAD")
     # Prefect's temporary server, as a user has it: Ctrl-C must not take it down before lfsd has said so
-    env = cli_env(workspace, None, LFSD_PAUSE_AT="during-evaluate", TERM="xterm")
+    env = cli_env(workspace, None, LFSD_PAUSE_AT="during-evaluate", TERM="xterm", PYTHONFAULTHANDLER="1")
     term = Terminal([sys.executable, "-m", "components.cli", "onboard", str(concept)], workspace, env)
     try:
         term.wait_for("paused at during-evaluate", timeout=400)  # trained on Ray, evaluating now
@@ -57,7 +57,9 @@ def test_ctrl_c_during_evaluation_aborts_with_nothing_registered(workspace, tmp_
         try:
             rc = term.proc.wait(timeout=110)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit 110 s after Ctrl-C; {_signals(term.proc.pid)}; it printed:\n{term.text[-4000:]}")
+            masks = _signals(term.proc.pid)
+            term.abort_with_stacks()  # with PYTHONFAULTHANDLER: where each of its threads was
+            pytest.fail(f"no exit 110 s after Ctrl-C; {masks}; it printed (then its stacks):\n{term.text[-12000:]}")
         rc = term.finish(timeout=5)
     finally:
         if term.proc.poll() is None:
