@@ -281,3 +281,22 @@ def test_the_guidance_probe_draws_as_the_protocol_when_its_guidance_is_the_proto
         assert torch.allclose(got, want, atol=1e-5), name
     other = draw(b, "contrast-2", prompts, ["a sphere", "a cube"], seeds, refs, 3, 3.0)
     assert not torch.allclose(other, want, atol=1e-3)
+
+
+def test_compare_scale_finds_the_largest_difference_and_refuses_another_sequence():
+    from benchmarks.compare_scale import compare
+
+    def report(concepts, fidelity):
+        steps = [
+            {"k": i + 1, "concept": c, "avg_forgetting": f, "fidelity_first": 0.5}
+            for i, (c, f) in enumerate(zip(concepts, fidelity))
+        ]
+        return {"methods": {"lfs": {"steps": steps}}}
+
+    old = report(["a", "b", "c"], [None, 0.0101, 0.0200])
+    worst, changed = compare(old, report(["a", "b", "c"], [None, 0.0102, 0.0260]))
+    assert worst["avg_forgetting"][1] == 3 and abs(worst["avg_forgetting"][0] - 0.006) < 1e-9
+    assert [(k, f) for k, f, _, _ in changed] == [(3, "avg_forgetting")]  # 0.0101 -> 0.0102 rounds the same
+    assert compare(old, old) == ({}, [])
+    with pytest.raises(ValueError, match="sequence"):
+        compare(old, report(["a", "c", "b"], [None, 0.0101, 0.0200]))
