@@ -31,7 +31,14 @@ class Terminal:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns, like a window
         self.proc = subprocess.Popen(
-            args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_signals_as_a_shell_leaves_them,
         )
         os.close(slave)
         self.master, self.chunks = master, []
@@ -93,6 +100,16 @@ class Terminal:
         except subprocess.TimeoutExpired:
             pass
         _kill(started)
+
+
+def _signals_as_a_shell_leaves_them() -> None:
+    """Ctrl-C and Ctrl-\\ at their defaults in the child, as an interactive shell starts a command. A test run
+    launched in the background by a non-interactive shell inherits SIGINT and SIGQUIT *ignored* (and SIGHUP
+    under nohup), and Python keeps an inherited SIG_IGN: launched with `setsid nohup bash -c 'pytest ...' &`,
+    `lfsd onboard` ran with SigIgn 0x1001007 and test_cli_interrupt failed every time, the way it failed in
+    every fresh-clone run here since 2026-12-05; with this, it passes launched that way (2026-12-08)."""
+    for s in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, signal.SIG_DFL)
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
