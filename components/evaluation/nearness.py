@@ -8,12 +8,18 @@ come out of a comparison:
   measured what nearness predicted a drop of an earlier concept's fidelity (docs/similar.md,
   `benchmarks/nearness_threshold.py`); above `nearness.warn_above` the onboarding warns and the gate scores
   that concept in full;
-- **duplicate shots**: a new shot whose embedding is (almost) identical to one of an existing concept's
-  shots (cosine >= `nearness.duplicate_above`), or a byte-identical file (same sha256). When most of the new
-  shots are duplicates of one existing concept, the concept is that one again and is refused.
+- **duplicate shots**: a new shot that is one of an existing concept's photos again: a byte-identical file
+  (same sha256), or a near-duplicate (the same photo re-encoded or resized: its 8x8 colour thumbnail, taken
+  from the normalised shot, within `nearness.duplicate_within` mean absolute difference of a stored one's).
+  When most of the new shots are duplicates of one existing concept, the concept is that one again and is
+  refused. Why thumbnails and not the embeddings: over the world's whole unseen instance space the
+  evaluator gives two *different* objects of the same colours a shot cosine up to 0.993 (a red-half-yellow
+  triangle against the diamond), above what another view of one object gets (0.907); thumbnails keep a
+  2x gap (re-encodes <= 1.43, different objects >= 6.12; `benchmarks/duplicate_threshold.py`). Another
+  photo of a learned object is not refused: nearness says how near it is.
 
-Nothing here reads an earlier concept's photos: the chain stores each concept's shot embeddings and shot
-hashes (`onboarding/nearness_check.py`), and this module compares tensors.
+Nothing here reads an earlier concept's photos: the chain stores each concept's shot embeddings,
+thumbnails and file hashes (`onboarding/nearness_check.py`), and this module compares tensors.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from components.evaluation.confusion import reference_vector
+
+THUMBNAIL = 8  # pixels a side of the colour thumbnail a near-duplicate is judged on
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class StoredConcept:
     class_word: str
     embeddings: torch.Tensor  # (M, E) unit rows: its shots, embedded by the evaluator
     sha256: tuple[str, ...]  # its shots' file hashes (the normalised dataset copy)
+    thumbnails: torch.Tensor | None = None  # (M, 3, 8, 8) uint8; None: kept before near-duplicates were judged so
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,7 @@ class Near:
     name: str
     class_word: str
     nearness: float  # cosine of the reference vectors
-    duplicates: tuple[int, ...]  # positions of the new shots identical (bytes or embedding) to one of its shots
+    duplicates: tuple[int, ...]  # positions of the new shots that are one of its photos again (bytes or thumbnail)
 
 
 def nearness_matrix(embeddings: list[torch.Tensor]) -> torch.Tensor:
@@ -52,17 +62,38 @@ def nearness_matrix(embeddings: list[torch.Tensor]) -> torch.Tensor:
     return refs @ refs.T
 
 
+def thumbnails(images: np.ndarray) -> torch.Tensor:
+    """(N, 3, 8, 8) uint8 box-filtered colour thumbnails of (N, H, W, 3) uint8 shots."""
+    from PIL import Image
+
+    small = [np.asarray(Image.fromarray(im).resize((THUMBNAIL, THUMBNAIL), Image.BOX)) for im in images]
+    return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).contiguous()
+
+
+def thumbnail_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, M) mean absolute difference (0-255) between N and M thumbnails."""
+    x, y = a.flatten(1).float(), b.flatten(1).float()
+    return torch.cdist(x, y, p=1) / x.shape[1]
+
+
 def compare(
-    embeddings: torch.Tensor, sha256: tuple[str, ...], stored: list[StoredConcept], duplicate_above: float
+    embeddings: torch.Tensor,
+    thumbs: torch.Tensor,
+    sha256: tuple[str, ...],
+    stored: list[StoredConcept],
+    duplicate_within: float,
 ) -> list[Near]:
-    """The new concept (its shots' embeddings and file hashes) against every stored concept, nearest first."""
+    """The new concept (its shots' embeddings, thumbnails and file hashes) against every stored concept,
+    nearest first."""
     ref = reference_vector(embeddings)
     out = []
     for c in stored:
-        cos = torch.as_tensor(embeddings).float() @ torch.as_tensor(c.embeddings).float().T  # (N, M)
         theirs = set(c.sha256)
         same_bytes = {i for i, h in enumerate(sha256) if h in theirs}
-        same_look = {i for i in range(cos.shape[0]) if float(cos[i].max()) >= duplicate_above}
+        same_look = set()
+        if c.thumbnails is not None:
+            dist = thumbnail_distance(thumbs, c.thumbnails)  # (N, M)
+            same_look = {i for i in range(dist.shape[0]) if float(dist[i].min()) <= duplicate_within}
         nearness = float(ref @ reference_vector(c.embeddings))
         out.append(Near(c.name, c.class_word, round(nearness, 4), tuple(sorted(same_bytes | same_look))))
     return sorted(out, key=lambda n: -n.nearness)
@@ -94,7 +125,10 @@ def save_shots(checkpoint: Path, concept: StoredConcept, evaluator_hash: str) ->
         "sha256": json.dumps(list(concept.sha256)),
         "evaluator": evaluator_hash,
     }
-    save_file({"embeddings": concept.embeddings.contiguous().float()}, str(Path(checkpoint) / SHOTS_FILE), meta)
+    tensors = {"embeddings": concept.embeddings.contiguous().float()}
+    if concept.thumbnails is not None:
+        tensors["thumbnails"] = concept.thumbnails.contiguous()
+    save_file(tensors, str(Path(checkpoint) / SHOTS_FILE), meta)
 
 
 def load_shots(checkpoint: Path, evaluator_hash: str) -> StoredConcept | None:
@@ -110,7 +144,8 @@ def load_shots(checkpoint: Path, evaluator_hash: str) -> StoredConcept | None:
         if meta.get("evaluator") != evaluator_hash:
             return None
         emb = f.get_tensor("embeddings")
-    return StoredConcept(meta["name"], meta["class_word"], emb, tuple(json.loads(meta["sha256"])))
+        thumbs = f.get_tensor("thumbnails") if "thumbnails" in set(f.keys()) else None
+    return StoredConcept(meta["name"], meta["class_word"], emb, tuple(json.loads(meta["sha256"])), thumbs)
 
 
 def write_report(checkpoint: Path, near: list[Near], warn_above: float, not_compared: list[str]) -> None:

@@ -5,8 +5,8 @@ workspace's evaluator and compared (`components/evaluation/nearness.py`) with wh
 learned concept: its shot embeddings and file hashes, stored in the checkpoint of the task that learned
 it. No earlier concept's photos are read.
 
-- Most of the shots are the same files, or the same object (shot cosine >= nearness.duplicate_above), as
-  one existing concept: refused with the name it already has (ValidationError; nothing changed).
+- Most of the shots are one existing concept's photos again (the same files, or near-duplicates: thumbnails
+  within nearness.duplicate_within): refused with the name it already has (ValidationError; nothing changed).
 - Existing concepts with nearness >= nearness.warn_above: said on the terminal, kept in the checkpoint's
   report (the run's `lfsd.near` tag and the model card read it) and scored in full by this step's
   forgetting evaluation (`scoring.py`), not only when the bounded sample happens to pick them.
@@ -39,13 +39,12 @@ def evaluator_hash(ws: Workspace) -> str:
     return file_digest(ws.evaluator_dir / "model.safetensors")
 
 
-def shot_embeddings(evaluator_dir: Path, size: int, sub: ConceptSubmission) -> torch.Tensor:
-    """(N, E) evaluator embeddings of the submission's validated shots, exactly as `load_reference_folder`
-    will read the normalised copy (RGB, resized to the model's size, in [-1, 1])."""
+def shot_images(size: int, sub: ConceptSubmission):
+    """(N, size, size, 3) uint8: the submission's validated shots exactly as `load_reference_folder` will
+    read the normalised copy (RGB, resized to the model's size)."""
     import numpy as np
     from PIL import Image
 
-    from components.evaluation.embedder import load_evaluator
     from components.validation import normalise_image
 
     arrays = []
@@ -53,10 +52,17 @@ def shot_embeddings(evaluator_dir: Path, size: int, sub: ConceptSubmission) -> t
         png = io.BytesIO()
         normalise_image(io.BytesIO(validated_bytes(sub.folder, name, sha256))).save(png, format="PNG")
         arrays.append(np.asarray(Image.open(png).convert("RGB").resize((size, size), Image.BICUBIC)))
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return np.stack(arrays)
+
+
+def shot_embeddings(evaluator_dir: Path, images) -> torch.Tensor:
+    """(N, E) evaluator embeddings of `shot_images` (in [-1, 1], as the evaluator reads references)."""
+    from components.evaluation.embedder import load_evaluator
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     _, dino = load_evaluator(evaluator_dir)
     with torch.no_grad():
-        return dino.embed_images(images)
+        return dino.embed_images(x)
 
 
 def stored_concepts(ws: Workspace, evaluator: str) -> tuple[list[StoredConcept], list[str]]:
@@ -73,28 +79,29 @@ def stored_concepts(ws: Workspace, evaluator: str) -> tuple[list[StoredConcept],
 
 def check(ws: Workspace, sub: ConceptSubmission) -> NearnessCheck:
     """Compare the submission with the chain; ValidationError when it is an existing concept again."""
-    from components.evaluation.nearness import compare, duplicate_of
+    from components.evaluation.nearness import compare, duplicate_of, thumbnails
 
     cfg = ws.params.nearness
     ev = evaluator_hash(ws)
-    emb = shot_embeddings(ws.evaluator_dir, ws.params.model.image_size, sub)
+    images = shot_images(ws.params.model.image_size, sub)
+    emb, thumbs = shot_embeddings(ws.evaluator_dir, images), thumbnails(images)
     stored, missing = stored_concepts(ws, ev)
     hashes = tuple(h for _, h in sub.files)  # in the order of the embeddings
-    near = compare(emb, hashes, stored, cfg.duplicate_above)
+    near = compare(emb, thumbs, hashes, stored, cfg.duplicate_within)
     same = duplicate_of(near, len(sub.files))
     if same is not None:
-        raise refusal(sub, same, cfg.duplicate_above)
-    return NearnessCheck(StoredConcept(sub.name, sub.class_word, emb, hashes), ev, near, missing)
+        raise refusal(sub, same, cfg.duplicate_within)
+    return NearnessCheck(StoredConcept(sub.name, sub.class_word, emb, hashes, thumbs), ev, near, missing)
 
 
-def refusal(sub: ConceptSubmission, same: Near, duplicate_above: float):
+def refusal(sub: ConceptSubmission, same: Near, duplicate_within: float):
     """The ValidationError for a concept that is a learned one again: each duplicate shot named."""
     from components.validation import Problem, ValidationError, ValidationReport, empty_manifest
 
     why = (
-        f"shows the same object as a shot of the learned concept {same.name!r} (the same file, or shot cosine >= "
-        f"nearness.duplicate_above {duplicate_above}): {len(same.duplicates)} of {len(sub.files)} shots do, "
-        f"so this concept is already learned as <{same.name}>; nothing was onboarded"
+        f"is a photo of the learned concept {same.name!r} again (the same file, or a near-duplicate: thumbnail "
+        f"within nearness.duplicate_within {duplicate_within}): {len(same.duplicates)} of {len(sub.files)} shots "
+        f"are, so this concept is already learned as <{same.name}>; nothing was onboarded"
     )
     problems = [Problem(sub.files[i][0], why) for i in same.duplicates]
     return ValidationError(ValidationReport(Path(sub.folder), False, problems, empty_manifest()))
