@@ -188,7 +188,7 @@ class NearnessConfig:
     """The check of a new concept's shots against the chain's concepts before it is trained (issue 32 §3)."""
 
     warn_above: float  # reference-vector cosine above which an existing concept is "near" (warned, scored in full)
-    duplicate_within: float  # 8x8 thumbnail mean absolute difference (0-255) within which a shot is a photo again
+    duplicate_within: float  # signature mean absolute difference (0-255) within which a shot is a photo again
     show: int  # how many near concepts the terminal, the run and the card name
 
 

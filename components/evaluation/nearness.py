@@ -9,14 +9,15 @@ come out of a comparison:
   `benchmarks/nearness_threshold.py`); above `nearness.warn_above` the onboarding warns and the gate scores
   that concept in full;
 - **duplicate shots**: a new shot that is one of an existing concept's photos again: a byte-identical file
-  (same sha256), or a near-duplicate (the same photo re-encoded or resized: its 8x8 colour thumbnail, taken
-  from the normalised shot, within `nearness.duplicate_within` mean absolute difference of a stored one's).
+  (same sha256), or a near-duplicate (the same photo re-encoded or resized: its signature, luma 8x8 and
+  chroma 4x4 of the normalised shot, within `nearness.duplicate_within` mean absolute difference of a
+  stored one's).
   When most of the new shots are duplicates of one existing concept, the concept is that one again and is
   refused. Why thumbnails and not the embeddings: over the world's whole unseen instance space the
   evaluator gives two *different* objects of the same colours a shot cosine up to 0.993 (a red-half-yellow
-  triangle against the diamond), above what another view of one object gets (0.907); thumbnails keep a
-  2x gap (re-encodes <= 1.43, different objects >= 6.12; `benchmarks/duplicate_threshold.py`). Another
-  photo of a learned object is not refused: nearness says how near it is.
+  triangle against the diamond), above what another view of one object gets (0.907); the signatures keep
+  a 2x gap (the photos re-encoded <= 1.13, different objects >= 2.33; `benchmarks/duplicate_threshold.py`).
+  Another photo of a learned object is not refused: nearness says how near it is.
 
 Nothing here reads an earlier concept's photos: the chain stores each concept's shot embeddings,
 thumbnails and file hashes (`onboarding/nearness_check.py`), and this module compares tensors.
@@ -34,7 +35,7 @@ import torch
 
 from components.evaluation.confusion import reference_vector
 
-THUMBNAIL = 8  # pixels a side of the colour thumbnail a near-duplicate is judged on
+THUMBNAIL = 8  # pixels a side of the luma thumbnail a near-duplicate is judged on (chroma: half that)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class StoredConcept:
     class_word: str
     embeddings: torch.Tensor  # (M, E) unit rows: its shots, embedded by the evaluator
     sha256: tuple[str, ...]  # its shots' file hashes (the normalised dataset copy)
-    thumbnails: torch.Tensor | None = None  # (M, 3, 8, 8) uint8; None: kept before near-duplicates were judged so
+    thumbnails: torch.Tensor | None = None  # (M, 96) uint8 (`thumbnails`); None: kept before they were
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,21 @@ def nearness_matrix(embeddings: list[torch.Tensor]) -> torch.Tensor:
 
 
 def thumbnails(images: np.ndarray) -> torch.Tensor:
-    """(N, 3, 8, 8) uint8 box-filtered colour thumbnails of (N, H, W, 3) uint8 shots."""
+    """(N, 96) uint8 signatures of (N, H, W, 3) uint8 shots: the luma box-filtered to 8x8 and the two chroma
+    planes to 4x4 (YCbCr, as JPEG subsamples colour), so a re-encode moves it little and two scenes a lot."""
     from PIL import Image
 
-    small = [np.asarray(Image.fromarray(im).resize((THUMBNAIL, THUMBNAIL), Image.BOX)) for im in images]
-    return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).contiguous()
+    out = []
+    for im in images:
+        ycc = Image.fromarray(im).convert("YCbCr")
+        luma = np.asarray(ycc.resize((THUMBNAIL, THUMBNAIL), Image.BOX))[..., 0]
+        chroma = np.asarray(ycc.resize((THUMBNAIL // 2, THUMBNAIL // 2), Image.BOX))[..., 1:]
+        out.append(np.concatenate([luma.ravel(), chroma.transpose(2, 0, 1).ravel()]))
+    return torch.from_numpy(np.stack(out))
 
 
 def thumbnail_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, M) mean absolute difference (0-255) between N and M thumbnails."""
+    """(N, M) mean absolute difference (0-255) between N and M signatures."""
     x, y = a.flatten(1).float(), b.flatten(1).float()
     return torch.cdist(x, y, p=1) / x.shape[1]
 

@@ -57,8 +57,8 @@ def _compare(mine, learned):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A learned concept, and arrivals: near (same class and colour), unrelated, the same object in other
-    photos, the learned concept's own photos re-encoded as JPEG (from a 96-pixel export, as a photo larger
-    than the model's size is), and the red-half-yellow triangle after the red-half-yellow diamond."""
+    photos, the learned concept's own photos re-encoded as JPEG, and the red-half-yellow triangle after the
+    red-half-yellow diamond."""
     from components.world.scenes import sample_instance
 
     out = tmp_path_factory.mktemp("nearness")
@@ -81,7 +81,7 @@ def world(tmp_path_factory):
     shutil.copytree(folders["learned"], again)
     for p in sorted(again.glob("*.png")):
         buf = io.BytesIO()
-        Image.open(p).convert("RGB").resize((96, 96), Image.BICUBIC).save(buf, "JPEG", quality=85)
+        Image.open(p).convert("RGB").save(buf, "JPEG", quality=85)
         p.unlink()
         p.with_suffix(".jpg").write_bytes(buf.getvalue())
     (again / "concept.yaml").write_text(yaml.safe_dump({"name": "vikoby", "class_word": learned.cls}))
@@ -143,13 +143,13 @@ def test_byte_identical_shots_count_without_the_embeddings():
 
     a = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     b = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
-    black, white = torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.full((4, 3, 8, 8), 255, dtype=torch.uint8)
+    black, white = torch.zeros(4, 96, dtype=torch.uint8), torch.full((4, 96), 255, dtype=torch.uint8)
     stored = StoredConcept("kazoxu", "cube", a, ("h1", "h2", "h3", "h4"), black)
-    near = compare(b, white, ("h1", "h2", "h3", "x"), [stored], duplicate_within=3.0)  # thumbnails never match
+    near = compare(b, white, ("h1", "h2", "h3", "x"), [stored], duplicate_within=1.75)  # signatures never match
     assert near[0].duplicates == (0, 1, 2) and duplicate_of(near, 4).name == "kazoxu"
-    assert duplicate_of(compare(b, white, ("h1", "x", "y", "z"), [stored], 3.0), 4) is None  # one of four: not a copy
+    assert duplicate_of(compare(b, white, ("h1", "x", "y", "z"), [stored], 1.75), 4) is None  # one of four: not a copy
     older = StoredConcept("kazoxu", "cube", a, ("h1", "h2", "h3", "h4"))  # kept before thumbnails: bytes only
-    assert compare(b, black, ("x", "y", "z", "w"), [older], 3.0)[0].duplicates == ()
+    assert compare(b, black, ("x", "y", "z", "w"), [older], 1.75)[0].duplicates == ()
 
 
 def test_the_chain_keeps_what_the_check_needs_and_nothing_from_another_evaluator(world, tmp_path):
