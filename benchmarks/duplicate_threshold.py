@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def measure(evaluator_dir: Path, size: int, seed: int) -> dict:
     lo = torch.topk(diff.flatten(), 5, largest=False)
     view = concept_distance(thumbnails(views).reshape(n, SHOTS, -1), sig).diagonal()
     out: dict = {
-        "command": "python -m benchmarks.duplicate_threshold",
+        "command": "python -m benchmarks.duplicate_threshold " + " ".join(sys.argv[1:]),
         "instances": n,
         "shots": SHOTS,
         "signature": "luma 8x8 + chroma 4x4 (YCbCr), mean absolute difference 0-255",

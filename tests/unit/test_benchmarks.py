@@ -300,3 +300,23 @@ def test_compare_scale_finds_the_largest_difference_and_refuses_another_sequence
     assert compare(old, old) == ({}, [])
     with pytest.raises(ValueError, match="sequence"):
         compare(old, report(["a", "c", "b"], [None, 0.0101, 0.0200]))
+
+
+def test_scale_pair_reads_the_full_rows_of_both_and_concept_1_kept():
+    from benchmarks.scale_pair import paired
+
+    def report(method, first, forgetting, concepts=("a", "b", "c")):
+        steps = [
+            {"k": i + 1, "concept": c, "fidelity_first": f, "avg_forgetting": g, "confusion": 0.1}
+            for i, (c, f, g) in enumerate(zip(concepts, first, forgetting))
+        ]
+        return {"methods": {method: {"steps": steps}}}
+
+    lfs = report("lfs", [0.4, 0.3, 0.2], [None, None, 0.05])  # k = 2 is a bounded step: not a full row
+    kd = report("lfs-cross-kd", [0.4, 0.35, 0.36], [None, None, 0.06])
+    p = paired(lfs, kd)
+    assert p["methods"] == ("lfs", "lfs-cross-kd") and list(p["rows"]) == [1, 3]
+    assert p["rows"][3]["avg_forgetting"] == (0.05, 0.06) and p["rows"][3]["fidelity_first"] == (0.2, 0.36)
+    assert p["kept"] == pytest.approx((0.5, 0.9))
+    with pytest.raises(ValueError, match="sequence"):
+        paired(lfs, report("x", [0.4, 0.3, 0.2], [None, None, 0.05], concepts=("a", "c", "b")))
